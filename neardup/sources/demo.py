@@ -1,0 +1,318 @@
+"""Source: the offline demo dataset, built in seconds from photos that installed packages ship.
+
+Distinct images are non-overlapping tiles (varied sizes) cut from real photos of
+scikit-image (``skimage.data``) and scikit-learn (``load_sample_images``). Tiles of the
+same photo look alike (realistic hard negatives) but never share a pixel. Planted
+duplicates are copies of some tiles, each edited with one transform of
+:mod:`neardup.transforms` (all transforms are used), recorded in the truth table.
+The label of an image is the name of its source photo; a few copies carry a wrong
+label so that label conflicts exist. One truncated JPEG and one text file exercise
+the skipped list.
+
+Layout under ``out_dir / "images"``: ``tiles/<photo>_<k>.jpg``, ``copies/copy_<k>.jpg``,
+``broken/truncated.jpg``, ``broken/notes.txt``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from neardup.manifest import scan_files
+from neardup.sources import TRUTH_COLUMNS, FetchResult, SourceError
+from neardup.transforms import TRANSFORMS, apply_transform
+
+log = logging.getLogger(__name__)
+
+#: Tile side ranges (min, max) in pixels, tried from the largest until enough tiles exist.
+TILE_LEVELS = ((96, 256), (80, 224), (72, 192), (64, 160), (56, 128), (48, 112))
+#: Tiles whose greyscale standard deviation (0-255) is below this are near uniform and dropped.
+MIN_TILE_STD = 12.0
+#: Share of distinct tiles taken from greyscale photos (when enough colour tiles exist).
+GREY_SHARE = 0.08
+#: At most this share of distinct tiles comes from any one photo.
+MAX_PHOTO_SHARE = 0.25
+JPEG_QUALITY = 95
+_SUBDIRS = ("tiles", "copies", "broken")
+
+
+def _skimage(name: str, index: int | None = None, centre: float = 1.0) -> Callable[[], np.ndarray]:
+    """Loader of ``skimage.data.<name>()`` (item ``index`` of a tuple), keeping the central
+    ``centre`` fraction of each side."""
+
+    def load() -> np.ndarray:
+        import skimage.data
+
+        out = getattr(skimage.data, name)()
+        out = out[index] if index is not None else out
+        h, w = out.shape[:2]
+        dy, dx = round(h * (1 - centre) / 2), round(w * (1 - centre) / 2)
+        return out[dy:h - dy, dx:w - dx]
+
+    return load
+
+
+def _sklearn(file_name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(file_name)
+
+    return load
+
+
+#: (label, loader, is_grey). All load offline; colour photos first.
+PHOTOS: tuple[tuple[str, Callable[[], np.ndarray], bool], ...] = (
+    ("astronaut", _skimage("astronaut"), False),
+    ("chelsea", _skimage("chelsea"), False),
+    ("coffee", _skimage("coffee"), False),
+    ("rocket", _skimage("rocket"), False),
+    ("motorcycle", _skimage("stereo_motorcycle", 0), False),
+    ("hubble", _skimage("hubble_deep_field"), False),
+    ("immunohistochemistry", _skimage("immunohistochemistry"), False),
+    ("retina", _skimage("retina", centre=0.64), False),  # drop the black surround
+    ("china", _sklearn("china.jpg"), False),
+    ("flower", _sklearn("flower.jpg"), False),
+    ("camera", _skimage("camera"), True),
+    ("coins", _skimage("coins"), True),
+)
+
+
+def _load_photos() -> list[tuple[str, np.ndarray, bool]]:
+    photos = []
+    for name, load, grey in PHOTOS:
+        try:
+            arr = np.asarray(load())
+        except Exception as exc:  # noqa: BLE001 - a missing optional photo must not stop the demo
+            log.warning("demo photo %r is unavailable (%s); continuing without it", name, exc)
+            continue
+        if arr.dtype != np.uint8 or arr.ndim not in (2, 3):
+            log.warning("demo photo %r has unexpected dtype/shape %s %s; skipped", name, arr.dtype, arr.shape)
+            continue
+        photos.append((name, arr[..., :3] if arr.ndim == 3 else arr, grey))
+    if not photos:
+        raise SourceError("no demo photos could be loaded from scikit-image / scikit-learn; reinstall them")
+    return photos
+
+
+def _guillotine(w: int, h: int, lo: int, hi: int, rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
+    """Partition a ``w`` x ``h`` area into rectangles (x0, y0, x1, y1) with sides in [lo, hi]."""
+    out, stack = [], [(0, 0, w, h)]
+    while stack:
+        x0, y0, x1, y1 = stack.pop()
+        rw, rh = x1 - x0, y1 - y0
+        if rw < lo or rh < lo:
+            continue
+        can_x, can_y = rw >= 2 * lo, rh >= 2 * lo
+        must = rw > hi or rh > hi or max(rw, rh) > 2 * min(rw, rh)
+        if not (can_x or can_y) or (not must and rng.random() < 0.4):
+            out.append((x0, y0, x1, y1))
+            continue
+        if can_x and (rw >= rh or not can_y):
+            cut = x0 + int(rng.integers(lo, rw - lo + 1))
+            stack += [(x0, y0, cut, y1), (cut, y0, x1, y1)]
+        else:
+            cut = y0 + int(rng.integers(lo, rh - lo + 1))
+            stack += [(x0, y0, x1, cut), (x0, cut, x1, y1)]
+    return sorted(out, key=lambda r: (r[1], r[0]))
+
+
+def _tile_pool(photos, lo: int, hi: int, seed: int) -> list[tuple[int, tuple[int, int, int, int]]]:
+    """All usable tiles at one size level as (photo index, rect)."""
+    pool = []
+    for p, (_, arr, _) in enumerate(photos):
+        rng = np.random.default_rng([seed, p, lo, hi])
+        grey = arr if arr.ndim == 2 else arr @ np.array([0.299, 0.587, 0.114])
+        for x0, y0, x1, y1 in _guillotine(arr.shape[1], arr.shape[0], lo, hi, rng):
+            if float(grey[y0:y1, x0:x1].std()) >= MIN_TILE_STD:
+                pool.append((p, (x0, y0, x1, y1)))
+    return pool
+
+
+def _select_tiles(photos, n: int, seed: int, rng: np.random.Generator):
+    """Pick ``n`` tiles at the largest size level that has enough.
+
+    At most :data:`MAX_PHOTO_SHARE` of the tiles come from one photo and about
+    :data:`GREY_SHARE` from greyscale photos (more only when colour tiles run out).
+    """
+    cap = max(1, int(np.ceil(MAX_PHOTO_SHARE * n)))
+    grey_quota = round(GREY_SHARE * n)
+    best = 0
+    for lo, hi in TILE_LEVELS:
+        pool = _tile_pool(photos, lo, hi, seed)
+        per_photo = np.bincount([p for p, _ in pool], minlength=len(photos))
+        best = max(best, int(np.minimum(per_photo, cap).sum()))
+        if np.minimum(per_photo, cap).sum() < n:
+            continue
+        order = rng.permutation(len(pool))
+        counts = np.zeros(len(photos), dtype=int)
+        taken: set[int] = set()
+        n_grey = 0
+        for strict in (True, False):
+            for i in order:
+                if len(taken) == n:
+                    break
+                p = pool[i][0]
+                grey = photos[p][2]
+                if i in taken or counts[p] >= cap:
+                    continue
+                if strict and (n_grey >= grey_quota if grey else len(taken) - n_grey >= n - grey_quota):
+                    continue
+                taken.add(int(i))
+                counts[p] += 1
+                n_grey += grey
+        chosen = [pool[i] for i in taken]
+        log.info("demo tiles: %d (%d from greyscale photos), sides %d-%d px", n, n_grey, lo, hi)
+        return sorted(chosen, key=lambda t: (t[0], t[1][1], t[1][0]))
+    raise ValueError(f"n_distinct={n} is too large: the demo photos give at most {best} distinct tiles")
+
+
+def _prepare_dir(images: Path) -> None:
+    if images.exists():
+        for sub in _SUBDIRS:
+            if (images / sub).exists():
+                shutil.rmtree(images / sub)
+        left = sorted(p.name for p in images.iterdir())
+        if left:
+            raise SourceError(
+                f"{images} holds files that the demo did not write ({left[:5]}); "
+                f"choose another output folder or remove them"
+            )
+    for sub in _SUBDIRS:
+        (images / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _plan_copies(tiles, photos, n_duplicates: int, rng: np.random.Generator) -> list[tuple[int, str]]:
+    """(tile index, transform) per copy; some tiles get two copies; grayscale only of colour tiles."""
+    if n_duplicates == 0:
+        return []
+    n_tiles = len(tiles)
+    names = list(TRANSFORMS)
+    transforms = [names[k % len(names)] for k in range(n_duplicates)]
+    transforms = [transforms[i] for i in rng.permutation(n_duplicates)]
+    n_unique = max(1, min(n_tiles, n_duplicates - n_duplicates // 6))
+    unique = rng.choice(n_tiles, size=n_unique, replace=False)
+    extra = rng.choice(unique, size=n_duplicates - n_unique, replace=True)
+    originals = [int(i) for i in np.concatenate([unique, extra])]
+    is_grey = [photos[t[0]][2] for t in tiles]
+    for i, (orig, tr) in enumerate(zip(originals, transforms)):
+        if tr == "grayscale" and is_grey[orig]:
+            for j in range(n_duplicates):
+                if transforms[j] != "grayscale" and not is_grey[originals[j]]:
+                    originals[i], originals[j] = originals[j], originals[i]
+                    break
+    return list(zip(originals, transforms))
+
+
+def _save_jpeg(image: Image.Image, path: Path) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=JPEG_QUALITY)
+    data = buf.getvalue()
+    path.write_bytes(data)
+    return data
+
+
+def make_demo(
+    out_dir: Path,
+    *,
+    n_distinct: int = 300,
+    n_duplicates: int = 60,
+    n_label_conflicts: int = 5,
+    seed: int = 0,
+    set_name: str = "demo",
+) -> FetchResult:
+    """Build the demo dataset under ``out_dir / "images"`` and return its tables.
+
+    Parameters
+    ----------
+    out_dir : Path
+        Output folder; its ``images/tiles``, ``images/copies`` and ``images/broken``
+        are replaced. Manifest paths are ``str(out_dir / "images" / id)``.
+    n_distinct : int
+        Number of distinct tiles (>= 1).
+    n_duplicates : int
+        Number of planted near-duplicate copies (>= 0); every transform is used once
+        before any is used twice.
+    n_label_conflicts : int
+        How many copies carry a label different from their original's (<= n_duplicates).
+    seed : int
+        Seed of all randomness; the same seed gives byte-identical images.
+    set_name : str
+        Value of the manifest's ``set`` column.
+
+    Returns
+    -------
+    FetchResult
+        ``manifest`` with ``n_distinct + n_duplicates`` rows, ``skipped`` with 2 rows
+        (truncated JPEG, text file), ``truth`` with ``n_duplicates`` rows.
+
+    Raises
+    ------
+    ValueError
+        If a count is out of range, or ``n_distinct`` exceeds the tiles the photos give.
+    """
+    if n_distinct < 1:
+        raise ValueError(f"n_distinct must be >= 1, got {n_distinct}")
+    if n_duplicates < 0:
+        raise ValueError(f"n_duplicates must be >= 0, got {n_duplicates}")
+    if not 0 <= n_label_conflicts <= n_duplicates:
+        raise ValueError(f"n_label_conflicts must be in 0..n_duplicates={n_duplicates}, got {n_label_conflicts}")
+    out_dir = Path(out_dir)
+    images = out_dir / "images"
+    rng = np.random.default_rng(seed)
+    photos = _load_photos()
+    tiles = _select_tiles(photos, n_distinct, seed, rng)
+    _prepare_dir(images)
+
+    labels: dict[str, str] = {}
+    tile_ids, tile_images, written = [], [], []
+    counters: dict[str, int] = {}
+    for p, (x0, y0, x1, y1) in tqdm(tiles, desc="demo tiles", unit="img", leave=False):
+        name, arr, _ = photos[p]
+        k = counters[name] = counters.get(name, -1) + 1
+        image_id = f"tiles/{name}_{k:03d}.jpg"
+        image = Image.fromarray(np.ascontiguousarray(arr[y0:y1, x0:x1]))
+        _save_jpeg(image, images / image_id)
+        tile_ids.append(image_id)
+        tile_images.append(image)
+        labels[image_id] = name
+        written.append(images / image_id)
+
+    truth_rows = []
+    conflicts = set(rng.choice(n_duplicates, size=n_label_conflicts, replace=False).tolist())
+    for k, (orig, transform) in enumerate(tqdm(
+        _plan_copies(tiles, photos, n_duplicates, rng), desc="demo copies", unit="img", leave=False
+    )):
+        image_id = f"copies/copy_{k:03d}.jpg"
+        _save_jpeg(apply_transform(transform, tile_images[orig], rng), images / image_id)
+        label = labels[tile_ids[orig]]
+        if k in conflicts:
+            others = sorted({n for n, _, _ in photos} - {label})
+            label = str(rng.choice(others))
+        labels[image_id] = label
+        truth_rows.append({"id": image_id, "original": tile_ids[orig], "transform": transform})
+        written.append(images / image_id)
+
+    good = _save_jpeg(tile_images[0], images / "broken" / "truncated.jpg")
+    (images / "broken" / "truncated.jpg").write_bytes(good[: len(good) * 3 // 5])
+    (images / "broken" / "notes.txt").write_text(
+        "Not an image: the demo plants this file so that skipped.csv is exercised.\n", encoding="utf-8"
+    )
+    written += [images / "broken" / "truncated.jpg", images / "broken" / "notes.txt"]
+
+    result = scan_files(written, root=images, set_name=set_name, labels=labels)
+    result.truth = pd.DataFrame(truth_rows, columns=TRUTH_COLUMNS).sort_values("id", ignore_index=True)
+    if len(result.skipped) != 2 or len(result.manifest) != n_distinct + n_duplicates:
+        log.warning("demo: expected %d images and 2 skipped, got %d and %d",
+                    n_distinct + n_duplicates, len(result.manifest), len(result.skipped))
+    log.info("demo: %d distinct tiles, %d planted copies, %d label conflicts in %s",
+             n_distinct, n_duplicates, n_label_conflicts, images)
+    return result

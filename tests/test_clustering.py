@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+from sklearn.cluster import DBSCAN
+
+from neardup.clustering import cluster_sweep, groups_for_eps, l2_normalize, radius_graph
+
+
+def planted(n=300, d=64, n_dups=40, noise=0.02, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n, d)).astype(np.float32)
+    src = rng.choice(n, n_dups, replace=False)
+    copies = base[src] + noise * rng.normal(size=(n_dups, d)).astype(np.float32)
+    exact = base[src[:3]]  # exact copies: distance 0
+    return np.vstack([base, copies, exact]), src
+
+
+@pytest.mark.parametrize("metric, eps_values", [("cosine", [0.001, 0.01, 0.05, 0.3]),
+                                                ("euclidean", [0.05, 0.3, 1.0, 6.0])])
+@pytest.mark.parametrize("min_samples", [1, 2, 3])
+def test_sparse_graph_dbscan_equals_plain_dbscan(metric, eps_values, min_samples):
+    vectors, _ = planted()
+    graph = radius_graph(vectors, radius=max(eps_values), metric=metric)
+    points = l2_normalize(vectors) if metric == "cosine" else vectors
+    for eps in eps_values:
+        plain = DBSCAN(eps=eps, min_samples=min_samples, metric=metric).fit_predict(points.astype(np.float64))
+        ids = [f"{i:04d}" for i in range(len(vectors))]
+        ours = groups_for_eps(graph, ids, [""] * len(ids), eps=eps, min_samples=min_samples)
+        # Same partition of non-singleton clusters (cluster numbering may differ).
+        plain_sets = {frozenset(np.flatnonzero(plain == c)) for c in set(plain) - {-1}}
+        plain_sets = {s for s in plain_sets if len(s) > 1}
+        our_sets = {frozenset(int(i) for i in g["id"]) for _, g in ours.groupby("group")}
+        assert our_sets == plain_sets, (metric, eps, min_samples)
+
+
+def test_graph_is_symmetric_without_self_loops_and_keeps_exact_copies():
+    vectors, src = planted()
+    graph = radius_graph(vectors, radius=0.01, metric="cosine")
+    assert (graph != graph.T).nnz == 0
+    assert graph.diagonal().sum() == 0
+    n = 300 + 40
+    for k in range(3):  # exact copy k of src[k]
+        assert graph[n + k, src[k]] == pytest.approx(0.0, abs=1e-6)
+        assert graph.has_sorted_indices
+
+
+def test_groups_table_contract_and_determinism():
+    vectors, src = planted()
+    ids = [f"img_{i:04d}.jpg" for i in range(len(vectors))]
+    labels = ["a" if i % 2 else "b" for i in range(len(vectors))]
+    t1 = cluster_sweep(vectors, ids, labels, eps_values=[0.05, 0.01], metric="cosine")
+    t2 = cluster_sweep(vectors, ids, labels, eps_values=[0.01, 0.05], metric="cosine")
+    assert list(t1.columns) == ["eps", "group", "id", "label", "distance"]
+    assert t1.equals(t2)
+    at = t1[t1["eps"] == 0.05]
+    assert at.groupby("group").size().min() >= 2  # singletons left out
+    assert at["group"].nunique() == 40
+    # groups numbered in order of their smallest id; distance = nearest other member, within eps
+    firsts = at.groupby("group")["id"].min().to_list()
+    assert firsts == sorted(firsts)
+    assert (at["distance"] <= 0.05).all() and (at["distance"] >= 0).all()
+
+
+def test_seed_setting_euclidean_raw_vectors():
+    vectors, _ = planted(noise=0.01)
+    scale = 10 * vectors  # raw euclidean depends on scale; cosine does not
+    ids = [str(i) for i in range(len(vectors))]
+    cos_a = cluster_sweep(vectors, ids, ids, eps_values=[0.01], metric="cosine")
+    cos_b = cluster_sweep(scale, ids, ids, eps_values=[0.01], metric="cosine")
+    assert cos_a[["group", "id"]].equals(cos_b[["group", "id"]])
+    euc_a = cluster_sweep(vectors, ids, ids, eps_values=[0.5], metric="euclidean")
+    euc_b = cluster_sweep(scale, ids, ids, eps_values=[0.5], metric="euclidean")
+    assert euc_a["group"].nunique() == 40 and euc_b["group"].nunique() < 40

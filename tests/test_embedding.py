@@ -1,0 +1,105 @@
+"""The embedding loop on the real Lite0 ImageNet model: ids stay with vectors, formats, failures."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import save
+from neardup.embedding import JPEG_RATIOS, PIL_DECODE, TF_DECODE, Embedder, Embeddings, decode_modes
+from neardup.manifest import scan_files
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return Embedder("efficientnet-lite0", size=224, batch_size=3)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, photos):
+    root = tmp_path_factory.mktemp("imgs")
+    for name, array in photos.items():
+        save(array, root / f"{name}.jpg", quality=92)
+    save(photos["coffee"], root / "formats" / "coffee.png")
+    save(photos["coffee"], root / "formats" / "coffee.tiff")
+    save(photos["coffee"], root / "formats" / "coffee.ppm")
+    save(np.asarray(Image.fromarray(photos["china"]).convert("L")), root / "grey.png")
+    return root
+
+
+def manifest_of(root):
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return scan_files(files, root=root, set_name="t").manifest
+
+
+def cosine(a, b):
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_ids_stay_with_vectors_across_batches(embedder, folder):
+    manifest = manifest_of(folder)
+    emb = embedder.embed_manifest(manifest)
+    assert list(emb.ids) == list(manifest["id"]) and len(emb.skipped) == 0
+    assert emb.vectors.shape == (len(manifest), 1280) and emb.vectors.dtype == np.float32
+    # Each vector equals the vector of that image embedded alone (batches of 3 mix 10 images).
+    for k in (0, 4, len(manifest) - 1):
+        alone = embedder.embed_manifest(manifest.iloc[[k]])
+        np.testing.assert_allclose(alone.vectors[0], emb.vectors[k], rtol=1e-4, atol=1e-4)
+    # Deterministic.
+    np.testing.assert_array_equal(embedder.embed_manifest(manifest).vectors, emb.vectors)
+
+
+def test_formats_decode_to_the_same_pixels(embedder, folder):
+    manifest = manifest_of(folder / "formats")
+    assert set(manifest["format"]) == {"PNG", "TIFF", "PPM"}
+    emb = embedder.embed_manifest(manifest)
+    assert len(emb.ids) == 3
+    np.testing.assert_allclose(emb.vectors[0], emb.vectors[1], atol=1e-4)
+    np.testing.assert_allclose(emb.vectors[0], emb.vectors[2], atol=1e-4)
+
+
+def test_duplicates_are_closer_than_different_photos(embedder, folder, photos, tmp_path):
+    copy = Image.fromarray(photos["chelsea"]).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    copy = copy.resize((copy.width // 2, copy.height // 2))
+    copy.save(tmp_path / "chelsea_copy.jpg", quality=40)
+    manifest = pd.concat([manifest_of(folder), manifest_of(tmp_path)], ignore_index=True)
+    emb = embedder.embed_manifest(manifest)
+    vec = dict(zip(emb.ids, emb.vectors))
+    same = cosine(vec["chelsea.jpg"], vec["chelsea_copy.jpg"])
+    others = [cosine(vec["chelsea_copy.jpg"], vec[k]) for k in ("astronaut.jpg", "coffee.jpg", "rocket.jpg", "china.jpg")]
+    assert same > 0.8 > max(others) + 0.2, (same, others)
+
+
+def test_broken_file_is_skipped_not_lost(embedder, folder, tmp_path):
+    manifest = manifest_of(folder).head(4).copy()
+    broken = tmp_path / "was_fine.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg any more")
+    manifest.loc[1, "path"] = str(broken)  # the file changed after fetch
+    emb = embedder.embed_manifest(manifest)
+    assert set(emb.ids) | set(emb.skipped["id"]) == set(manifest["id"])
+    assert list(emb.skipped["id"]) == [manifest.loc[1, "id"]]
+    assert "decode" in emb.skipped["reason"][0]
+
+
+def test_decode_modes_and_dct_scaled_jpeg(embedder, photos, tmp_path):
+    modes = decode_modes(["JPEG", "JPEG", "JPEG", "PNG", "TIFF"], [4000, 800, 200, 800, 800],
+                         [3000, 600, 150, 600, 600], size=224, crop_fraction=224 / 256)
+    assert modes.tolist() == [2 + JPEG_RATIOS.index(8), 2 + JPEG_RATIOS.index(2), 2, TF_DECODE, PIL_DECODE]
+    big = Image.fromarray(photos["astronaut"]).resize((2048, 2048), Image.Resampling.BICUBIC)
+    big.save(tmp_path / "big.jpg", quality=95)
+    manifest = manifest_of(tmp_path)
+    scaled = embedder.embed_manifest(manifest).vectors[0]
+    ds = embedder.dataset(manifest["path"].to_numpy(), np.array([TF_DECODE]))
+    (_, plain), = list(embedder.batches(ds))
+    assert cosine(scaled, plain[0]) > 0.98
+
+
+def test_save_load_round_trip_without_pickle(embedder, folder, tmp_path):
+    emb = embedder.embed_manifest(manifest_of(folder).head(2))
+    emb.save(tmp_path / "e.npz")
+    back = Embeddings.load(tmp_path / "e.npz")
+    np.testing.assert_array_equal(back.vectors, emb.vectors)
+    assert list(back.ids) == list(emb.ids) and back.ids.dtype.kind == "U"
+    with np.load(tmp_path / "e.npz") as z:  # allow_pickle defaults to False: loads fine
+        assert z["vectors"].shape == (2, 1280)

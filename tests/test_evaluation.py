@@ -1,0 +1,54 @@
+import pandas as pd
+import pytest
+
+from neardup.evaluation import choose_eps, group_pairs, label_conflict_groups, score_groups, sweep_scores, truth_pairs
+
+
+def groups(*members, eps=0.1, labels=None):
+    rows = []
+    for g, ids in enumerate(members):
+        for i in ids:
+            rows.append({"eps": eps, "group": g, "id": i, "label": (labels or {}).get(i, "")})
+    return pd.DataFrame(rows, columns=["eps", "group", "id", "label"])
+
+
+TRUTH = pd.DataFrame({"id": ["a1", "a2", "b1"], "original": ["a", "a", "b"], "transform": ["jpeg", "crop", "hflip"]})
+
+
+def test_truth_pairs_include_copy_copy_pairs_and_respect_present():
+    assert truth_pairs(TRUTH) == {("a", "a1"), ("a", "a2"), ("a1", "a2"), ("b", "b1")}
+    assert truth_pairs(TRUTH, present=["a", "a1", "b1"]) == {("a", "a1")}
+
+
+def test_scores_hand_computed():
+    # group {a, a1, x}: 3 pairs, 1 true (a,a1); group {b, b1}: 1 pair, true. TP=2 of 4 proposed; 4 true pairs.
+    g = groups(["a", "a1", "x"], ["b", "b1"])
+    s = score_groups(g, truth_pairs(TRUTH))
+    assert (s["tp"], s["n_pairs"], s["n_true_pairs"], s["n_groups"]) == (2, 4, 4, 2)
+    assert s["precision"] == pytest.approx(0.5)
+    assert s["recall"] == pytest.approx(0.5)
+    assert s["f1"] == pytest.approx(0.5)
+    assert group_pairs(g) == {("a", "a1"), ("a", "x"), ("a1", "x"), ("b", "b1")}
+
+
+def test_empty_grouping():
+    s = score_groups(groups(), truth_pairs(TRUTH))
+    assert (s["precision"], s["recall"], s["f1"]) == (1.0, 0.0, 0.0)
+
+
+def test_label_conflicts():
+    g = groups(["a", "a1"], ["b", "b1"], ["c", "c1"], labels={"a": "cat", "a1": "dog", "b": "cat", "b1": "cat", "c": "x"})
+    assert label_conflict_groups(g) == [0]  # c1 unlabelled: not a conflict
+
+
+def test_sweep_and_choice():
+    g = pd.concat([groups(["a", "a1"], eps=0.05), groups(["a", "a1", "a2"], ["b", "b1"], eps=0.1),
+                   groups(["a", "a1", "a2", "b", "b1"], eps=0.2)])
+    sweep = sweep_scores(g, [0.05, 0.1, 0.2], truth_pairs(TRUTH))
+    assert sweep["recall"].tolist() == pytest.approx([0.25, 1.0, 1.0])
+    assert sweep["precision"].tolist() == pytest.approx([1.0, 1.0, 0.4])
+    assert choose_eps(sweep) == 0.1
+    assert choose_eps(sweep, min_precision=1.0) == 0.1
+    no_truth = sweep_scores(g, [0.05, 0.1, 0.2], None)
+    assert no_truth["f1"].isna().all() and no_truth["n_pairs"].tolist() == [1, 4, 10]
+    assert choose_eps(no_truth, fallback_eps=0.12) == 0.1

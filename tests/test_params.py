@@ -1,0 +1,39 @@
+import pytest
+
+from neardup.params import ParamsError, load_params
+
+
+def write(tmp_path, text):
+    p = tmp_path / "params.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_repository_params_are_valid():
+    for group in ("fetch", "embed", "cluster", "evaluate", "render"):
+        load_params(group, "params.yaml")
+
+
+def test_typo_names_the_key_and_suggests(tmp_path):
+    p = write(tmp_path, "cluster:\n  metirc: cosine\n")
+    with pytest.raises(ParamsError, match=r"unknown parameter 'cluster.metirc'.*did you mean 'cluster.metric'"):
+        load_params("cluster", p)
+    p = write(tmp_path, "fetch:\n  demo:\n    n_dupes: 3\n")
+    with pytest.raises(ParamsError, match=r"fetch.demo.n_dupes"):
+        load_params("fetch", p)
+
+
+def test_bad_values(tmp_path):
+    with pytest.raises(ParamsError, match="cluster.metric"):
+        load_params("cluster", write(tmp_path, "cluster:\n  metric: manhattan\n"))
+    with pytest.raises(ParamsError, match="cluster.eps"):
+        load_params("cluster", write(tmp_path, "cluster:\n  eps: [0.1, -1]\n"))
+    with pytest.raises(ParamsError, match="unknown model 'efficientnet-b9'"):
+        load_params("embed", write(tmp_path, "embed:\n  models: [efficientnet-b9]\n"))
+    with pytest.raises(ParamsError, match="fetch.source"):
+        load_params("fetch", write(tmp_path, "fetch:\n  source: s3\n"))
+
+
+def test_eps_sorted_and_scalar_accepted(tmp_path):
+    assert load_params("cluster", write(tmp_path, "cluster:\n  eps: [0.2, 0.1]\n")).eps == (0.1, 0.2)
+    assert load_params("cluster", write(tmp_path, "cluster:\n  eps: 3.0\n  metric: euclidean\n")).eps == (3.0,)
