@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -128,8 +129,8 @@ def _guillotine(w: int, h: int, lo: int, hi: int, rng: np.random.Generator) -> l
 def _tile_pool(photos, lo: int, hi: int, seed: int) -> list[tuple[int, tuple[int, int, int, int]]]:
     """All usable tiles at one size level as (photo index, rect)."""
     pool = []
-    for p, (_, arr, _) in enumerate(photos):
-        rng = np.random.default_rng([seed, p, lo, hi])
+    for p, (name, arr, _) in enumerate(photos):
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode()), lo, hi])
         grey = arr if arr.ndim == 2 else arr @ np.array([0.299, 0.587, 0.114])
         for x0, y0, x1, y1 in _guillotine(arr.shape[1], arr.shape[0], lo, hi, rng):
             if float(grey[y0:y1, x0:x1].std()) >= MIN_TILE_STD:

@@ -109,6 +109,7 @@ def download_competition(slug: str, dest: Path) -> Path:
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(dest)  # zipfile drops absolute paths and '..' components
         except (zipfile.BadZipFile, OSError) as exc:
-            raise SourceError(f"cannot unzip {archive}: {exc}; delete it and retry. " + _manual_hint(slug, dest)) from exc
+            hint = _manual_hint(slug, dest)
+            raise SourceError(f"cannot unzip {archive}: {exc}; delete it and retry. {hint}") from exc
         archive.unlink()
     return dest

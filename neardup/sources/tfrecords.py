@@ -106,7 +106,8 @@ def extract_tfrecords(
                     break
                 except tf.errors.OpError as exc:
                     log.warning("TFRecord file %s is corrupt after %d records: %s", file, index, exc.message)
-                    skipped.append({"path": file, "reason": f"unreadable: corrupt TFRecord file after record {index}: {exc.message}"})
+                    reason = f"unreadable: corrupt TFRecord file after record {index}: {exc.message}"
+                    skipped.append({"path": file, "reason": reason})
                     break
                 locator = f"{file}#{index}"
                 try:
