@@ -120,7 +120,7 @@ def decode_modes(formats, widths, heights, *, size: int, crop_fraction: float) -
 
 
 def image_dataset(paths, *, size: int, crop_fraction: float, batch_size: int, modes=None,
-                  keep_going: bool = True):
+                  grayscale: bool = False, keep_going: bool = True):
     """Build the input pipeline: parallel read + decode + centre crop + bicubic resize, batched.
 
     Parameters
@@ -135,6 +135,9 @@ def image_dataset(paths, *, size: int, crop_fraction: float, batch_size: int, mo
         Global batch size.
     modes : sequence of int, length n, optional
         Per image decode mode from :func:`decode_modes`. Default: ``decode_image`` for all.
+    grayscale : bool
+        Convert every image to grey (replicated to 3 channels), so colour edits and greyscale
+        copies do not move the embedding.
     keep_going : bool
         Drop images that fail to decode instead of stopping; their index is then missing from
         the batches, so callers can list them.
@@ -162,6 +165,8 @@ def image_dataset(paths, *, size: int, crop_fraction: float, batch_size: int, mo
         left = (shape[1] - side) // 2
         image = image[top:top + side, left:left + side]
         image = tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bicubic", antialias=True)
+        if grayscale:
+            image = tf.repeat(tf.image.rgb_to_grayscale(image), 3, axis=-1)
         return index, tf.clip_by_value(image, 0.0, 255.0)
 
     ds = tf.data.Dataset.from_tensor_slices((np.arange(n, dtype=np.int64), np.asarray(paths, dtype=str), modes))
@@ -187,11 +192,11 @@ class Embedder:
     """
 
     def __init__(self, model_name: str, *, size: int, weights: str = "imagenet", batch_size: int = 32,
-                 strategy=None):
+                 grayscale: bool = False, strategy=None):
         import tensorflow as tf
         from neardup.models import build_embedder, get_spec
 
-        self.model_name, self.size = model_name, size
+        self.model_name, self.size, self.grayscale = model_name, size, grayscale
         self.crop_fraction = get_spec(model_name).crop_fraction(size)
         self.strategy = strategy or detect_strategy()
         self.global_batch = batch_size * self.strategy.num_replicas_in_sync
@@ -204,7 +209,7 @@ class Embedder:
     def dataset(self, paths, modes):
         """The batched ``(index, images)`` input pipeline for ``paths`` (see :func:`image_dataset`)."""
         return image_dataset(paths, size=self.size, crop_fraction=self.crop_fraction,
-                             batch_size=self.global_batch, modes=modes)
+                             batch_size=self.global_batch, modes=modes, grayscale=self.grayscale)
 
     def batches(self, dataset, *, total: int | None = None, desc: str = "embed"):
         """Run the model over a dataset of ``(index, images)``; yield ``(index, vectors)`` as numpy."""
@@ -258,7 +263,8 @@ class Embedder:
 
 
 def embed_manifest(manifest: pd.DataFrame, *, model_name: str, size: int, weights: str = "imagenet",
-                   batch_size: int = 32, strategy=None) -> Embeddings:
+                   batch_size: int = 32, grayscale: bool = False, strategy=None) -> Embeddings:
     """Build an :class:`Embedder` and embed every image of ``manifest``."""
-    embedder = Embedder(model_name, size=size, weights=weights, batch_size=batch_size, strategy=strategy)
+    embedder = Embedder(model_name, size=size, weights=weights, batch_size=batch_size, grayscale=grayscale,
+                        strategy=strategy)
     return embedder.embed_manifest(manifest)

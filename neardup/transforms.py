@@ -103,7 +103,7 @@ def _inscribed_size(w: int, h: int, angle_deg: float) -> tuple[int, int]:
 
 
 def _rotate(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    angle = float(rng.choice([-1.0, 1.0])) * float(rng.uniform(3.0, 8.0))
+    angle = float(rng.choice([-1.0, 1.0])) * float(rng.uniform(2.0, 6.0))
     w, h = image.size
     rotated = image.rotate(angle, resample=Image.Resampling.BICUBIC, expand=False)
     cw, ch = _inscribed_size(w, h, angle)
@@ -117,7 +117,7 @@ def _grayscale(image: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 def _pad(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     w, h = image.size
-    frac = float(rng.uniform(0.05, 0.15))
+    frac = float(rng.uniform(0.03, 0.10))
     bx, by = max(1, round(w * frac)), max(1, round(h * frac))
     colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
     return ImageOps.expand(image, border=(bx, by, bx, by), fill=colour)
@@ -126,7 +126,7 @@ def _pad(image: Image.Image, rng: np.random.Generator) -> Image.Image:
 def _text(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     w, h = image.size
     caption = str(rng.choice(_CAPTIONS))
-    size = max(8, round(h * rng.uniform(0.10, 0.16)))
+    size = max(8, round(h * rng.uniform(0.05, 0.09)))
     out = image.copy()
     draw = ImageDraw.Draw(out)
     while True:  # shrink the font until the caption fits the width

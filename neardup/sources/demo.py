@@ -42,6 +42,9 @@ GREY_SHARE = 0.08
 #: At most this share of distinct tiles comes from any one photo.
 MAX_PHOTO_SHARE = 0.25
 JPEG_QUALITY = 95
+#: Tiles are enlarged (bicubic) so their short side lies in this range, the size of ordinary dataset
+#: images; transforms such as downscale or JPEG then act on photo-sized images, not on thumbnails.
+SHORT_SIDE = (256, 384)
 _SUBDIRS = ("tiles", "copies", "broken")
 
 
@@ -77,7 +80,6 @@ PHOTOS: tuple[tuple[str, Callable[[], np.ndarray], bool], ...] = (
     ("coffee", _skimage("coffee"), False),
     ("rocket", _skimage("rocket"), False),
     ("motorcycle", _skimage("stereo_motorcycle", 0), False),
-    ("hubble", _skimage("hubble_deep_field"), False),
     ("immunohistochemistry", _skimage("immunohistochemistry"), False),
     ("retina", _skimage("retina", centre=0.64), False),  # drop the black surround
     ("china", _sklearn("china.jpg"), False),
@@ -281,6 +283,8 @@ def make_demo(
         k = counters[name] = counters.get(name, -1) + 1
         image_id = f"tiles/{name}_{k:03d}.jpg"
         image = Image.fromarray(np.ascontiguousarray(arr[y0:y1, x0:x1]))
+        scale = int(rng.integers(SHORT_SIDE[0], SHORT_SIDE[1] + 1)) / min(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
         _save_jpeg(image, images / image_id)
         tile_ids.append(image_id)
         tile_images.append(image)
