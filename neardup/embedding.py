@@ -189,10 +189,14 @@ class Embedder:
         See :func:`neardup.models.build_embedder`.
     batch_size : int
         Per replica; the global batch is ``batch_size * replicas``.
+    pooling : {'avg', 'max', 'gem'}
+        Global pooling of the last feature map.
+    grayscale : bool
+        Embed grey versions of the images (see :func:`image_dataset`).
     """
 
     def __init__(self, model_name: str, *, size: int, weights: str = "imagenet", batch_size: int = 32,
-                 grayscale: bool = False, strategy=None):
+                 pooling: str = "avg", grayscale: bool = False, strategy=None):
         import tensorflow as tf
         from neardup.models import build_embedder, get_spec
 
@@ -201,7 +205,7 @@ class Embedder:
         self.strategy = strategy or detect_strategy()
         self.global_batch = batch_size * self.strategy.num_replicas_in_sync
         with self.strategy.scope():
-            self.model = build_embedder(model_name, size=size, weights=weights)
+            self.model = build_embedder(model_name, size=size, weights=weights, pooling=pooling)
         self.dim = int(self.model.output_shape[-1])
         model = self.model
         self.forward = tf.function(lambda images: model(images, training=False))
@@ -263,8 +267,9 @@ class Embedder:
 
 
 def embed_manifest(manifest: pd.DataFrame, *, model_name: str, size: int, weights: str = "imagenet",
-                   batch_size: int = 32, grayscale: bool = False, strategy=None) -> Embeddings:
+                   batch_size: int = 32, pooling: str = "avg", grayscale: bool = False,
+                   strategy=None) -> Embeddings:
     """Build an :class:`Embedder` and embed every image of ``manifest``."""
-    embedder = Embedder(model_name, size=size, weights=weights, batch_size=batch_size, grayscale=grayscale,
-                        strategy=strategy)
+    embedder = Embedder(model_name, size=size, weights=weights, batch_size=batch_size, pooling=pooling,
+                        grayscale=grayscale, strategy=strategy)
     return embedder.embed_manifest(manifest)

@@ -104,7 +104,24 @@ def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
     return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
 
 
-def _lite_network(spec: ModelSpec, size: int, *, top: bool):
+POOLINGS = ("avg", "max", "gem")
+
+
+def _pool(x, pooling: str):
+    """Global pooling of a feature map (b, h, w, c) -> (b, c): average, max (MAC) or GeM with p=3."""
+    from keras import layers, ops
+
+    if pooling == "avg":
+        return layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return layers.GlobalMaxPooling2D(name="max_pool")(x)
+    if pooling == "gem":
+        return layers.Lambda(lambda t: ops.power(ops.mean(ops.power(ops.maximum(t, 1e-6), 3.0), axis=(1, 2)),
+                                                 1.0 / 3.0), name="gem_pool")(x)
+    raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+
+
+def _lite_network(spec: ModelSpec, size: int, *, top: bool, pooling: str = "avg"):
     """Build an EfficientNet-Lite graph (random weights).
 
     Returns the model and ``[(layer, torch_prefix), ...]`` for every layer holding weights.
@@ -150,7 +167,7 @@ def _lite_network(spec: ModelSpec, size: int, *, top: bool):
                 x = layers.Add(name=kname(p + "_add"))([x, shortcut])
             block += 1
     x = conv_bn(x, "_conv_head", "_bn1", 1280, 1)
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = _pool(x, "avg" if top else pooling)
     if top:
         x = named(layers.Dense(1000, activation="softmax", name="fc"), "_fc")(x)
     model = keras.Model(pixels, x, name=f"{spec.name}-{'classifier' if top else 'embedder'}")
@@ -190,8 +207,8 @@ def _load_lite_weights(owners, state: dict, source) -> None:
                          f"(is this the right EfficientNet-Lite variant?)")
 
 
-def _build_lite(spec: ModelSpec, size: int, weights, *, top: bool):
-    model, owners = _lite_network(spec, size, top=top)
+def _build_lite(spec: ModelSpec, size: int, weights, *, top: bool, pooling: str = "avg"):
+    model, owners = _lite_network(spec, size, top=top, pooling=pooling)
     if weights == "none":
         logger.warning("%s: random weights (weights='none'); features are useless for duplicate detection",
                        spec.name)
@@ -253,7 +270,7 @@ def cached_b_weights(name: str, weights: str) -> pathlib.Path:
     return path
 
 
-def _build_b(spec: ModelSpec, size: int, weights):
+def _build_b(spec: ModelSpec, size: int, weights, pooling: str = "avg"):
     import efficientnet.tfkeras as efn
     import keras
     from keras import layers
@@ -265,17 +282,18 @@ def _build_b(spec: ModelSpec, size: int, weights):
                        spec.name)
     builder = getattr(efn, f"EfficientNetB{spec.name[-1]}")
     backbone = builder(include_top=False, weights=None if weights == "none" else str(weights),
-                       input_shape=(size, size, 3), pooling="avg")
+                       input_shape=(size, size, 3), pooling=None)
     pixels = keras.Input((size, size, 3), name="pixels")
     x = layers.Normalization(mean=[255 * m for m in _IMAGENET_MEAN], variance=[(255 * s) ** 2 for s in _IMAGENET_STD],
                              name="normalize")(pixels)  # == (x / 255 - mean) / std
     if weights != "none":
         logger.info("%s: loaded weights from %s", spec.name, weights)
-    return keras.Model(pixels, backbone(x), name=f"{spec.name}-embedder")
+    return keras.Model(pixels, _pool(backbone(x), pooling), name=f"{spec.name}-embedder")
 
 
 # ---------------------------------------------------------------------------------------------- API
-def build_embedder(name: str, *, size: int, weights: str | os.PathLike = "imagenet") -> keras.Model:
+def build_embedder(name: str, *, size: int, weights: str | os.PathLike = "imagenet",
+                   pooling: str = "avg") -> keras.Model:
     """Build a feature extractor.
 
     Parameters
@@ -290,6 +308,8 @@ def build_embedder(name: str, *, size: int, weights: str | os.PathLike = "imagen
         only) or a file: a legacy torch ``.pth`` state dict for Lite, a Keras weights file (``.h5`` /
         ``.weights.h5``) of the ``include_top=False`` ``efficientnet.tfkeras`` backbone for B (the model's
         layer named `name`).
+    pooling : {'avg', 'max', 'gem'}
+        Global pooling of the last feature map: average (the classifier's), max (MAC) or GeM (p=3).
 
     Returns
     -------
@@ -307,9 +327,11 @@ def build_embedder(name: str, *, size: int, weights: str | os.PathLike = "imagen
         Pretrained weights are not available offline.
     """
     spec, weights = _check_args(name, size, weights)
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     if spec.family == "lite":
-        return _build_lite(spec, size, weights, top=False)
-    return _build_b(spec, size, weights)
+        return _build_lite(spec, size, weights, top=False, pooling=pooling)
+    return _build_b(spec, size, weights, pooling)
 
 
 def build_classifier(name: str, *, size: int, weights: str | os.PathLike = "imagenet") -> keras.Model:

@@ -110,6 +110,8 @@ class EmbedParams:
     models: tuple = ("efficientnet-lite0",)
     sizes: tuple = (224,)
     weights: str = "imagenet"
+    pooling: str = "max"
+    grayscale: bool = True
     batch_size: int = 32
 
     def __post_init__(self):
@@ -117,7 +119,7 @@ class EmbedParams:
         object.__setattr__(self, "sizes", tuple(self.sizes))
 
     def validate(self, where: str) -> None:
-        from neardup.models import MODEL_NAMES
+        from neardup.models import MODEL_NAMES, POOLINGS
 
         _check(len(self.models) > 0, f"{where}.models must list at least one model")
         for name in self.models:
@@ -125,6 +127,8 @@ class EmbedParams:
         for size in self.sizes:
             _check(isinstance(size, int) and 32 <= size <= 1024,
                    f"{where}.sizes: each size must be an integer in 32..1024, got {size!r}")
+        _check(self.pooling in POOLINGS, f"{where}.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        _check(isinstance(self.grayscale, bool), f"{where}.grayscale must be true or false")
         _check(self.batch_size >= 1, f"{where}.batch_size must be >= 1, got {self.batch_size}")
         _check(bool(self.weights), f"{where}.weights must be imagenet, noisy-student, none or a file path")
 

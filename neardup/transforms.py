@@ -19,11 +19,11 @@ Names (keys of :data:`TRANSFORMS`):
 ``brightness_contrast``
     brightness and contrast factors each in 0.7-0.9 or 1.1-1.3.
 ``rotate``
-    rotate by 3-8 degrees either way, then crop away the black corners.
+    rotate by 2-6 degrees either way, then crop away the black corners.
 ``grayscale``
     convert to greyscale (stored as RGB).
 ``pad``
-    add a solid-colour border of 5-15 % of the width/height on every side.
+    add a solid-colour border of 3-10 % of the width/height on every side.
 ``text``
     overlay a short caption with Pillow's built-in font.
 """

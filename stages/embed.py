@@ -11,7 +11,7 @@ def main() -> None:
     params = load_params("embed")
     manifest = pd.read_csv(args.manifest, dtype=str, keep_default_na=False)
     result = embed_manifest(manifest, model_name=args.model, size=args.size, weights=params.weights,
-                            batch_size=params.batch_size)
+                            batch_size=params.batch_size, pooling=params.pooling, grayscale=params.grayscale)
     result.save(args.out)
 
 
