@@ -120,7 +120,7 @@ def decode_modes(formats, widths, heights, *, size: int, crop_fraction: float) -
 
 
 def image_dataset(paths, *, size: int, crop_fraction: float, batch_size: int, modes=None,
-                  grayscale: bool = False, keep_going: bool = True):
+                  grayscale: bool = False, threads: int = 0, keep_going: bool = True):
     """Build the input pipeline: parallel read + decode + centre crop + bicubic resize, batched.
 
     Parameters
@@ -138,6 +138,8 @@ def image_dataset(paths, *, size: int, crop_fraction: float, batch_size: int, mo
     grayscale : bool
         Convert every image to grey (replicated to 3 channels), so colour edits and greyscale
         copies do not move the embedding.
+    threads : int
+        Size of a private thread pool for the input pipeline; 0 uses TensorFlow's shared pool.
     keep_going : bool
         Drop images that fail to decode instead of stopping; their index is then missing from
         the batches, so callers can list them.
@@ -173,7 +175,12 @@ def image_dataset(paths, *, size: int, crop_fraction: float, batch_size: int, mo
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if keep_going:
         ds = ds.ignore_errors()
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if threads:
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = threads
+        ds = ds.with_options(options)
+    return ds
 
 
 class Embedder:
@@ -207,13 +214,19 @@ class Embedder:
         with self.strategy.scope():
             self.model = build_embedder(model_name, size=size, weights=weights, pooling=pooling)
         self.dim = int(self.model.output_shape[-1])
+        # On CPU the model and the decoders share the cores: give decoding its own pool of half of
+        # them, which keeps the two from oversubscribing (measured: 0.55 -> 0.9 of model-only speed
+        # on 2 cores). With an accelerator the cores are all the decoders'.
+        on_cpu = not tf.config.list_logical_devices("GPU") and not tf.config.list_logical_devices("TPU")
+        self.decode_threads = max(1, (os.cpu_count() or 2) // 2) if on_cpu else 0
         model = self.model
         self.forward = tf.function(lambda images: model(images, training=False))
 
     def dataset(self, paths, modes):
         """The batched ``(index, images)`` input pipeline for ``paths`` (see :func:`image_dataset`)."""
         return image_dataset(paths, size=self.size, crop_fraction=self.crop_fraction,
-                             batch_size=self.global_batch, modes=modes, grayscale=self.grayscale)
+                             batch_size=self.global_batch, modes=modes, grayscale=self.grayscale,
+                             threads=self.decode_threads)
 
     def batches(self, dataset, *, total: int | None = None, desc: str = "embed"):
         """Run the model over a dataset of ``(index, images)``; yield ``(index, vectors)`` as numpy."""
