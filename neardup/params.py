@@ -155,7 +155,7 @@ class ClusterParams:
 @dataclass(frozen=True)
 class EvaluateParams:
     min_precision: float = 0.0
-    fallback_eps: float = 0.1
+    fallback_eps: float = 0.15
 
     def validate(self, where: str) -> None:
         _check(0.0 <= self.min_precision <= 1.0, f"{where}.min_precision must lie in [0, 1]")

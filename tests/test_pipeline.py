@@ -90,3 +90,40 @@ def test_dvc_repro_end_to_end(repo, dvc_env):
     assert "efficientnet-lite0_224" in json.dumps(shown)
     plots = json.loads(dvc("plots", "show", "--json", "--split", cwd=repo, env=env))
     assert not plots.get("errors"), plots.get("errors")
+
+
+def test_dvc_repro_on_a_user_folder(tmp_path, dvc_env, photos):
+    """fetch.source=folder with a Kaggle-style labels CSV and label map; no ground truth."""
+    from conftest import save
+
+    env = dvc_env
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in COPIED:
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name)
+    images = tmp_path / "cassava" / "train_images"
+    for name, array in photos.items():
+        save(array, images / f"{name}.jpg", quality=90)
+    save(photos["coffee"][::2, ::2], images / "coffee_small.jpg", quality=70)  # a duplicate with another label
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    labels = "image_id,label\n" + "".join(f"{n}.jpg,{i % 3}\n" for i, n in enumerate(photos)) + "coffee_small.jpg,2\n"
+    (tmp_path / "cassava" / "train.csv").write_text(labels)
+    (tmp_path / "cassava" / "label_num_to_disease_map.json").write_text('{"0": "healthy", "1": "CBB", "2": "CMD"}')
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["fetch"].update(source="folder", input=str(tmp_path / "cassava"))
+    params["fetch"]["folder"].update(images="train_images", labels_csv="train.csv",
+                                     label_map="label_num_to_disease_map.json")
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(["git", "init", "-q"], repo, env)
+    dvc("init", "-q", cwd=repo, env=env)
+    dvc("repro", cwd=repo, env=env)
+
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    assert metrics["dataset"] == {"n_images": 7, "n_skipped": 1, "n_planted": 0}
+    run = metrics["efficientnet-lite0_224"]
+    assert "precision" not in run and run["eps"] == params["evaluate"]["fallback_eps"]
+    skipped = (repo / "data" / "dataset" / "skipped.csv").read_text()
+    assert "broken.jpg" in skipped and "truncated" in skipped
+    conflicts = (repo / "reports" / "groups" / "label_conflicts.csv").read_text()
+    assert "coffee.jpg" in conflicts and "coffee_small.jpg" in conflicts and "CMD" in conflicts
