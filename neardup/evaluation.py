@@ -90,6 +90,39 @@ def sweep_scores(groups: pd.DataFrame, eps_values, true_pairs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def average_precision(pairs: pd.DataFrame, true_pairs: set[tuple[str, str]]) -> float:
+    """Pair-level micro average precision (as in the DISC21 copy-detection benchmark).
+
+    Candidate pairs are ranked by distance (closest first); AP is the mean over all true pairs of
+    the precision at the rank where each is retrieved, a true pair never proposed counting 0.
+
+    Parameters
+    ----------
+    pairs : DataFrame with columns ``a, b, distance`` (unordered, ``a < b``)
+    true_pairs : set of (a, b), a < b
+
+    Returns
+    -------
+    float in [0, 1]; NaN when there are no true pairs.
+    """
+    if not true_pairs:
+        return math.nan
+    ranked = pairs.sort_values(["distance", "a", "b"], kind="stable")
+    hits = np.fromiter(((a, b) in true_pairs for a, b in zip(ranked["a"].astype(str), ranked["b"].astype(str))),
+                       dtype=bool, count=len(ranked))
+    if not hits.any():
+        return 0.0
+    precision_at_hit = np.cumsum(hits)[hits] / (np.flatnonzero(hits) + 1)
+    return float(precision_at_hit.sum() / len(true_pairs))
+
+
+def recall_at_precision(sweep: pd.DataFrame, *, min_precision: float = 0.9) -> float:
+    """Best recall over the eps sweep among eps with precision >= ``min_precision`` (0 if none)."""
+    ok = sweep.dropna(subset=["precision"])
+    ok = ok[ok["precision"] >= min_precision]
+    return float(ok["recall"].max()) if len(ok) else (math.nan if sweep["precision"].isna().all() else 0.0)
+
+
 def choose_eps(sweep: pd.DataFrame, *, min_precision: float = 0.0, fallback_eps: float | None = None) -> float:
     """The eps to act on: best F1 among those with precision >= ``min_precision``.
 

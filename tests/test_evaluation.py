@@ -52,3 +52,24 @@ def test_sweep_and_choice():
     no_truth = sweep_scores(g, [0.05, 0.1, 0.2], None)
     assert no_truth["f1"].isna().all() and no_truth["n_pairs"].tolist() == [1, 4, 10]
     assert choose_eps(no_truth, fallback_eps=0.12) == 0.1
+
+
+def test_average_precision_hand_computed():
+    from neardup.evaluation import average_precision
+
+    true = {("a", "b"), ("c", "d"), ("e", "f")}
+    pairs = pd.DataFrame({"a": ["a", "a", "c", "x"], "b": ["b", "c", "d", "y"], "distance": [0.1, 0.2, 0.3, 0.05]})
+    # ranked: (x,y) miss, (a,b) hit@2 -> 1/2, (a,c) miss, (c,d) hit@4 -> 2/4; (e,f) never proposed -> 0
+    assert average_precision(pairs, true) == pytest.approx((0.5 + 0.5) / 3)
+    assert average_precision(pairs.iloc[[0, 2]], {("a", "b"), ("c", "d")}) == pytest.approx(1.0)
+    assert average_precision(pairs.iloc[:0], true) == 0.0
+
+
+def test_recall_at_precision():
+    from neardup.evaluation import recall_at_precision
+
+    sweep = pd.DataFrame({"eps": [0.1, 0.2, 0.3], "precision": [1.0, 0.92, 0.5], "recall": [0.3, 0.7, 0.9]})
+    assert recall_at_precision(sweep) == 0.7
+    assert recall_at_precision(sweep, min_precision=0.95) == 0.3
+    assert recall_at_precision(sweep, min_precision=0.99) == 0.3
+    assert recall_at_precision(sweep.assign(precision=[0.5, 0.4, 0.3])) == 0.0

@@ -85,11 +85,23 @@ def test_dvc_repro_end_to_end(repo, dvc_env):
     sweep = (repo / "reports" / "plots" / "eps" / "efficientnet-lite0_224.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in sweep[1:]] == ["0.05", "0.1", "0.3"]
 
+    # A new size embeds only the new (model, size) pair.
+    params["embed"]["sizes"] = [224, 128]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    fourth = dvc("repro", cwd=repo, env=env)
+    assert ran_stages(fourth) == {"embed@efficientnet-lite0-128", "cluster@efficientnet-lite0-128", "evaluate",
+                                  "render"}, fourth
+    assert embedding.stat().st_mtime_ns == stamp
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    assert {"efficientnet-lite0_224", "efficientnet-lite0_128"} <= set(metrics)
+
     # Metrics and plots are readable by DVC's own commands.
     shown = json.loads(dvc("metrics", "show", "--json", cwd=repo, env=env))
     assert "efficientnet-lite0_224" in json.dumps(shown)
     plots = json.loads(dvc("plots", "show", "--json", "--split", cwd=repo, env=env))
     assert not plots.get("errors"), plots.get("errors")
+    assert sorted(plots["data"]) == ["reports/plots/eps/efficientnet-lite0_128.csv",
+                                     "reports/plots/eps/efficientnet-lite0_224.csv"]
 
 
 def test_dvc_repro_on_a_user_folder(tmp_path, dvc_env, photos):
