@@ -118,6 +118,32 @@ def groups_for_eps(graph: sparse.csr_matrix, ids, labels, *, eps: float, min_sam
     return pd.DataFrame(rows, columns=GROUP_COLUMNS)
 
 
+def graph_pairs(graph: sparse.csr_matrix, ids) -> pd.DataFrame:
+    """Every edge of the graph once, as ``a, b, distance`` with ``a < b`` (the candidate pairs)."""
+    ids = np.asarray(ids, dtype=str)
+    coo = sparse.triu(graph, k=1).tocoo()
+    a, b = ids[coo.row], ids[coo.col]
+    swap = a > b
+    a, b = np.where(swap, b, a), np.where(swap, a, b)
+    pairs = pd.DataFrame({"a": a, "b": b, "distance": coo.data.astype(float)})
+    return pairs.sort_values(["distance", "a", "b"], kind="stable", ignore_index=True)
+
+
+def sweep_graph(graph: sparse.csr_matrix, ids, labels, *, eps_values, min_samples: int = 1) -> pd.DataFrame:
+    """Groups for every eps of the sweep from one radius graph (built at ``max(eps_values)`` or more).
+
+    Returns
+    -------
+    DataFrame with columns ``eps, group, id, label, distance``.
+    """
+    tables = []
+    for eps in sorted(float(e) for e in eps_values):
+        table = groups_for_eps(graph, ids, labels, eps=eps, min_samples=min_samples)
+        log.info("eps=%.4g: %d groups, %d images", eps, table["group"].nunique(), len(table))
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=GROUP_COLUMNS)
+
+
 def cluster_sweep(vectors: np.ndarray, ids, labels, *, eps_values, metric: str = "cosine",
                   min_samples: int = 1) -> pd.DataFrame:
     """Groups for every eps of the sweep from one radius graph built at ``max(eps_values)``.
@@ -126,12 +152,46 @@ def cluster_sweep(vectors: np.ndarray, ids, labels, *, eps_values, metric: str =
     -------
     DataFrame with columns ``eps, group, id, label, distance``.
     """
-    eps_values = sorted(float(e) for e in eps_values)
-    graph = radius_graph(vectors, radius=eps_values[-1], metric=metric)
-    log.info("radius graph at eps=%.4g: %d images, %d edges", eps_values[-1], graph.shape[0], graph.nnz // 2)
-    tables = []
-    for eps in eps_values:
-        table = groups_for_eps(graph, ids, labels, eps=eps, min_samples=min_samples)
-        log.info("eps=%.4g: %d groups, %d images", eps, table["group"].nunique(), len(table))
-        tables.append(table)
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=GROUP_COLUMNS)
+    graph = radius_graph(vectors, radius=max(float(e) for e in eps_values), metric=metric)
+    log.info("radius graph: %d images, %d edges", graph.shape[0], graph.nnz // 2)
+    return sweep_graph(graph, ids, labels, eps_values=eps_values, min_samples=min_samples)
+
+
+def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str = "cosine", min_samples: int = 1,
+                plant_vectors: np.ndarray | None = None, plant_ids=None, plant_truth: pd.DataFrame | None = None):
+    """Cluster the real images, and the real images with planted copies, from one radius graph.
+
+    The graph is built once over real images and copies; the real images' graph is its sub-matrix,
+    so the reported groups are exactly those of clustering the real images alone, and copies never
+    appear in them.
+
+    Parameters
+    ----------
+    vectors : ndarray, shape (n, d)
+    ids, labels : sequences of str, length n
+    plant_vectors : ndarray, shape (m, d), optional
+    plant_ids : sequence of str, length m
+    plant_truth : DataFrame with columns ``id, original, transform``
+
+    Returns
+    -------
+    groups : DataFrame ``eps, group, id, label, distance`` (real images only)
+    pairs : DataFrame ``a, b, distance``: every real pair within ``max(eps_values)``
+    outcomes : DataFrame from :func:`neardup.planting.planted_outcomes` (empty without copies)
+    """
+    from neardup.planting import OUTCOME_COLUMNS, planted_outcomes
+
+    n = len(vectors)
+    has_plants = plant_vectors is not None and len(plant_vectors) > 0
+    everything = np.vstack([vectors, plant_vectors]) if has_plants else vectors
+    graph = radius_graph(everything, radius=max(float(e) for e in eps_values), metric=metric)
+    log.info("radius graph: %d images (%d planted), %d edges", graph.shape[0], graph.shape[0] - n, graph.nnz // 2)
+    real = graph[:n][:, :n].tocsr()
+    groups = sweep_graph(real, ids, labels, eps_values=eps_values, min_samples=min_samples)
+    pairs = graph_pairs(real, ids)
+    if not has_plants:
+        return groups, pairs, pd.DataFrame(columns=OUTCOME_COLUMNS)
+    all_ids = np.concatenate([np.asarray(ids, dtype=str), np.asarray(plant_ids, dtype=str)])
+    all_groups = sweep_graph(graph, all_ids, [""] * len(all_ids), eps_values=eps_values, min_samples=min_samples)
+    truth = plant_truth[plant_truth["id"].isin(set(all_ids)) & plant_truth["original"].isin(set(ids))]
+    return groups, pairs, planted_outcomes(all_groups, truth, eps_values, real_groups=groups)

@@ -153,17 +153,59 @@ class ClusterParams:
 
 
 @dataclass(frozen=True)
+class PlantParams:
+    n: int = 60
+    transforms: tuple = ("jpeg", "downscale", "crop", "hflip", "brightness_contrast", "rotate", "grayscale",
+                         "pad", "text")
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "transforms", tuple(self.transforms))
+
+    def validate(self, where: str) -> None:
+        from neardup.transforms import TRANSFORMS
+
+        _check(isinstance(self.n, int) and self.n >= 0, f"{where}.n must be an integer >= 0, got {self.n!r}")
+        _check(len(self.transforms) > 0 or self.n == 0, f"{where}.transforms must list at least one transform")
+        for name in self.transforms:
+            close = difflib.get_close_matches(str(name), TRANSFORMS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            _check(name in TRANSFORMS, f"{where}.transforms: unknown transform {name!r}{hint}; "
+                                       f"valid: {', '.join(TRANSFORMS)}")
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     min_precision: float = 0.0
+    max_unrelated: float = 0.02
     fallback_eps: float = 0.15
+    plant: PlantParams = field(default_factory=PlantParams)
 
     def validate(self, where: str) -> None:
         _check(0.0 <= self.min_precision <= 1.0, f"{where}.min_precision must lie in [0, 1]")
+        _check(0.0 <= self.max_unrelated <= 1.0, f"{where}.max_unrelated must lie in [0, 1]")
+
+
+@dataclass(frozen=True)
+class HashParams:
+    methods: tuple = ("phash", "dhash")
+    hash_size: int = 8
+
+    def __post_init__(self):
+        object.__setattr__(self, "methods", tuple(self.methods or ()))
+
+    def validate(self, where: str) -> None:
+        from neardup.hashing import HASH_METHODS
+
+        for name in self.methods:
+            _check(name in HASH_METHODS, f"{where}.methods: unknown hash {name!r}; valid: {', '.join(HASH_METHODS)}")
+        _check(self.hash_size >= 2, f"{where}.hash_size must be >= 2")
 
 
 @dataclass(frozen=True)
 class RenderParams:
     max_groups: int = 50
+    max_pair_figures: int = 200
     thumb_size: int = 160
 
     def validate(self, where: str) -> None:
@@ -171,7 +213,7 @@ class RenderParams:
         _check(self.thumb_size >= 16, f"{where}.thumb_size must be >= 16")
 
 
-GROUPS = {"fetch": FetchParams, "embed": EmbedParams, "cluster": ClusterParams,
+GROUPS = {"fetch": FetchParams, "embed": EmbedParams, "hash": HashParams, "cluster": ClusterParams,
           "evaluate": EvaluateParams, "render": RenderParams}
 
 

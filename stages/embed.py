@@ -1,18 +1,35 @@
-"""embed: one model at one image size over every image of the manifest."""
-import pandas as pd
+"""embed: one model (or perceptual hash) at one image size over every image of one or more manifests."""
+import argparse
 
-from neardup.embedding import embed_manifest
+from neardup.hashing import hash_manifest, is_hash_method
 from neardup.params import load_params
-from neardup.runner import parse_args, run_stage
+from neardup.tables import read_table
+from neardup.runner import run_stage
 
 
 def main() -> None:
-    args = parse_args(__doc__, ("--model", {}), ("--size", {"type": int}), ("--manifest", {}), ("--out", {}))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True, help="a model name, or a hash method of hash.methods")
+    parser.add_argument("--size", type=int, help="input size (models only)")
+    parser.add_argument("--manifest", action="append", required=True, help="manifest CSV (repeatable)")
+    parser.add_argument("--out", action="append", required=True, help=".npz per --manifest, in order")
+    args = parser.parse_args()
+    if len(args.manifest) != len(args.out):
+        parser.error("give one --out per --manifest")
+    if is_hash_method(args.model):
+        params = load_params("hash")
+        for manifest, out in zip(args.manifest, args.out):
+            hash_manifest(read_table(manifest), method=args.model, hash_size=params.hash_size).save(out)
+        return
+    from neardup.embedding import Embedder
+
     params = load_params("embed")
-    manifest = pd.read_csv(args.manifest, dtype=str, keep_default_na=False)
-    result = embed_manifest(manifest, model_name=args.model, size=args.size, weights=params.weights,
-                            batch_size=params.batch_size, pooling=params.pooling, grayscale=params.grayscale)
-    result.save(args.out)
+    if args.size is None:
+        parser.error("--size is required for models")
+    embedder = Embedder(args.model, size=args.size, weights=params.weights, batch_size=params.batch_size,
+                        pooling=params.pooling, grayscale=params.grayscale)
+    for manifest, out in zip(args.manifest, args.out):
+        embedder.embed_manifest(read_table(manifest)).save(out)
 
 
 if __name__ == "__main__":

@@ -37,3 +37,14 @@ def test_bad_values(tmp_path):
 def test_eps_sorted_and_scalar_accepted(tmp_path):
     assert load_params("cluster", write(tmp_path, "cluster:\n  eps: [0.2, 0.1]\n")).eps == (0.1, 0.2)
     assert load_params("cluster", write(tmp_path, "cluster:\n  eps: 3.0\n  metric: euclidean\n")).eps == (3.0,)
+
+
+def test_plant_typos_are_named(tmp_path):
+    with pytest.raises(ParamsError, match=r"unknown parameter 'evaluate.plant.tranforms'.*did you mean 'evaluate.plant.transforms'"):
+        load_params("evaluate", write(tmp_path, "evaluate:\n  plant:\n    tranforms: [jpeg]\n"))
+    with pytest.raises(ParamsError, match=r"evaluate.plant.transforms: unknown transform 'hlip' \(did you mean 'hflip'\?\)"):
+        load_params("evaluate", write(tmp_path, "evaluate:\n  plant:\n    transforms: [jpeg, hlip]\n"))
+    with pytest.raises(ParamsError, match=r"evaluate.plant.n must be an integer >= 0"):
+        load_params("evaluate", write(tmp_path, "evaluate:\n  plant:\n    n: -3\n"))
+    with pytest.raises(ParamsError, match=r"hash.methods: unknown hash 'md5'"):
+        load_params("hash", write(tmp_path, "hash:\n  methods: [md5]\n"))

@@ -12,7 +12,18 @@ import yaml
 
 from conftest import REPO
 
-COPIED = ["dvc.yaml", "params.yaml", "stages", "neardup", ".gitignore"]
+COPIED = ["dvc.yaml", "params.yaml", "stages", "neardup", ".gitignore", "data/reviewed_pairs.csv"]
+
+
+def copy_project(dest):
+    """The files a user's clone has (what DVC stages need), into ``dest``."""
+    for name in COPIED:
+        src = REPO / name
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dest / name)
 
 
 def sh(cmd, cwd, env):
@@ -32,17 +43,14 @@ def ran_stages(output: str) -> set[str]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     path = tmp_path_factory.mktemp("repo")
-    for name in COPIED:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, path / name)
+    copy_project(path)
     (path / "data" / "raw").mkdir(parents=True)
     (path / "data" / "raw" / ".gitkeep").touch()
     params = yaml.safe_load((path / "params.yaml").read_text())
     params["fetch"]["demo"].update(n_distinct=80, n_duplicates=27, n_label_conflicts=3, seed=1)
-    params["render"]["max_groups"] = 5
+    params["render"].update(max_groups=5, max_pair_figures=10)
+    params["evaluate"]["plant"]["n"] = 18
+    params["hash"]["methods"] = ["phash"]
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return path
 
@@ -55,19 +63,29 @@ def test_dvc_repro_end_to_end(repo, dvc_env):
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-qm", "init"], repo, env)
 
+    params = yaml.safe_load((repo / "params.yaml").read_text())
     first = dvc("repro", cwd=repo, env=env)
-    assert ran_stages(first) == {"fetch", "embed@efficientnet-lite0-224", "cluster@efficientnet-lite0-224",
-                                 "evaluate", "render"}
+    lite, phash = "efficientnet-lite0-224", "phash"
+    assert ran_stages(first) == {"fetch", "plant", f"embed@{lite}", f"embed_plants@{lite}", f"hash@{phash}",
+                                 f"cluster@{lite}", f"cluster_hash@{phash}", "evaluate", "render"}
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
     run = metrics["efficientnet-lite0_224"]
-    assert metrics["dataset"] == {"n_images": 107, "n_skipped": 2, "n_planted": 27}
+    assert metrics["dataset"] == {"n_images": 107, "n_skipped": 2, "n_truth_copies": 27, "n_planted": 18}
     assert run["n_embedded"] == 107 and run["n_skipped"] == 0
     assert run["recall"] >= 0.9 and run["precision"] >= 0.9, run
-    assert run["n_label_conflicts"] >= 1
-    assert list((repo / "reports" / "plots" / "eps").glob("*.csv"))
+    assert run["ap"] > metrics["phash"]["ap"], (run["ap"], metrics["phash"]["ap"])
+    assert run["n_label_conflicts"] >= 1 and 0 < run["planted_recall"] <= 1
+    assert set(run["planted"]) <= set(params["evaluate"]["plant"]["transforms"])
+    assert run["n_pending"] == run["n_pairs"] - run["n_duplicate"]  # nothing reviewed yet
     groups_dir = repo / "reports" / "groups"
     assert list((groups_dir / "efficientnet-lite0_224").glob("*.png"))
     assert "conflict_group" in (groups_dir / "label_conflicts.csv").read_text()
+    assert (repo / "reports" / "quality.md").read_text().count("efficientnet-lite0_224") >= 2
+    assert len(list((repo / "reports" / "review").rglob("*.png"))) == 10
+    # Planted copies never reach a reported list.
+    for reported in [*(repo / "data" / "clusters").rglob("groups.csv"), *(repo / "data" / "clusters").rglob("pairs.csv"),
+                     repo / "reports" / "review_queue.csv", groups_dir / "label_conflicts.csv"]:
+        assert "planted/" not in reported.read_text(), reported
 
     # Nothing changed: nothing reruns.
     second = dvc("repro", cwd=repo, env=env)
@@ -75,33 +93,55 @@ def test_dvc_repro_end_to_end(repo, dvc_env):
     embedding = repo / "data" / "embeddings" / "efficientnet-lite0_224.npz"
     stamp = embedding.stat().st_mtime_ns
 
-    # Only cluster params change: cluster, evaluate and render rerun, embed does not.
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+    # Only cluster params change: clustering and what follows rerun, embedding does not.
     params["cluster"]["eps"] = [0.05, 0.1, 0.3]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     third = dvc("repro", cwd=repo, env=env)
-    assert ran_stages(third) == {"cluster@efficientnet-lite0-224", "evaluate", "render"}, third
+    assert ran_stages(third) == {f"cluster@{lite}", f"cluster_hash@{phash}", "evaluate", "render"}, third
     assert embedding.stat().st_mtime_ns == stamp
     sweep = (repo / "reports" / "plots" / "eps" / "efficientnet-lite0_224.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in sweep[1:]] == ["0.05", "0.1", "0.3"]
 
+    # Other planted copies: the plants are re-made and re-embedded, the real images are not.
+    params["evaluate"]["plant"]["seed"] = 7
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    fourth = dvc("repro", cwd=repo, env=env)
+    assert f"embed@{lite}" not in ran_stages(fourth) and {"plant", f"embed_plants@{lite}"} <= ran_stages(fourth)
+    assert embedding.stat().st_mtime_ns == stamp
+
+    # Verdicts, keyed by content hash, count for every run proposing the same pair.
+    import pandas as pd
+
+    queue = pd.read_csv(repo / "reports" / "review_queue.csv", dtype=str, keep_default_na=False)
+    shared = queue.groupby(["sha_a", "sha_b"]).filter(lambda g: g["run"].nunique() > 1).drop_duplicates(["sha_a", "sha_b"])
+    assert len(shared) >= 2
+    verdicts = shared.head(2).assign(verdict=["duplicate", "different"], id_a=shared["a"], id_b=shared["b"])
+    verdicts[["sha_a", "sha_b", "verdict", "id_a", "id_b"]].to_csv(repo / "data" / "reviewed_pairs.csv", index=False)
+    fifth = dvc("repro", cwd=repo, env=env)
+    assert ran_stages(fifth) == {"evaluate", "render"}, fifth
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    for name in ("efficientnet-lite0_224", "phash"):
+        counted = metrics[name]["n_duplicate"] + metrics[name]["n_different"]
+        assert counted >= 1 and metrics[name]["precision_lower"] <= metrics[name]["precision_upper"]
+
     # A new size embeds only the new (model, size) pair.
     params["embed"]["sizes"] = [224, 128]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    fourth = dvc("repro", cwd=repo, env=env)
-    assert ran_stages(fourth) == {"embed@efficientnet-lite0-128", "cluster@efficientnet-lite0-128", "evaluate",
-                                  "render"}, fourth
+    sixth = dvc("repro", cwd=repo, env=env)
+    small = "efficientnet-lite0-128"
+    assert ran_stages(sixth) == {f"embed@{small}", f"embed_plants@{small}", f"cluster@{small}", "evaluate",
+                                 "render"}, sixth
     assert embedding.stat().st_mtime_ns == stamp
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
-    assert {"efficientnet-lite0_224", "efficientnet-lite0_128"} <= set(metrics)
+    assert {"efficientnet-lite0_224", "efficientnet-lite0_128", "phash"} <= set(metrics)
 
     # Metrics and plots are readable by DVC's own commands.
     shown = json.loads(dvc("metrics", "show", "--json", cwd=repo, env=env))
     assert "efficientnet-lite0_224" in json.dumps(shown)
     plots = json.loads(dvc("plots", "show", "--json", "--split", cwd=repo, env=env))
     assert not plots.get("errors"), plots.get("errors")
-    assert sorted(plots["data"]) == ["reports/plots/eps/efficientnet-lite0_128.csv",
-                                     "reports/plots/eps/efficientnet-lite0_224.csv"]
+    assert {f"reports/plots/{kind}/{run}.csv" for kind in ("eps", "pr")
+            for run in ("efficientnet-lite0_128", "efficientnet-lite0_224", "phash")} == set(plots["data"])
 
 
 def test_dvc_repro_on_a_user_folder(tmp_path, dvc_env, photos):
@@ -111,9 +151,7 @@ def test_dvc_repro_on_a_user_folder(tmp_path, dvc_env, photos):
     env = dvc_env
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in COPIED:
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name)
+    copy_project(repo)
     images = tmp_path / "cassava" / "train_images"
     for name, array in photos.items():
         save(array, images / f"{name}.jpg", quality=90)
@@ -124,17 +162,23 @@ def test_dvc_repro_on_a_user_folder(tmp_path, dvc_env, photos):
     (tmp_path / "cassava" / "label_num_to_disease_map.json").write_text('{"0": "healthy", "1": "CBB", "2": "CMD"}')
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["fetch"].update(source="folder", input=str(tmp_path / "cassava"))
+    params["hash"]["methods"] = []
+    params["render"]["max_pair_figures"] = 5
     params["fetch"]["folder"].update(images="train_images", labels_csv="train.csv",
                                      label_map="label_num_to_disease_map.json")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(["git", "init", "-q"], repo, env)
     dvc("init", "-q", cwd=repo, env=env)
+    before = {p: p.read_bytes() for p in (tmp_path / "cassava").rglob("*") if p.is_file()}
     dvc("repro", cwd=repo, env=env)
 
+    # Planted copies live in the pipeline's own folder; the user's data is untouched.
+    assert {p: p.read_bytes() for p in (tmp_path / "cassava").rglob("*") if p.is_file()} == before
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
-    assert metrics["dataset"] == {"n_images": 7, "n_skipped": 1, "n_planted": 0}
+    assert metrics["dataset"] == {"n_images": 7, "n_skipped": 1, "n_truth_copies": 0, "n_planted": 7}
     run = metrics["efficientnet-lite0_224"]
-    assert "precision" not in run and run["eps"] == params["evaluate"]["fallback_eps"]
+    assert "precision" not in run and "ap" not in run and 0 <= run["planted_recall"] <= 1
+    assert run["planted_with_unrelated"] <= params["evaluate"]["max_unrelated"] or run["eps"] == min(params["cluster"]["eps"])
     skipped = (repo / "data" / "dataset" / "skipped.csv").read_text()
     assert "broken.jpg" in skipped and "truncated" in skipped
     conflicts = (repo / "reports" / "groups" / "label_conflicts.csv").read_text()

@@ -1,0 +1,62 @@
+"""Planted copies: written outside the data, deterministic, scored, and never in reported groups."""
+import numpy as np
+import pandas as pd
+
+from conftest import save
+from neardup.clustering import cluster_run, cluster_sweep
+from neardup.manifest import scan_files
+from neardup.planting import PLANT_PREFIX, is_planted, plant_copies, planted_outcomes, planted_summary
+
+
+def dataset(tmp_path, photos):
+    root = tmp_path / "user_data"
+    for name, array in photos.items():
+        save(array, root / f"{name}.jpg", quality=90)
+    return root, scan_files(sorted(root.iterdir()), root=root, set_name="train").manifest
+
+
+def test_plants_are_written_outside_the_data_and_deterministic(tmp_path, photos):
+    root, manifest = dataset(tmp_path, photos)
+    before = {p.name: p.read_bytes() for p in root.iterdir()}
+    a = plant_copies(manifest, tmp_path / "plants_a", n=4, transforms=["hflip", "jpeg"], seed=3)
+    b = plant_copies(manifest, tmp_path / "plants_b", n=4, transforms=["hflip", "jpeg"], seed=3)
+    assert {p.name: p.read_bytes() for p in root.iterdir()} == before  # the user's folder is untouched
+    assert all(str(tmp_path / "plants_a") in p for p in a.manifest["path"])
+    assert list(a.manifest["sha256"]) == list(b.manifest["sha256"])
+    assert list(a.truth["transform"]) == ["hflip", "jpeg", "hflip", "jpeg"]
+    assert set(a.truth["original"]) <= set(manifest["id"]) and a.truth["original"].is_unique
+    assert is_planted(a.manifest["id"]).all() and not is_planted(manifest["id"]).any()
+    assert (a.manifest["set"] == "__planted__").all()
+
+
+def test_outcomes_hand_computed():
+    truth = pd.DataFrame({"id": ["planted/1", "planted/2"], "original": ["x", "y"], "transform": ["jpeg", "crop"]})
+    groups = pd.DataFrame({"eps": [0.1] * 5, "group": [0, 0, 1, 1, 1],
+                           "id": ["x", "planted/1", "y", "planted/2", "z"]})
+    real = pd.DataFrame({"eps": [0.1, 0.1], "group": [0, 0], "id": ["y", "z"]})
+    out = planted_outcomes(groups, truth, [0.1, 0.2])
+    at = out[out["eps"] == 0.1].set_index("id")
+    assert at.loc["planted/1", "found"] and not at.loc["planted/1", "with_unrelated"]
+    assert at.loc["planted/2", "found"] and at.loc["planted/2", "with_unrelated"]  # z is unrelated to y
+    assert not out[out["eps"] == 0.2]["found"].any()  # an eps without groups still has rows
+    # z is y's real duplicate: the copy joining both is not a false merge.
+    assert not planted_outcomes(groups, truth, [0.1], real_groups=real)["with_unrelated"].any()
+    summary = planted_summary(out, 0.1)
+    assert summary == {"planted_recall": 1.0, "planted_with_unrelated": 0.5, "recall_crop": 1.0, "recall_jpeg": 1.0}
+
+
+def test_reported_groups_equal_clustering_without_plants():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(200, 32)).astype(np.float32)
+    real[150:170] = real[:20] + 0.03 * rng.normal(size=(20, 32)).astype(np.float32)
+    plants = real[20:40] + 0.03 * rng.normal(size=(20, 32)).astype(np.float32)
+    ids = [f"{i:03d}.jpg" for i in range(200)]
+    plant_ids = [f"{PLANT_PREFIX}{i:03d}.jpg" for i in range(20)]
+    truth = pd.DataFrame({"id": plant_ids, "original": ids[20:40], "transform": ["jpeg"] * 20})
+    groups, pairs, outcomes = cluster_run(real, ids, ids, eps_values=[0.005, 0.05], plant_vectors=plants,
+                                          plant_ids=plant_ids, plant_truth=truth)
+    alone = cluster_sweep(real, ids, ids, eps_values=[0.005, 0.05])
+    pd.testing.assert_frame_equal(groups, alone)
+    assert not is_planted(groups["id"]).any() and not is_planted(pairs[["a", "b"]].to_numpy().ravel()).any()
+    assert outcomes[outcomes["eps"] == 0.05]["found"].all()
+    assert (pairs["a"] < pairs["b"]).all() and len(pairs) >= 20
