@@ -85,11 +85,16 @@ def dbscan_labels(graph: sparse.csr_matrix, *, eps: float, min_samples: int = 1)
     -------
     ndarray of int, shape (n,): cluster index, -1 for noise.
     """
-    sub = _explicit_filter(graph, eps)
+    return _dbscan_filtered(_explicit_filter(graph, eps), eps=eps, min_samples=min_samples)
+
+
+def _dbscan_filtered(sub: sparse.csr_matrix, *, eps: float, min_samples: int) -> np.ndarray:
+    """DBSCAN on a graph already restricted to edges <= eps (``sub`` is left unchanged)."""
+    tiny = np.finfo(np.float64).tiny
     # DBSCAN ignores stored zeros only if they are not explicit; keep zero distances by a tiny shift.
-    sub.data = np.maximum(sub.data, np.finfo(np.float64).tiny)
-    model = DBSCAN(eps=max(eps, np.finfo(np.float64).tiny), min_samples=min_samples, metric="precomputed")
-    return model.fit_predict(sub)
+    shifted = sparse.csr_matrix((np.maximum(sub.data, tiny), sub.indices, sub.indptr), shape=sub.shape)
+    model = DBSCAN(eps=max(eps, tiny), min_samples=min_samples, metric="precomputed")
+    return model.fit_predict(shifted)
 
 
 def groups_for_eps(graph: sparse.csr_matrix, ids, labels, *, eps: float, min_samples: int = 1) -> pd.DataFrame:
@@ -101,8 +106,9 @@ def groups_for_eps(graph: sparse.csr_matrix, ids, labels, *, eps: float, min_sam
     """
     ids = np.asarray(ids, dtype=str)
     labels_arr = np.asarray(labels, dtype=str)
-    cluster = dbscan_labels(graph, eps=eps, min_samples=min_samples)
-    sub = _explicit_filter(graph, eps).tolil()
+    filtered = _explicit_filter(graph, eps)
+    cluster = _dbscan_filtered(filtered, eps=eps, min_samples=min_samples)
+    sub = filtered.tolil()
     members: dict[int, list[int]] = {}
     for i, c in enumerate(cluster):
         if c >= 0:

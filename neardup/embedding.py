@@ -278,11 +278,3 @@ class Embedder:
                           sha256=manifest["sha256"].to_numpy()[kept].astype(str),
                           vectors=matrix, skipped=skipped, images_per_second=rate)
 
-
-def embed_manifest(manifest: pd.DataFrame, *, model_name: str, size: int, weights: str = "imagenet",
-                   batch_size: int = 32, pooling: str = "avg", grayscale: bool = False,
-                   strategy=None) -> Embeddings:
-    """Build an :class:`Embedder` and embed every image of ``manifest``."""
-    embedder = Embedder(model_name, size=size, weights=weights, batch_size=batch_size, pooling=pooling,
-                        grayscale=grayscale, strategy=strategy)
-    return embedder.embed_manifest(manifest)
