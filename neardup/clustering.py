@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 from sklearn.cluster import DBSCAN
-from sklearn.neighbors import NearestNeighbors
+
+from neardup.scoring import mutual_knn, pair_graph
 
 log = logging.getLogger(__name__)
 
@@ -35,41 +36,15 @@ def radius_graph(vectors: np.ndarray, *, radius: float, metric: str = "cosine") 
     radius : float
         In units of ``metric``: cosine distance ``1 - cos`` or euclidean distance.
     metric : {'cosine', 'euclidean'}
-        ``cosine`` works on L2-normalised vectors (the euclidean distance there is
-        ``sqrt(2 * cosine_distance)``); ``euclidean`` on the raw vectors (the seed's setting).
+        ``cosine`` works on L2-normalised vectors; ``euclidean`` on the raw vectors (the seed's
+        setting).
 
     Returns
     -------
     csr_matrix, shape (n, n), float64 distances in ``metric`` units; zero distances are stored
-    explicitly, so exact copies stay neighbours.
+    explicitly, so exact copies stay neighbours. Built by blocked exact search, never N x N.
     """
-    if metric == "cosine":
-        points, euclid_radius = l2_normalize(vectors), float(np.sqrt(2.0 * radius))
-    elif metric == "euclidean":
-        points, euclid_radius = np.asarray(vectors, dtype=np.float32), float(radius)
-    else:
-        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
-    n = len(points)
-    if n == 0:
-        return sparse.csr_matrix((0, 0))
-    nn = NearestNeighbors(radius=euclid_radius, algorithm="brute").fit(points)
-    dist, ind = nn.radius_neighbors(points, return_distance=True, sort_results=True)
-    rows = np.repeat(np.arange(n), [len(i) for i in ind])
-    cols = np.concatenate(ind) if n else np.zeros(0, int)
-    data = np.concatenate(dist).astype(np.float64) if n else np.zeros(0)
-    keep = rows != cols
-    rows, cols, data = rows[keep], cols[keep], data[keep]
-    if metric == "cosine":
-        data = data ** 2 / 2.0
-    # float32 round-off can make d(a,b) != d(b,a) or keep only one direction of an edge at the
-    # boundary: take the union of both directions and the smaller distance.
-    rows, cols, data = np.concatenate([rows, cols]), np.concatenate([cols, rows]), np.concatenate([data, data])
-    order = np.lexsort((data, cols, rows))
-    rows, cols, data = rows[order], cols[order], data[order]
-    first = np.ones(len(rows), bool)
-    first[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
-    graph = sparse.csr_matrix((data[first], (rows[first], cols[first])), shape=(n, n))
-    return graph
+    return pair_graph(vectors, radius=radius, metric=metric)
 
 
 def _explicit_filter(graph: sparse.csr_matrix, eps: float) -> sparse.csr_matrix:
@@ -164,17 +139,23 @@ def cluster_sweep(vectors: np.ndarray, ids, labels, *, eps_values, metric: str =
 
 
 def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str = "cosine", min_samples: int = 1,
-                plant_vectors: np.ndarray | None = None, plant_ids=None, plant_truth: pd.DataFrame | None = None):
-    """Cluster the real images, and the real images with planted copies, from one radius graph.
+                normalize_k: int = 0, mutual_k: int = 0, plant_vectors: np.ndarray | None = None, plant_ids=None,
+                plant_truth: pd.DataFrame | None = None):
+    """Cluster the real images, and the real images with planted copies, from one pair graph.
 
-    The graph is built once over real images and copies; the real images' graph is its sub-matrix,
-    so the reported groups are exactly those of clustering the real images alone, and copies never
-    appear in them.
+    The graph is built once over real images and copies; the real images' graph is its sub-matrix
+    (neighbourhood scales come from real images only), so the reported groups are exactly those of
+    clustering the real images alone, and copies never appear in them.
 
     Parameters
     ----------
     vectors : ndarray, shape (n, d)
+        Descriptors, already whitened / combined with a hash (see :mod:`neardup.scoring`).
     ids, labels : sequences of str, length n
+    normalize_k : int
+        Neighbourhood normalisation of distances (0: off), see :func:`neardup.scoring.pair_graph`.
+    mutual_k : int
+        Keep only mutual ``mutual_k``-nearest-neighbour edges (0: keep all), against chaining.
     plant_vectors : ndarray, shape (m, d), optional
     plant_ids : sequence of str, length m
     plant_truth : DataFrame with columns ``id, original, transform``
@@ -182,7 +163,7 @@ def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str = "
     Returns
     -------
     groups : DataFrame ``eps, group, id, label, distance`` (real images only)
-    pairs : DataFrame ``a, b, distance``: every real pair within ``max(eps_values)``
+    pairs : DataFrame ``a, b, distance``: every real pair the decision graph keeps within ``max(eps_values)``
     outcomes : DataFrame from :func:`neardup.planting.planted_outcomes` (empty without copies)
     """
     from neardup.planting import OUTCOME_COLUMNS, planted_outcomes
@@ -190,14 +171,20 @@ def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str = "
     n = len(vectors)
     has_plants = plant_vectors is not None and len(plant_vectors) > 0
     everything = np.vstack([vectors, plant_vectors]) if has_plants else vectors
-    graph = radius_graph(everything, radius=max(float(e) for e in eps_values), metric=metric)
-    log.info("radius graph: %d images (%d planted), %d edges", graph.shape[0], graph.shape[0] - n, graph.nnz // 2)
-    real = graph[:n][:, :n].tocsr()
+    graph = pair_graph(everything, radius=max(float(e) for e in eps_values), metric=metric,
+                       normalize_k=normalize_k, n_reference=n)
+    log.info("pair graph: %d images (%d planted), %d edges", graph.shape[0], graph.shape[0] - n, graph.nnz // 2)
+
+    def decide(g):
+        return mutual_knn(g, mutual_k) if mutual_k else g
+
+    real = decide(graph[:n][:, :n].tocsr())
     groups = sweep_graph(real, ids, labels, eps_values=eps_values, min_samples=min_samples)
     pairs = graph_pairs(real, ids)
     if not has_plants:
         return groups, pairs, pd.DataFrame(columns=OUTCOME_COLUMNS)
     all_ids = np.concatenate([np.asarray(ids, dtype=str), np.asarray(plant_ids, dtype=str)])
-    all_groups = sweep_graph(graph, all_ids, [""] * len(all_ids), eps_values=eps_values, min_samples=min_samples)
+    all_groups = sweep_graph(decide(graph), all_ids, [""] * len(all_ids), eps_values=eps_values,
+                             min_samples=min_samples)
     truth = plant_truth[plant_truth["id"].isin(set(all_ids)) & plant_truth["original"].isin(set(ids))]
     return groups, pairs, planted_outcomes(all_groups, truth, eps_values, real_groups=groups)

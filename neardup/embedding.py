@@ -34,6 +34,11 @@ class Embeddings:
     vectors : ndarray of float32, shape (n, d)
     skipped : DataFrame with columns ``id, reason`` (images that could not be embedded)
     images_per_second : float
+    input_size : int
+        The model's input side (0 for hashes).
+    hashes : ndarray of float32, shape (n, b)
+        A perceptual hash per image as ±1 vectors (zero rows where it failed), for hybrid scores;
+        shape (n, 0) when none was computed.
     """
 
     ids: np.ndarray
@@ -41,6 +46,12 @@ class Embeddings:
     vectors: np.ndarray
     skipped: pd.DataFrame
     images_per_second: float = float("nan")
+    input_size: int = 0
+    hashes: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.hashes is None:
+            self.hashes = np.zeros((len(self.ids), 0), np.float32)
 
     def save(self, path: str | Path) -> None:
         """Write to ``.npz`` (plain str/float arrays, readable without pickle)."""
@@ -51,15 +62,34 @@ class Embeddings:
                  vectors=self.vectors.astype(np.float32),
                  skipped_ids=self.skipped["id"].to_numpy(dtype=str),
                  skipped_reasons=self.skipped["reason"].to_numpy(dtype=str),
-                 images_per_second=np.float64(self.images_per_second))
+                 images_per_second=np.float64(self.images_per_second), input_size=np.int64(self.input_size),
+                 hashes=self.hashes.astype(np.float32))
         os.replace(tmp, path)
+
+    def rows_for(self, ids) -> np.ndarray:
+        """``vectors`` in the order of ``ids``, zero rows for ids not embedded here.
+
+        Returns
+        -------
+        ndarray, shape (len(ids), d), float32
+        """
+        where = {str(k): i for i, k in enumerate(self.ids)}
+        out = np.zeros((len(ids), self.vectors.shape[1]), np.float32)
+        found = [(i, where[str(k)]) for i, k in enumerate(ids) if str(k) in where]
+        if found:
+            mine, theirs = map(list, zip(*found))
+            out[mine] = self.vectors[theirs]
+        if len(found) < len(ids):
+            log.warning("%d of %d ids have no vector here; they get zero rows", len(ids) - len(found), len(ids))
+        return out
 
     @classmethod
     def load(cls, path: str | Path) -> "Embeddings":
         with np.load(path, allow_pickle=False) as z:
             skipped = pd.DataFrame({"id": z["skipped_ids"], "reason": z["skipped_reasons"]})
             return cls(ids=z["ids"], sha256=z["sha256"], vectors=z["vectors"], skipped=skipped,
-                       images_per_second=float(z["images_per_second"]))
+                       images_per_second=float(z["images_per_second"]), input_size=int(z["input_size"]),
+                       hashes=z["hashes"])
 
 
 def detect_strategy():
@@ -190,8 +220,9 @@ class Embedder:
     ----------
     model_name : str
         A name from :data:`neardup.models.MODEL_NAMES`.
-    size : int
-        Square input side in pixels.
+    size : int or 'auto'
+        Square input side in pixels; ``'auto'`` picks it from ``manifest`` (see
+        :meth:`neardup.models.ModelSpec.auto_size`).
     weights : str
         See :func:`neardup.models.build_embedder`.
     batch_size : int
@@ -200,13 +231,20 @@ class Embedder:
         Global pooling of the last feature map.
     grayscale : bool
         Embed grey versions of the images (see :func:`image_dataset`).
+    manifest : DataFrame with columns ``width, height``, optional
+        The images whose sizes ``size='auto'`` fits.
     """
 
-    def __init__(self, model_name: str, *, size: int, weights: str = "imagenet", batch_size: int = 32,
-                 pooling: str = "avg", grayscale: bool = False, strategy=None):
+    def __init__(self, model_name: str, *, size, weights: str = "imagenet", batch_size: int = 32,
+                 pooling: str = "avg", grayscale: bool = False, strategy=None, manifest: pd.DataFrame | None = None):
         import tensorflow as tf
         from neardup.models import build_embedder, get_spec
 
+        if size == "auto":
+            if manifest is None:
+                raise ValueError("size='auto' needs the manifest whose image sizes it fits")
+            size = get_spec(model_name).auto_size(manifest["width"].astype(int), manifest["height"].astype(int))
+            log.info("%s: size auto -> %d px", model_name, size)
         self.model_name, self.size, self.grayscale = model_name, size, grayscale
         self.crop_fraction = get_spec(model_name).crop_fraction(size)
         self.strategy = strategy or detect_strategy()
@@ -276,5 +314,5 @@ class Embedder:
                  self.size, elapsed, rate)
         return Embeddings(ids=manifest["id"].to_numpy()[kept].astype(str),
                           sha256=manifest["sha256"].to_numpy()[kept].astype(str),
-                          vectors=matrix, skipped=skipped, images_per_second=rate)
+                          vectors=matrix, skipped=skipped, images_per_second=rate, input_size=self.size)
 

@@ -90,6 +90,36 @@ def sweep_scores(groups: pd.DataFrame, eps_values, true_pairs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def pair_sweep(pairs: pd.DataFrame, eps_values, true_pairs) -> pd.DataFrame:
+    """Pair-level scores per eps: the candidate pairs at distance <= eps, before any grouping.
+
+    Parameters
+    ----------
+    pairs : DataFrame with columns ``a, b, distance`` (unordered, ``a < b``)
+    eps_values : iterable of float
+    true_pairs : set of (a, b), or None (no ground truth: NaN scores)
+
+    Returns
+    -------
+    DataFrame with columns ``eps, pair_precision, pair_recall, pair_f1, n_candidate_pairs``.
+    """
+    distance = pairs["distance"].to_numpy(float)
+    hit = (np.fromiter(((a, b) in true_pairs for a, b in zip(pairs["a"].astype(str), pairs["b"].astype(str))),
+                       dtype=bool, count=len(pairs)) if true_pairs is not None else None)
+    rows = []
+    for eps in sorted(eps_values):
+        inside = distance <= eps + 1e-12
+        row = {"eps": float(eps), "pair_precision": math.nan, "pair_recall": math.nan, "pair_f1": math.nan,
+               "n_candidate_pairs": int(inside.sum())}
+        if hit is not None:
+            tp = int(hit[inside].sum())
+            p = tp / row["n_candidate_pairs"] if row["n_candidate_pairs"] else 1.0
+            r = tp / len(true_pairs) if true_pairs else 1.0
+            row.update(pair_precision=p, pair_recall=r, pair_f1=2 * p * r / (p + r) if p + r > 0 else 0.0)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def average_precision(pairs: pd.DataFrame, true_pairs: set[tuple[str, str]]) -> float:
     """Pair-level micro average precision (as in the DISC21 copy-detection benchmark).
 

@@ -21,6 +21,8 @@ import pathlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from neardup.lite_weights import lite_weights_path, load_torch_state_dict
 
 if TYPE_CHECKING:
@@ -41,6 +43,11 @@ WEIGHT_CHOICES = ("imagenet", "noisy-student", "none")
 
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights were asked for but are not available offline (message says where to put them)."""
+
+
+#: ``size: auto`` upscales the median image at most this much (measured on CIFAR's 32 x 32 duplicates:
+#: 96 px is as good as 224 once whitened and mixed with a hash, at a fifth of the cost).
+AUTO_UPSCALE = 3.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,19 @@ class ModelSpec:
         if not isinstance(size, int) or size < 32:
             raise ValueError(f"size must be an int >= 32, got {size!r}")
         return size / (size + 32) if self.family == "lite" else 1.0
+
+    def auto_size(self, widths, heights) -> int:
+        """Input size that fits the images: :data:`AUTO_UPSCALE` times their median short side,
+        rounded to a multiple of 32, between 64 and ``native_size``.
+
+        Small images are not blindly upscaled to the native size (CIFAR's 32 x 32 images get 96),
+        and photos larger than the native size use it.
+        """
+        short = np.minimum(np.asarray(widths, dtype=float), np.asarray(heights, dtype=float))
+        if not len(short):
+            return self.native_size
+        size = int(round(AUTO_UPSCALE * float(np.median(short)) / 32.0)) * 32
+        return int(min(max(size, 64), self.native_size))
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -111,8 +111,9 @@ class EmbedParams:
     sizes: tuple = (224,)
     weights: str = "imagenet"
     pooling: str = "max"
-    grayscale: bool = True
+    grayscale: bool = False
     batch_size: int = 32
+    hash: str = "dhash"
 
     def __post_init__(self):
         object.__setattr__(self, "models", tuple(self.models))
@@ -125,8 +126,12 @@ class EmbedParams:
         for name in self.models:
             _check(name in MODEL_NAMES, f"{where}.models: unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}")
         for size in self.sizes:
-            _check(isinstance(size, int) and 32 <= size <= 1024,
-                   f"{where}.sizes: each size must be an integer in 32..1024, got {size!r}")
+            _check(size == "auto" or (isinstance(size, int) and 32 <= size <= 1024),
+                   f"{where}.sizes: each size must be 'auto' or an integer in 32..1024, got {size!r}")
+        from neardup.hashing import HASH_METHODS
+
+        _check(self.hash == "" or self.hash in HASH_METHODS,
+               f"{where}.hash must be '' (none) or one of {HASH_METHODS}, got {self.hash!r}")
         _check(self.pooling in POOLINGS, f"{where}.pooling must be one of {POOLINGS}, got {self.pooling!r}")
         _check(isinstance(self.grayscale, bool), f"{where}.grayscale must be true or false")
         _check(self.batch_size >= 1, f"{where}.batch_size must be >= 1, got {self.batch_size}")
@@ -138,6 +143,10 @@ class ClusterParams:
     metric: str = "cosine"
     eps: tuple = (0.05, 0.1, 0.15, 0.2)
     min_samples: int = 1
+    whiten: float = 0.0
+    hash_weight: float = 0.0
+    normalize_k: int = 0
+    mutual_k: int = 0
 
     def __post_init__(self):
         eps = self.eps if isinstance(self.eps, (list, tuple)) else [self.eps]
@@ -150,6 +159,12 @@ class ClusterParams:
         if self.metric == "cosine":
             _check(max(self.eps) <= 2.0, f"{where}.eps: cosine distances lie in [0, 2], got {max(self.eps)}")
         _check(self.min_samples >= 1, f"{where}.min_samples must be >= 1, got {self.min_samples}")
+        _check(self.whiten >= 0, f"{where}.whiten must be >= 0 (0: off), got {self.whiten}")
+        _check(0 <= self.hash_weight < 1, f"{where}.hash_weight must lie in [0, 1), got {self.hash_weight}")
+        _check(self.normalize_k >= 0 and self.mutual_k >= 0,
+               f"{where}.normalize_k and {where}.mutual_k must be >= 0 (0: off)")
+        if self.whiten or self.hash_weight or self.normalize_k:
+            _check(self.metric == "cosine", f"{where}.whiten, hash_weight and normalize_k need metric 'cosine'")
 
 
 @dataclass(frozen=True)

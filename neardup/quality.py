@@ -9,12 +9,13 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-SUMMARY = [("eps", "chosen eps"), ("precision", "precision"), ("recall", "recall"), ("f1", "F1"), ("ap", "AP"),
+SUMMARY = [("eps", "chosen eps"), ("precision", "precision"), ("recall", "recall"), ("f1", "F1"),
+           ("pair_precision", "pair precision"), ("pair_recall", "pair recall"), ("pair_f1", "pair F1"), ("ap", "AP"),
            ("recall_at_p90", "recall @ P>=0.9"), ("planted_recall", "planted recall"),
            ("planted_with_unrelated", "planted with unrelated"), ("reviewed_precision", "reviewed precision"),
            ("precision_lower", "precision lower bound"), ("precision_upper", "precision upper bound"),
            ("n_pending", "pending pairs"), ("n_groups", "groups"), ("n_label_conflicts", "label-conflict groups"),
-           ("images_per_second", "images/s")]
+           ("input_size", "input size (px)"), ("images_per_second", "images/s")]
 
 
 def _cell(value) -> str:
@@ -50,7 +51,7 @@ def pr_curve_figure(plots_dir: Path, runs, out: Path) -> None:
             right.plot(sweep["eps"], sweep["planted_recall"], marker="o", label=run)
     left.set(xlabel="recall", ylabel="precision", title="ground truth, over the eps sweep", xlim=(0, 1.02),
              ylim=(0, 1.02))
-    right.set(xlabel="eps (cosine distance)", ylabel="recall of planted copies", title="planted copies",
+    right.set(xlabel="eps (distance)", ylabel="recall of planted copies", title="planted copies",
               ylim=(0, 1.02))
     for ax in (left, right):
         ax.grid(alpha=0.3)
@@ -76,7 +77,9 @@ def write_quality_report(metrics: dict, plots_dir: Path, out: Path, *, runs, fig
         "# Duplicate-detection quality",
         f"Dataset: {data['n_images']} images ({data['n_skipped']} files skipped), "
         f"{data['n_truth_copies']} known duplicates in the ground truth, {data['n_planted']} planted copies.",
-        "Precision / recall / F1 / AP are pairwise, against the dataset's ground truth (when it has one). "
+        "Precision / recall / F1 / AP are pairwise, against the dataset's ground truth (when it has one): "
+        "precision / recall / F1 count every pair inside the DBSCAN groups, pair precision / recall / F1 the "
+        "candidate pairs within eps before grouping (the gap between them is what chaining costs). "
         "Planted recall: share of planted copies grouped with their original; planted with unrelated: share "
         "landing in a group with any other image. Reviewed precision counts your verdicts "
         "(`python -m neardup.review`); the bounds count pending and unsure pairs as all wrong / all right.",

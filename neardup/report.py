@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neardup.clustering import l2_normalize
 from neardup.embedding import Embeddings
-from neardup.evaluation import average_precision, choose_eps, recall_at_precision, sweep_scores, truth_pairs
+from neardup.evaluation import (average_precision, choose_eps, pair_sweep, recall_at_precision, sweep_scores,
+                                truth_pairs)
 from neardup.planting import planted_summary
 from neardup.review import build_queue, group_pairs_table, load_reviews, reviewed_precision
 from neardup.tables import read_groups, read_table, read_truth
@@ -47,14 +47,12 @@ def pick_eps(sweep: pd.DataFrame, *, has_truth: bool, min_precision: float, max_
     return eps, "evaluate.fallback_eps (no ground truth and no usable planted copies)"
 
 
-def _cosine_distance(emb: Embeddings):
-    index = {k: i for i, k in enumerate(emb.ids)}
-    unit = l2_normalize(emb.vectors)
+def _scored_distance(pairs: pd.DataFrame):
+    """Distance lookup from the run's scored pairs (NaN for a pair only chained into its group)."""
+    known = dict(zip(zip(pairs["a"], pairs["b"]), pairs["distance"]))
 
     def distance(a_ids, b_ids):
-        a = unit[[index[i] for i in a_ids]]
-        b = unit[[index[i] for i in b_ids]]
-        return 1.0 - np.einsum("ij,ij->i", a, b)
+        return np.array([known.get((a, b), np.nan) for a, b in zip(a_ids, b_ids)], dtype=float)
 
     return distance
 
@@ -70,16 +68,18 @@ def evaluate_run(run: str, *, manifest, truth, embeddings: Path, clusters: Path,
                                                       with_unrelated=outcomes["with_unrelated"] == "True")
     true = None if truth is None else truth_pairs(truth, present=emb.ids)
     sweep = sweep_scores(groups, eps_values, true).merge(_planted_sweep(outcomes, eps_values), on="eps")
+    sweep = sweep.merge(pair_sweep(pairs, eps_values, true), on="eps")
     eps, reason = pick_eps(sweep, has_truth=true is not None, min_precision=min_precision,
                            max_unrelated=max_unrelated, fallback_eps=fallback_eps)
     chosen = sweep[sweep["eps"] == eps].iloc[0]
     at = groups[np.isclose(groups["eps"], eps)]
-    queue = build_queue(group_pairs_table(at, manifest, run=run, distance=_cosine_distance(emb)), reviews)
-    metrics = {k: float(chosen[k]) for k in ("eps", "precision", "recall", "f1")}
+    queue = build_queue(group_pairs_table(at, manifest, run=run, distance=_scored_distance(pairs)), reviews)
+    metrics = {k: float(chosen[k]) for k in ("eps", "precision", "recall", "f1", "pair_precision", "pair_recall",
+                                             "pair_f1")}
     metrics.update(ap=average_precision(pairs, true) if true is not None else math.nan,
                    recall_at_p90=recall_at_precision(sweep, min_precision=0.9))
     metrics.update({k: int(chosen[k]) for k in ("n_groups", "n_pairs", "n_label_conflicts")})
-    metrics.update(images_per_second=emb.images_per_second, n_embedded=len(emb.ids), n_skipped=len(emb.skipped))
+    metrics.update(input_size=emb.input_size, images_per_second=emb.images_per_second, n_embedded=len(emb.ids), n_skipped=len(emb.skipped))
     planted = planted_summary(outcomes, eps)
     metrics.update({k: v for k, v in planted.items() if not k.startswith("recall_")})
     if planted:

@@ -6,7 +6,9 @@ the pipeline can be scored against ground truth. Every transform takes an RGB
 it, so the same seed gives the same output) and returns a new RGB image that differs
 from its input (except ``grayscale`` on an image that is already grey).
 
-Names (keys of :data:`TRANSFORMS`):
+Names (keys of :data:`TRANSFORMS`). :data:`EASY_TRANSFORMS` holds the first nine, the
+original edits; :data:`HARD_TRANSFORMS` the last five, "hard cases" that look like real
+natural duplicates (a slightly shifted or zoomed shot, a colour-graded copy, a web thumbnail):
 
 ``jpeg``
     re-encode in memory as JPEG at quality 30-95.
@@ -26,6 +28,17 @@ Names (keys of :data:`TRANSFORMS`):
     add a solid-colour border of 3-10 % of the width/height on every side.
 ``text``
     overlay a short caption with Pillow's built-in font.
+``shift``
+    translate by 3-8 % of the width and of the height (random sign per axis) by cropping
+    that much from one side of each axis; the output is smaller, with no border.
+``crop_hard``
+    keep 70-90 % of each side at a random offset.
+``zoom``
+    centre crop to 1/z of each side, z in 1.1-1.3, resized back (bicubic) to the input size.
+``color``
+    saturation factor in 0.5-0.8 or 1.2-1.6, then contrast factor in 0.8-0.9 or 1.1-1.2.
+``resize_jpeg``
+    downscale (bicubic) to 25-50 % of each side, then re-encode as JPEG at quality 40-70.
 """
 
 from __future__ import annotations
@@ -48,13 +61,17 @@ _CAPTIONS = (
 )
 
 
-def _jpeg(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    quality = int(rng.integers(30, 96))
+def _encode_jpeg(image: Image.Image, quality: int) -> Image.Image:
+    """Round-trip ``image`` through an in-memory JPEG at ``quality``."""
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=quality)
     buf.seek(0)
     with Image.open(buf) as out:
         return out.convert("RGB")
+
+
+def _jpeg(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    return _encode_jpeg(image, int(rng.integers(30, 96)))
 
 
 def _downscale(image: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -64,13 +81,18 @@ def _downscale(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS)
 
 
-def _crop(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+def _random_crop(image: Image.Image, rng: np.random.Generator, lo: float, hi: float) -> Image.Image:
+    """Keep a fraction in [lo, hi) of each side at a random offset."""
     w, h = image.size
-    cw = max(1, round(w * rng.uniform(0.80, 0.95)))
-    ch = max(1, round(h * rng.uniform(0.80, 0.95)))
+    cw = max(1, round(w * rng.uniform(lo, hi)))
+    ch = max(1, round(h * rng.uniform(lo, hi)))
     x0 = int(rng.integers(0, w - cw + 1))
     y0 = int(rng.integers(0, h - ch + 1))
     return image.crop((x0, y0, x0 + cw, y0 + ch))
+
+
+def _crop(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    return _random_crop(image, rng, 0.80, 0.95)
 
 
 def _hflip(image: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -144,6 +166,41 @@ def _text(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     return out
 
 
+def _shift(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    w, h = image.size
+    dx = min(w - 1, max(1, round(w * rng.uniform(0.03, 0.08))))
+    dy = min(h - 1, max(1, round(h * rng.uniform(0.03, 0.08))))
+    left, top = rng.random(2) < 0.5  # which side of each axis loses the strip
+    x0, y0 = (dx if left else 0), (dy if top else 0)
+    return image.crop((x0, y0, x0 + w - dx, y0 + h - dy))
+
+
+def _crop_hard(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    return _random_crop(image, rng, 0.70, 0.90)
+
+
+def _zoom(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    z = float(rng.uniform(1.1, 1.3))
+    w, h = image.size
+    cw, ch = max(1, round(w / z)), max(1, round(h / z))
+    x0, y0 = (w - cw) // 2, (h - ch) // 2
+    return image.crop((x0, y0, x0 + cw, y0 + ch)).resize((w, h), Image.Resampling.BICUBIC)
+
+
+def _color(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    sat = float(rng.uniform(0.5, 0.8)) if rng.random() < 0.5 else float(rng.uniform(1.2, 1.6))
+    con = 1.0 + float(rng.choice([-1.0, 1.0])) * float(rng.uniform(0.1, 0.2))
+    image = ImageEnhance.Color(image).enhance(sat)
+    return ImageEnhance.Contrast(image).enhance(con)
+
+
+def _resize_jpeg(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    factor = float(rng.uniform(0.25, 0.5))
+    w, h = image.size
+    small = image.resize((max(1, round(w * factor)), max(1, round(h * factor))), Image.Resampling.BICUBIC)
+    return _encode_jpeg(small, int(rng.integers(40, 71)))
+
+
 #: All transforms by name; values take ``(rgb_image, rng)`` and return a new RGB image.
 TRANSFORMS: dict[str, Transform] = {
     "jpeg": _jpeg,
@@ -155,7 +212,19 @@ TRANSFORMS: dict[str, Transform] = {
     "grayscale": _grayscale,
     "pad": _pad,
     "text": _text,
+    "shift": _shift,
+    "crop_hard": _crop_hard,
+    "zoom": _zoom,
+    "color": _color,
+    "resize_jpeg": _resize_jpeg,
 }
+
+#: The nine original transforms, in :data:`TRANSFORMS` order (the demo plants only these).
+EASY_TRANSFORMS: tuple[str, ...] = (
+    "jpeg", "downscale", "crop", "hflip", "brightness_contrast", "rotate", "grayscale", "pad", "text",
+)
+#: The five "hard case" transforms that mimic natural duplicates, in :data:`TRANSFORMS` order.
+HARD_TRANSFORMS: tuple[str, ...] = ("shift", "crop_hard", "zoom", "color", "resize_jpeg")
 
 
 def apply_transform(name: str, image: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -174,7 +243,7 @@ def apply_transform(name: str, image: Image.Image, rng: np.random.Generator) -> 
     -------
     PIL.Image.Image
         A new RGB image; its size differs from (w, h) for ``downscale``, ``crop``,
-        ``rotate`` and ``pad``.
+        ``rotate``, ``pad``, ``shift``, ``crop_hard`` and ``resize_jpeg``.
 
     Raises
     ------

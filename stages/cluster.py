@@ -1,23 +1,43 @@
-"""cluster: DBSCAN groups for every eps of ``params.yaml: cluster.eps``; planted copies clustered alongside."""
+"""cluster: candidate pairs and DBSCAN groups for every eps of ``params.yaml: cluster.eps``.
+
+CNN runs are scored on whitened features mixed with the perceptual hash stored beside them (see
+``cluster.whiten`` / ``cluster.hash_weight``); ``--baseline`` runs (the hash baselines) use their
+vectors as they are. Planted copies are clustered alongside, never reported.
+"""
 from pathlib import Path
 
 from neardup.clustering import cluster_run
 from neardup.embedding import Embeddings
-from neardup.params import load_params
-from neardup.tables import read_table
+from neardup.params import ParamsError, load_params
 from neardup.runner import parse_args, run_stage
+from neardup.scoring import descriptors
+from neardup.tables import read_table
+
+import numpy as np
 
 
 def main() -> None:
     args = parse_args(__doc__, ("--manifest", {}), ("--embeddings", {}), ("--plants-truth", {}),
-                      ("--plants-embeddings", {}), ("--out", {"help": "output folder"}))
+                      ("--plants-embeddings", {}), ("--out", {"help": "output folder"}),
+                      ("--baseline", {"action": "store_true", "help": "score the vectors as they are"}))
     params = load_params("cluster")
     emb, plants = Embeddings.load(args.embeddings), Embeddings.load(args.plants_embeddings)
+    n = len(emb.ids)
+    if args.baseline:
+        vectors, options = np.vstack([emb.vectors, plants.vectors]), {}
+    else:
+        if params.hash_weight and not emb.hashes.shape[1]:
+            raise ParamsError(f"cluster.hash_weight is {params.hash_weight} but {args.embeddings} holds no hash: "
+                              f"set embed.hash (e.g. dhash) or cluster.hash_weight: 0")
+        vectors = descriptors(np.vstack([emb.vectors, plants.vectors]), whiten=params.whiten,
+                              hashes=np.vstack([emb.hashes, plants.hashes]), hash_weight=params.hash_weight,
+                              fit_rows=n)
+        options = {"normalize_k": params.normalize_k, "mutual_k": params.mutual_k}
     manifest = read_table(Path(args.manifest)).set_index("id")
     groups, pairs, outcomes = cluster_run(
-        emb.vectors, emb.ids, manifest.loc[emb.ids, "label_name"].to_numpy(), eps_values=params.eps,
-        metric=params.metric, min_samples=params.min_samples, plant_vectors=plants.vectors,
-        plant_ids=plants.ids, plant_truth=read_table(Path(args.plants_truth)))
+        vectors[:n], emb.ids, manifest.loc[emb.ids, "label_name"].to_numpy(), eps_values=params.eps,
+        metric=params.metric, min_samples=params.min_samples, plant_vectors=vectors[n:],
+        plant_ids=plants.ids, plant_truth=read_table(Path(args.plants_truth)), **options)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     groups.to_csv(out / "groups.csv", index=False)

@@ -10,7 +10,8 @@ from neardup.runner import run_stage
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True, help="a model name, or a hash method of hash.methods")
-    parser.add_argument("--size", type=int, help="input size (models only)")
+    parser.add_argument("--size", help="input size or 'auto' (models only)")
+    parser.add_argument("--size-from", help="manifest whose image sizes 'auto' fits (default: the first --manifest)")
     parser.add_argument("--manifest", action="append", required=True, help="manifest CSV (repeatable)")
     parser.add_argument("--out", action="append", required=True, help=".npz per --manifest, in order")
     args = parser.parse_args()
@@ -26,10 +27,17 @@ def main() -> None:
     params = load_params("embed")
     if args.size is None:
         parser.error("--size is required for models")
-    embedder = Embedder(args.model, size=args.size, weights=params.weights, batch_size=params.batch_size,
-                        pooling=params.pooling, grayscale=params.grayscale)
-    for manifest, out in zip(args.manifest, args.out):
-        embedder.embed_manifest(read_table(manifest)).save(out)
+    size = args.size if args.size == "auto" else int(args.size)
+    embedder = Embedder(args.model, size=size, weights=params.weights, batch_size=params.batch_size,
+                        pooling=params.pooling, grayscale=params.grayscale,
+                        manifest=read_table(args.size_from or args.manifest[0]))
+    for manifest_path, out in zip(args.manifest, args.out):
+        manifest = read_table(manifest_path)
+        emb = embedder.embed_manifest(manifest)
+        if params.hash:
+            hashed = hash_manifest(manifest, method=params.hash)
+            emb.hashes = hashed.rows_for(emb.ids)
+        emb.save(out)
 
 
 if __name__ == "__main__":

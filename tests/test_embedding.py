@@ -103,3 +103,31 @@ def test_save_load_round_trip_without_pickle(embedder, folder, tmp_path):
     assert list(back.ids) == list(emb.ids) and back.ids.dtype.kind == "U"
     with np.load(tmp_path / "e.npz") as z:  # allow_pickle defaults to False: loads fine
         assert z["vectors"].shape == (2, 1280)
+    assert back.input_size == embedder.size and back.hashes.shape == (2, 0)
+    emb.hashes = np.ones((2, 64), np.float32)
+    emb.save(tmp_path / "h.npz")
+    np.testing.assert_array_equal(Embeddings.load(tmp_path / "h.npz").hashes, emb.hashes)
+
+
+def test_rows_for_follows_the_given_ids_and_zero_fills(embedder, folder):
+    emb = embedder.embed_manifest(manifest_of(folder).head(3))
+    ids = [emb.ids[2], "not-there.jpg", emb.ids[0]]
+    rows = emb.rows_for(ids)
+    np.testing.assert_array_equal(rows[0], emb.vectors[2])
+    np.testing.assert_array_equal(rows[2], emb.vectors[0])
+    assert not rows[1].any()
+
+
+def test_auto_size_fits_the_images(folder):
+    from neardup.models import get_spec
+
+    lite0, lite2 = get_spec("efficientnet-lite0"), get_spec("efficientnet-lite2")
+    assert lite0.auto_size([32] * 5, [32] * 5) == 96  # CIFAR: 3x, not 7x
+    assert lite0.auto_size([10], [10]) == 64
+    assert lite0.auto_size([800, 800], [600, 600]) == 224 and lite2.auto_size([800], [600]) == 260
+    assert lite0.auto_size([40, 40, 300], [40, 40, 300]) == 128  # the median image decides
+    manifest = manifest_of(folder)
+    embedder = Embedder("efficientnet-lite0", size="auto", manifest=manifest.assign(width=54, height=64))
+    assert embedder.size == 160 and embedder.embed_manifest(manifest.head(1)).input_size == 160
+    with pytest.raises(ValueError, match="manifest"):
+        Embedder("efficientnet-lite0", size="auto")

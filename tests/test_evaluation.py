@@ -73,3 +73,16 @@ def test_recall_at_precision():
     assert recall_at_precision(sweep, min_precision=0.95) == 0.3
     assert recall_at_precision(sweep, min_precision=0.99) == 0.3
     assert recall_at_precision(sweep.assign(precision=[0.5, 0.4, 0.3])) == 0.0
+
+
+def test_pair_sweep_scores_candidate_pairs_before_grouping():
+    from neardup.evaluation import pair_sweep
+
+    true = {("a", "b"), ("c", "d")}
+    pairs = pd.DataFrame({"a": ["a", "b", "c"], "b": ["b", "c", "d"], "distance": [0.1, 0.2, 0.3]})
+    sweep = pair_sweep(pairs, [0.05, 0.1, 0.2, 0.3], true)
+    assert sweep["n_candidate_pairs"].tolist() == [0, 1, 2, 3]
+    assert sweep["pair_precision"].tolist() == pytest.approx([1.0, 1.0, 0.5, 2 / 3])
+    assert sweep["pair_recall"].tolist() == pytest.approx([0.0, 0.5, 0.5, 1.0])
+    assert sweep["pair_f1"].iloc[-1] == pytest.approx(0.8)
+    assert pair_sweep(pairs, [0.3], None)["pair_f1"].isna().all()

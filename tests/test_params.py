@@ -48,3 +48,17 @@ def test_plant_typos_are_named(tmp_path):
         load_params("evaluate", write(tmp_path, "evaluate:\n  plant:\n    n: -3\n"))
     with pytest.raises(ParamsError, match=r"hash.methods: unknown hash 'md5'"):
         load_params("hash", write(tmp_path, "hash:\n  methods: [md5]\n"))
+
+
+def test_scoring_and_size_options(tmp_path):
+    emb = load_params("embed", write(tmp_path, "embed:\n  sizes: [auto, 96]\n  hash: phash\n"))
+    assert emb.sizes == ("auto", 96) and emb.hash == "phash"
+    for text, key in [("embed:\n  sizes: [big]\n", "embed.sizes"), ("embed:\n  hash: md5\n", "embed.hash"),
+                      ("cluster:\n  hash_weight: 1.0\n", "cluster.hash_weight"),
+                      ("cluster:\n  whiten: -1\n", "cluster.whiten"),
+                      ("cluster:\n  mutual_k: -2\n", "cluster.mutual_k"),
+                      ("cluster:\n  metric: euclidean\n  eps: [3.0]\n  whiten: 1.0\n", "need metric 'cosine'")]:
+        with pytest.raises(ParamsError, match=key):
+            load_params(text.split(":")[0], write(tmp_path, text))
+    seed = "cluster:\n  metric: euclidean\n  eps: [3.0]\n  whiten: 0\n  hash_weight: 0\n"
+    assert load_params("cluster", write(tmp_path, seed)).metric == "euclidean"

@@ -26,7 +26,7 @@ from neardup.sources import (
 from neardup.sources.demo import SHORT_SIDE, make_demo
 from neardup.sources.folder import scan_folder
 from neardup.sources.kaggle import download_competition
-from neardup.transforms import TRANSFORMS
+from neardup.transforms import EASY_TRANSFORMS, TRANSFORMS
 
 
 def _jpeg_bytes(seed: int, w: int = 48, h: int = 40) -> bytes:
@@ -142,7 +142,7 @@ def test_demo_counts_and_layout(demo_runs):
     assert all(p == str(out_dir / "images" / i) for i, p in zip(m["id"], m["path"]))
     assert set(truth["id"]) == set(m["id"][m["id"].str.startswith("copies/")])
     assert set(truth["original"]) <= set(m["id"][m["id"].str.startswith("tiles/")])
-    assert set(truth["transform"]) == set(TRANSFORMS)
+    assert set(truth["transform"]) == set(EASY_TRANSFORMS)
     assert not any(t in i for i in m["id"] for t in TRANSFORMS)
     reasons = sorted(res.skipped["reason"])
     assert reasons[0].startswith("not an image") and reasons[1].startswith("truncated image")
@@ -171,7 +171,7 @@ def test_demo_small_relative_and_rerun(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     res = make_demo(Path("d"), n_distinct=20, n_duplicates=9, n_label_conflicts=0, seed=3)
     assert res.manifest["path"].iloc[0].startswith("d/images/")
-    assert len(res.manifest) == 29 and set(res.truth["transform"]) == set(TRANSFORMS)
+    assert len(res.manifest) == 29 and set(res.truth["transform"]) == set(EASY_TRANSFORMS)
     again = make_demo(Path("d"), n_distinct=10, n_duplicates=0, n_label_conflicts=0, seed=3)
     assert len(again.manifest) == 10 and again.truth.empty  # old files were replaced
     assert len(list((tmp_path / "d" / "images").rglob("*.jpg"))) == 11  # 10 tiles + truncated

@@ -4,7 +4,7 @@ Distinct images are non-overlapping tiles (varied sizes) cut from real photos of
 scikit-image (``skimage.data``) and scikit-learn (``load_sample_images``). Tiles of the
 same photo look alike (realistic hard negatives) but never share a pixel. Planted
 duplicates are copies of some tiles, each edited with one transform of
-:mod:`neardup.transforms` (all transforms are used), recorded in the truth table.
+:mod:`neardup.transforms` (every transform of ``EASY_TRANSFORMS`` is used), recorded in the truth table.
 The label of an image is the name of its source photo; a few copies carry a wrong
 label so that label conflicts exist. One truncated JPEG and one text file exercise
 the skipped list.
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from neardup.manifest import scan_files
 from neardup.sources import TRUTH_COLUMNS, FetchResult, SourceError
-from neardup.transforms import TRANSFORMS, apply_transform
+from neardup.transforms import EASY_TRANSFORMS, apply_transform
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def _plan_copies(tiles, photos, n_duplicates: int, rng: np.random.Generator) -> 
     if n_duplicates == 0:
         return []
     n_tiles = len(tiles)
-    names = list(TRANSFORMS)
+    names = list(EASY_TRANSFORMS)
     transforms = [names[k % len(names)] for k in range(n_duplicates)]
     transforms = [transforms[i] for i in rng.permutation(n_duplicates)]
     n_unique = max(1, min(n_tiles, n_duplicates - n_duplicates // 6))

@@ -1,0 +1,147 @@
+"""Exact blocked neighbour search and the pair scores built on it, checked against dense numpy."""
+import numpy as np
+import pytest
+
+from neardup.clustering import cluster_run
+from neardup.neighbours import knn_distances, radius_search
+from neardup.scoring import (apply_whitening, descriptors, fit_whitening, hybrid_vectors, local_scale,
+                             mutual_knn, pair_graph)
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def dense(points, metric):
+    if metric == "cosine":
+        p = unit(points.astype(np.float64))
+        return 1.0 - p @ p.T
+    diff = points[:, None, :].astype(np.float64) - points[None, :, :]
+    return np.sqrt((diff ** 2).sum(-1))
+
+
+@pytest.fixture
+def points():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(150, 24))
+    return np.vstack([base, base[:30] + 0.05 * rng.normal(size=(30, 24))]).astype(np.float32)
+
+
+@pytest.mark.parametrize("metric, radius", [("cosine", 0.8), ("euclidean", 7.0)])
+@pytest.mark.parametrize("block", [7, 1024])
+def test_radius_search_matches_dense(points, metric, radius, block):
+    full = dense(points, metric)
+    radii = np.linspace(0.5, 1.0, len(points)) * radius  # per-row radius
+    rows, cols, dist = radius_search(points, radii, metric=metric, block=block)
+    want = {(i, j) for i, j in zip(*np.nonzero(full <= radii[:, None])) if i != j}
+    got = set(zip(rows.tolist(), cols.tolist()))
+    # float32 round-off may only flip pairs sitting on the boundary
+    assert got ^ want <= {(i, j) for i, j in got ^ want if abs(full[i, j] - radii[i]) < 1e-4}
+    assert len(got) > 4 * len(points)  # far more than the 30 planted pairs
+    assert np.allclose(dist, full[rows, cols], atol=1e-4)
+
+
+def test_knn_distances_match_dense_with_and_without_reference(points):
+    full = dense(points, "cosine")
+    np.fill_diagonal(full, np.inf)
+    assert np.allclose(knn_distances(points, 5, block=16), np.sort(full, axis=1)[:, :5], atol=1e-5)
+    ref, queries = points[:100], points[100:]
+    cross = dense(np.vstack([queries, ref]), "cosine")[:len(queries), len(queries):]
+    assert np.allclose(knn_distances(queries, 3, reference=ref), np.sort(cross, axis=1)[:, :3], atol=1e-5)
+    assert np.isinf(knn_distances(points[:3], 5)[:, 2:]).all()  # only 2 others exist
+
+
+def test_whitening_decorrelates_and_shrinkage_tends_to_cosine():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 8)) * np.array([10, 5, 3, 1, 1, 0.5, 0.2, 0.1]) + 3.0
+    mean, proj = fit_whitening(x, shrinkage=1e-9)
+    white = apply_whitening(x, mean, proj)
+    cov = np.cov(white.T, bias=True)
+    assert np.allclose(cov[:7, :7], np.eye(7), atol=0.05)  # (unit-normalised input loses one dimension)
+    # strong shrinkage keeps cosine geometry: order of pair distances nearly unchanged
+    mean, proj = fit_whitening(x[:200], shrinkage=1e6)
+    shrunk = dense(apply_whitening(x[:200], mean, proj), "cosine")
+    plain = dense(unit(x[:200]) - unit(x[:200]).mean(0), "cosine")
+    assert np.allclose(shrunk, plain, atol=1e-3)
+    with pytest.raises(ValueError, match="shrinkage"):
+        fit_whitening(x, shrinkage=0)
+
+
+def test_hybrid_cosine_is_the_weighted_mean_of_both_cosines(points):
+    rng = np.random.default_rng(2)
+    hashes = np.sign(rng.normal(size=(len(points), 64))).astype(np.float32)
+    mixed = hybrid_vectors(points, hashes, hash_weight=0.3)
+    want = 0.7 * (1 - dense(points, "cosine")) + 0.3 * (1 - dense(hashes, "cosine"))
+    assert np.allclose(mixed @ mixed.T, want, atol=1e-5)
+    assert np.allclose(descriptors(points, hashes=hashes, hash_weight=0.3), mixed)
+    with pytest.raises(ValueError, match="hash_weight"):
+        hybrid_vectors(points, hashes, hash_weight=1.0)
+
+
+def test_normalised_graph_matches_dense_formula(points):
+    k, radius = 4, 0.25
+    full = dense(points, "cosine")
+    others = np.sort(np.where(np.eye(len(points), dtype=bool), np.inf, full), axis=1)
+    scale = others[:, k - 1:2 * k - 1].mean(1)
+    assert np.allclose(local_scale(points, k=k), scale, atol=1e-5)
+    norm = np.maximum(full + np.median(scale) - (scale[:, None] + scale[None, :]) / 2, 0)
+    np.fill_diagonal(norm, np.inf)
+    want = norm <= radius
+    near_boundary = np.abs(norm - radius) < 1e-4
+    got = pair_graph(points, radius=radius, normalize_k=k).tocoo()
+    got_set = set(zip(got.row.tolist(), got.col.tolist()))
+    want_set = set(zip(*np.nonzero(want)))
+    assert {p for p in got_set ^ want_set if not near_boundary[p]} == set()
+    assert np.allclose(got.data, norm[got.row, got.col], atol=1e-4)
+
+
+def test_normalisation_ranks_an_isolated_copy_above_a_crowded_series():
+    rng = np.random.default_rng(4)
+    centre = rng.normal(size=32)
+    series = centre + 0.25 * rng.normal(size=(12, 32))  # look-alikes: all close to each other
+    far = rng.normal(size=(60, 32)) * 3
+    lone = rng.normal(size=32) * 3
+    copy = lone + 1.2 * rng.normal(size=32)  # a real copy, a little farther apart than the series
+    points = np.vstack([series, far, lone, copy]).astype(np.float32)
+    a, b = len(points) - 2, len(points) - 1
+    plain = pair_graph(points, radius=2.0).toarray()
+    norm = pair_graph(points, radius=2.0, normalize_k=3).toarray()
+    series_plain = plain[:12, :12][~np.eye(12, dtype=bool)]
+    series_norm = norm[:12, :12][~np.eye(12, dtype=bool)]
+    assert plain[a, b] > np.median(series_plain)  # plain cosine: the series looks more duplicated
+    assert norm[a, b] < series_norm.min()  # normalised: the copy comes first
+
+
+def test_mutual_knn_matches_dense_definition(points):
+    full = dense(points, "cosine")
+    np.fill_diagonal(full, np.inf)
+    graph = pair_graph(points, radius=2.0)  # every pair
+    for k in (1, 2, 3):
+        rank = np.argsort(np.argsort(full, axis=1, kind="stable"), axis=1, kind="stable")
+        near = rank < k
+        want = set(zip(*np.nonzero(near & near.T)))
+        got = mutual_knn(graph, k).tocoo()
+        assert set(zip(got.row.tolist(), got.col.tolist())) == want
+    # a chain a-b-c-d with growing gaps: mutual 1-NN keeps a-b and c-d, never b-c
+    line = np.array([[1.0, 0.0], [1.0, 0.05], [1.0, 0.15], [1.0, 0.2]], np.float32)
+    pruned = mutual_knn(pair_graph(line, radius=0.1), 1).toarray()
+    assert pruned[0, 1] > 0 and pruned[2, 3] > 0 and pruned[1, 2] == 0
+
+
+@pytest.mark.parametrize("options", [{"normalize_k": 3}, {"mutual_k": 2}])
+def test_planted_copies_never_change_the_real_groups(points, options):
+    ids = [f"img{i:03d}" for i in range(len(points))]
+    eps = [0.05, 0.2, 0.4]
+    alone, pairs_alone, _ = cluster_run(points, ids, [""] * len(ids), eps_values=eps, **options)
+    rng = np.random.default_rng(3)
+    copies = points[:20] + 0.01 * rng.normal(size=(20, points.shape[1])).astype(np.float32)
+    import pandas as pd
+    truth = pd.DataFrame({"id": [f"planted/{i}" for i in range(20)], "original": ids[:20], "transform": "x"})
+    groups, pairs, outcomes = cluster_run(points, ids, [""] * len(ids), eps_values=eps, plant_vectors=copies,
+                                          plant_ids=truth["id"].tolist(), plant_truth=truth, **options)
+    # same members and pairs; distances equal up to float32 round-off of differently blocked products
+    key = ["eps", "group", "id"]
+    assert len(alone) and groups[key].equals(alone[key]) and pairs[["a", "b"]].equals(pairs_alone[["a", "b"]])
+    assert np.allclose(groups["distance"], alone["distance"], atol=1e-6)
+    assert np.allclose(pairs["distance"], pairs_alone["distance"], atol=1e-6)
+    assert outcomes["found"].astype(bool).any()
