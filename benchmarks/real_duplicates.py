@@ -44,6 +44,7 @@ CONFIGS = {
     "lite0@224 max +whiten": ("efficientnet-lite0", 224, "max", False, 1.0, "", 0.0, 0, 0, "cosine"),
     "lite0@224 max +dhash": ("efficientnet-lite0", 224, "max", False, 0.0, "dhash", 0.2, 0, 0, "cosine"),
     "lite0@224 max +whiten +dhash": ("efficientnet-lite0", 224, "max", False, 1.0, "dhash", 0.2, 0, 0, "cosine"),
+    "lite0@224 max +whiten +dhash +nn10": ("efficientnet-lite0", 224, "max", False, 1.0, "dhash", 0.2, 10, 0, "cosine"),
     "lite0@auto max": ("efficientnet-lite0", "auto", "max", False, 0.0, "", 0.0, 0, 0, "cosine"),
     "lite0@auto max +whiten": ("efficientnet-lite0", "auto", "max", False, 1.0, "", 0.0, 0, 0, "cosine"),
     "lite0@auto max +dhash": ("efficientnet-lite0", "auto", "max", False, 0.0, "dhash", 0.2, 0, 0, "cosine"),

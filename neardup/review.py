@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neardup.tables import read_queue
 from neardup.render import thumbnail
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def build_queue(pairs: pd.DataFrame, reviews: pd.DataFrame) -> pd.DataFrame:
     queue["verdict"] = [known.get(pair_key(x, y), "") for x, y in zip(queue["sha_a"], queue["sha_b"])]
     queue.loc[queue["sha_a"] == queue["sha_b"], "verdict"] = "duplicate"
     queue["figure"] = queue["figure"].fillna("").astype(str) if "figure" in queue.columns else ""
-    queue["distance"] = queue["distance"].astype(float)
+    queue["distance"] = pd.to_numeric(queue["distance"], errors="coerce")
     queue = queue.sort_values(["distance", "a", "b"], na_position="last", kind="stable")
     return queue[QUEUE_COLUMNS].reset_index(drop=True)
 
@@ -154,7 +155,9 @@ def pair_figure(row, manifest: pd.DataFrame, out: Path, *, thumb_size: int = 256
         ax.axis("off")
     same = "  byte-identical" if row["sha_a"] == row["sha_b"] else ""
     verdict = f"  verdict: {row['verdict']}" if row.get("verdict") else ""
-    fig.suptitle(f"{row['run']}  distance {float(row['distance']):.4f}{same}{verdict}", fontsize=9)
+    distance = float(row["distance"])
+    told = f"distance {distance:.4f}" if distance == distance else "joined through other group members"
+    fig.suptitle(f"{row['run']}  {told}{same}{verdict}", fontsize=9)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80, metadata={"Software": None})
     return out
@@ -211,7 +214,7 @@ def review(queue: pd.DataFrame, manifest: pd.DataFrame, reviews_path: Path, *, f
     reviews_path, figures_dir = Path(reviews_path), Path(figures_dir)
     reviews = load_reviews(reviews_path)
     done = set(zip(reviews["sha_a"], reviews["sha_b"]))
-    order = queue.assign(distance=queue["distance"].astype(float))
+    order = queue.assign(distance=pd.to_numeric(queue["distance"], errors="coerce"))
     todo, seen = [], set()
     for _, row in order.sort_values(["distance", "a", "b"], na_position="last", kind="stable").iterrows():
         key = pair_key(row["sha_a"], row["sha_b"])
@@ -279,7 +282,7 @@ def main(argv=None) -> int:
     parser.add_argument("--open", action="store_true", help="show figures in a window when there is a display")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    queue = pd.read_csv(args.queue, dtype=str, keep_default_na=False)
+    queue = read_queue(args.queue)
     queue["distance"] = pd.to_numeric(queue["distance"].replace("", "nan"))
     manifest = pd.read_csv(args.manifest, dtype=str, keep_default_na=False)
     show = _window_show() if args.open else None

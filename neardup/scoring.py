@@ -36,8 +36,9 @@ def fit_whitening(vectors: np.ndarray, *, shrinkage: float) -> tuple[np.ndarray,
     """Fit shrunk PCA whitening on L2-normalised vectors.
 
     Each principal direction with variance ``v`` is scaled by ``1 / sqrt(v + lambda)``, where
-    ``lambda = shrinkage * mean variance``: 0 whitens fully (unstable with fewer images than
-    dimensions), large values approach plain cosine. Cost: one (d, d) covariance, no N x N.
+    ``lambda = shrinkage * total variance / min(n - 1, d)`` (the mean variance of the directions
+    n images can span): near 0 whitens fully, large values approach plain cosine. Cost: one
+    (d, d) covariance, no N x N.
 
     Parameters
     ----------
@@ -57,7 +58,10 @@ def fit_whitening(vectors: np.ndarray, *, shrinkage: float) -> tuple[np.ndarray,
     cov = centred.T @ centred / max(len(unit), 1)
     variances, directions = np.linalg.eigh(cov)
     variances = np.maximum(variances, 0.0)
-    lam = shrinkage * variances.mean() if variances.mean() > 0 else 1.0
+    # mean over the directions the images can span (at most n - 1): with fewer images than
+    # dimensions the empty directions must not make lambda tiny and blow up noise
+    rank = max(1, min(len(unit) - 1, unit.shape[1]))
+    lam = shrinkage * variances.sum() / rank if variances.sum() > 0 else 1.0
     return mean, directions / np.sqrt(variances + lam)
 
 

@@ -35,3 +35,10 @@ def read_groups(path: Path) -> pd.DataFrame:
     return groups
 
 
+
+
+def read_queue(path) -> pd.DataFrame:
+    """The review queue, ``distance`` as float (NaN for a pair only chained into its group)."""
+    queue = read_table(path)
+    queue["distance"] = pd.to_numeric(queue["distance"], errors="coerce")
+    return queue

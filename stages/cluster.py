@@ -19,7 +19,8 @@ import numpy as np
 def main() -> None:
     args = parse_args(__doc__, ("--manifest", {}), ("--embeddings", {}), ("--plants-truth", {}),
                       ("--plants-embeddings", {}), ("--out", {"help": "output folder"}),
-                      ("--baseline", {"action": "store_true", "help": "score the vectors as they are"}))
+                      ("--baseline", {"action": "store_true", "required": False,
+                                      "help": "score the vectors as they are"}))
     params = load_params("cluster")
     emb, plants = Embeddings.load(args.embeddings), Embeddings.load(args.plants_embeddings)
     n = len(emb.ids)

@@ -5,7 +5,7 @@ from pathlib import Path
 from neardup.params import load_params
 from neardup.quality import write_quality_report
 from neardup.render import render_all
-from neardup.tables import read_table, run_keys
+from neardup.tables import read_queue, read_table, run_keys
 from neardup.review import draw_pair_figures
 from neardup.runner import parse_args, run_stage
 
@@ -19,7 +19,7 @@ def main() -> None:
     dataset = Path(args.dataset)
     render_all(dataset, Path(args.clusters), metrics, Path(args.out), runs=runs, max_groups=render.max_groups,
                thumb_size=render.thumb_size)
-    queue = read_table(args.queue).astype({"distance": float})
+    queue = read_queue(args.queue)
     Path(args.review_figures).mkdir(parents=True, exist_ok=True)  # an output even when nothing is proposed
     draw_pair_figures(queue, read_table(dataset / "manifest.csv"), Path(args.review_figures),
                       max_figures=render.max_pair_figures)

@@ -65,22 +65,24 @@ def test_dvc_repro_end_to_end(repo, dvc_env):
 
     params = yaml.safe_load((repo / "params.yaml").read_text())
     first = dvc("repro", cwd=repo, env=env)
-    lite, phash = "efficientnet-lite0-224", "phash"
+    lite, phash = "efficientnet-lite0-auto", "phash"
     assert ran_stages(first) == {"fetch", "plant", f"embed@{lite}", f"embed_plants@{lite}", f"hash@{phash}",
                                  f"cluster@{lite}", f"cluster_hash@{phash}", "evaluate", "render"}
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
-    run = metrics["efficientnet-lite0_224"]
+    run = metrics["efficientnet-lite0_auto"]
     assert metrics["dataset"] == {"n_images": 107, "n_skipped": 2, "n_truth_copies": 27, "n_planted": 18}
     assert run["n_embedded"] == 107 and run["n_skipped"] == 0
+    assert run["input_size"] == 224  # size auto: demo photos are larger than Lite0's native 224
+    assert 0 < run["pair_f1"] <= 1 and 0 < run["pair_precision"] <= 1
     assert run["recall"] >= 0.9 and run["precision"] >= 0.9, run
     assert run["ap"] > metrics["phash"]["ap"], (run["ap"], metrics["phash"]["ap"])
     assert run["n_label_conflicts"] >= 1 and 0 < run["planted_recall"] <= 1
     assert set(run["planted"]) <= set(params["evaluate"]["plant"]["transforms"])
     assert run["n_pending"] == run["n_pairs"] - run["n_duplicate"]  # nothing reviewed yet
     groups_dir = repo / "reports" / "groups"
-    assert list((groups_dir / "efficientnet-lite0_224").glob("*.png"))
+    assert list((groups_dir / "efficientnet-lite0_auto").glob("*.png"))
     assert "conflict_group" in (groups_dir / "label_conflicts.csv").read_text()
-    assert (repo / "reports" / "quality.md").read_text().count("efficientnet-lite0_224") >= 2
+    assert (repo / "reports" / "quality.md").read_text().count("efficientnet-lite0_auto") >= 2
     assert len(list((repo / "reports" / "review").rglob("*.png"))) == 10
     # Planted copies never reach a reported list.
     for reported in [*(repo / "data" / "clusters").rglob("groups.csv"), *(repo / "data" / "clusters").rglob("pairs.csv"),
@@ -90,17 +92,17 @@ def test_dvc_repro_end_to_end(repo, dvc_env):
     # Nothing changed: nothing reruns.
     second = dvc("repro", cwd=repo, env=env)
     assert ran_stages(second) == set(), second
-    embedding = repo / "data" / "embeddings" / "efficientnet-lite0_224.npz"
+    embedding = repo / "data" / "embeddings" / "efficientnet-lite0_auto.npz"
     stamp = embedding.stat().st_mtime_ns
 
     # Only cluster params change: clustering and what follows rerun, embedding does not.
-    params["cluster"]["eps"] = [0.05, 0.1, 0.3]
+    params["cluster"]["eps"] = [0.3, 0.5, 0.7]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     third = dvc("repro", cwd=repo, env=env)
     assert ran_stages(third) == {f"cluster@{lite}", f"cluster_hash@{phash}", "evaluate", "render"}, third
     assert embedding.stat().st_mtime_ns == stamp
-    sweep = (repo / "reports" / "plots" / "eps" / "efficientnet-lite0_224.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in sweep[1:]] == ["0.05", "0.1", "0.3"]
+    sweep = (repo / "reports" / "plots" / "eps" / "efficientnet-lite0_auto.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in sweep[1:]] == ["0.3", "0.5", "0.7"]
 
     # Other planted copies: the plants are re-made and re-embedded, the real images are not.
     params["evaluate"]["plant"]["seed"] = 7
@@ -120,12 +122,12 @@ def test_dvc_repro_end_to_end(repo, dvc_env):
     fifth = dvc("repro", cwd=repo, env=env)
     assert ran_stages(fifth) == {"evaluate", "render"}, fifth
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
-    for name in ("efficientnet-lite0_224", "phash"):
+    for name in ("efficientnet-lite0_auto", "phash"):
         counted = metrics[name]["n_duplicate"] + metrics[name]["n_different"]
         assert counted >= 1 and metrics[name]["precision_lower"] <= metrics[name]["precision_upper"]
 
     # A new size embeds only the new (model, size) pair.
-    params["embed"]["sizes"] = [224, 128]
+    params["embed"]["sizes"] = ["auto", 128]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sixth = dvc("repro", cwd=repo, env=env)
     small = "efficientnet-lite0-128"
@@ -133,15 +135,15 @@ def test_dvc_repro_end_to_end(repo, dvc_env):
                                  "render"}, sixth
     assert embedding.stat().st_mtime_ns == stamp
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
-    assert {"efficientnet-lite0_224", "efficientnet-lite0_128", "phash"} <= set(metrics)
+    assert {"efficientnet-lite0_auto", "efficientnet-lite0_128", "phash"} <= set(metrics)
 
     # Metrics and plots are readable by DVC's own commands.
     shown = json.loads(dvc("metrics", "show", "--json", cwd=repo, env=env))
-    assert "efficientnet-lite0_224" in json.dumps(shown)
+    assert "efficientnet-lite0_auto" in json.dumps(shown)
     plots = json.loads(dvc("plots", "show", "--json", "--split", cwd=repo, env=env))
     assert not plots.get("errors"), plots.get("errors")
     assert {f"reports/plots/{kind}/{run}.csv" for kind in ("eps", "pr")
-            for run in ("efficientnet-lite0_128", "efficientnet-lite0_224", "phash")} == set(plots["data"])
+            for run in ("efficientnet-lite0_128", "efficientnet-lite0_auto", "phash")} == set(plots["data"])
 
 
 def test_dvc_repro_on_a_user_folder(tmp_path, dvc_env, photos):
@@ -176,7 +178,7 @@ def test_dvc_repro_on_a_user_folder(tmp_path, dvc_env, photos):
     assert {p: p.read_bytes() for p in (tmp_path / "cassava").rglob("*") if p.is_file()} == before
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
     assert metrics["dataset"] == {"n_images": 7, "n_skipped": 1, "n_truth_copies": 0, "n_planted": 7}
-    run = metrics["efficientnet-lite0_224"]
+    run = metrics["efficientnet-lite0_auto"]
     assert "precision" not in run and "ap" not in run and 0 <= run["planted_recall"] <= 1
     assert run["planted_with_unrelated"] <= params["evaluate"]["max_unrelated"] or run["eps"] == min(params["cluster"]["eps"])
     skipped = (repo / "data" / "dataset" / "skipped.csv").read_text()
