@@ -124,18 +124,20 @@ def best_group_f1(groups: pd.DataFrame, true: set, judged) -> tuple[float, float
     return best
 
 
-def embed_cached(manifest, cache: Path, model: str, size, pooling: str, grayscale: bool) -> Embeddings:
+def embed_cached(manifest, cache: Path, model: str, size, pooling: str, grayscale: bool) -> tuple[Embeddings, float]:
+    """Embeddings (or hashes) of ``manifest`` and the seconds they took, computed once per cache dir."""
     path = cache / f"{model}_{size}_{pooling}_{'grey' if grayscale else 'colour'}.npz"
+    timing = path.with_suffix(".seconds")
     if not path.is_file():
+        start = time.perf_counter()
         if model in ("phash", "dhash"):
             emb = hash_manifest(manifest, method=model)
         else:
-            embedder = Embedder(model, size=size, pooling=pooling, grayscale=grayscale, manifest=manifest)
-            emb = embedder.embed_manifest(manifest)
-        seconds = len(emb.ids) / emb.images_per_second if emb.images_per_second == emb.images_per_second else 0
-        emb.images_per_second = seconds  # cached as seconds (this script only)
+            emb = Embedder(model, size=size, pooling=pooling, grayscale=grayscale,
+                           manifest=manifest).embed_manifest(manifest)
         emb.save(path)
-    return Embeddings.load(path)
+        timing.write_text(f"{time.perf_counter() - start:.3f}")
+    return Embeddings.load(path), float(timing.read_text())
 
 
 def main() -> None:
@@ -173,13 +175,12 @@ def main() -> None:
           + "\n|---|---|---|---|---|---|" + ("---|" if kinds else ""))
     for name in args.configs:
         model, size, pooling, grey, whiten, hash_name, weight, normalize_k, mutual_k, metric = CONFIGS[name]
-        emb = embed_cached(manifest, cache, model, size, pooling, grey)
-        seconds = emb.images_per_second
+        emb, seconds = embed_cached(manifest, cache, model, size, pooling, grey)
         start = time.perf_counter()
         hashes = None
         if hash_name:
-            h = embed_cached(manifest, cache, hash_name, 0, "", False)
-            hashes, seconds = h.rows_for(emb.ids), seconds + h.images_per_second
+            h, hash_seconds = embed_cached(manifest, cache, hash_name, 0, "", False)
+            hashes, seconds = h.rows_for(emb.ids), seconds + hash_seconds
         vectors = descriptors(emb.vectors, whiten=whiten, hashes=hashes, hash_weight=weight)
         eps = (EPS_WHITENED if whiten else EPS) if metric == "cosine" else np.round(EPS * 40, 2)
         groups, pairs, _ = cluster_run(vectors, emb.ids, [""] * len(emb.ids), eps_values=eps, metric=metric,
