@@ -1,8 +1,10 @@
-"""Dispatch ``params.yaml: fetch`` to the chosen source."""
+"""Dispatch ``params.yaml: fetch`` to the chosen source, or to one source per named set."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+
+import pandas as pd
 
 from neardup.params import FetchParams
 from neardup.sources import FetchResult, SourceError
@@ -18,24 +20,55 @@ def _optional(root: Path, name: str) -> Path | None:
     return root / name if name else None
 
 
-def fetch_dataset(params: FetchParams, out_dir: Path) -> FetchResult:
-    """Build the manifest for ``params.source``; demo and TFRecord images are written under ``out_dir``.
+def fetch_source(spec, out_dir: Path, *, set_name: str) -> FetchResult:
+    """Build the manifest of one source (``spec``: fetch params or one of ``fetch.sets``).
 
-    Folder and Kaggle images stay where they are: the manifest points at them.
+    Demo and TFRecord images are written under ``out_dir``; folder and Kaggle images stay where they
+    are: the manifest points at them.
     """
-    root = Path(params.input)
-    if params.source == "demo":
-        demo = params.demo
+    root = Path(spec.input)
+    if spec.source == "demo":
+        demo = spec.demo
         return make_demo(out_dir, n_distinct=demo.n_distinct, n_duplicates=demo.n_duplicates,
-                         n_label_conflicts=demo.n_label_conflicts, seed=demo.seed, set_name="demo")
-    if params.source == "tfrecords":
-        return extract_tfrecords(str(root / params.tfrecords.pattern), out_dir, set_name=params.set_name,
-                                 label_map_json=_optional(root, params.folder.label_map))
-    if params.source == "kaggle":
-        root = download_competition(params.kaggle.competition, root / params.kaggle.competition)
-    images = root / params.folder.images
+                         n_label_conflicts=demo.n_label_conflicts, seed=demo.seed, set_name=set_name,
+                         n_test=demo.n_test, n_cross=demo.n_cross)
+    if spec.source == "tfrecords":
+        return extract_tfrecords(str(root / spec.tfrecords.pattern), out_dir, set_name=set_name,
+                                 label_map_json=_optional(root, spec.folder.label_map))
+    if spec.source == "kaggle":
+        root = download_competition(spec.kaggle.competition, root / spec.kaggle.competition)
+    images = root / spec.folder.images
     if not images.is_dir():
-        raise SourceError(f"fetch.input/fetch.folder.images: image folder {images} does not exist; "
-                          "put your images there or change fetch.input / fetch.folder.images in params.yaml")
-    return scan_folder(images, labels_csv=_optional(root, params.folder.labels_csv),
-                       label_map_json=_optional(root, params.folder.label_map), set_name=params.set_name)
+        raise SourceError(f"{set_name}: image folder {images} does not exist; put your images there or change "
+                          "its input / folder.images in params.yaml")
+    return scan_folder(images, labels_csv=_optional(root, spec.folder.labels_csv),
+                       label_map_json=_optional(root, spec.folder.label_map), set_name=set_name)
+
+
+def _prefixed(result: FetchResult, name: str) -> FetchResult:
+    """Ids (and truth ids) prefixed with ``<set name>/``, so ids stay unique across sets."""
+    manifest = result.manifest.assign(id=name + "/" + result.manifest["id"].astype(str), set=name)
+    truth = None
+    if result.truth is not None:
+        truth = result.truth.assign(id=name + "/" + result.truth["id"].astype(str),
+                                    original=name + "/" + result.truth["original"].astype(str))
+    return FetchResult(manifest=manifest, skipped=result.skipped, truth=truth)
+
+
+def fetch_dataset(params: FetchParams, out_dir: Path) -> FetchResult:
+    """The whole dataset: the single source of ``params``, or every set of ``params.sets`` together.
+
+    With sets, each is fetched on its own (demo / TFRecord images under ``out_dir/sets/<name>``),
+    its ids are prefixed with ``<name>/`` and its ``set`` column is its name.
+    """
+    if not params.sets:
+        return fetch_source(params, out_dir, set_name=params.set_name)
+    parts = []
+    for spec in params.sets:
+        log.info("fetch set %s (%s from %s)", spec.name, spec.source, spec.input)
+        parts.append(_prefixed(fetch_source(spec, out_dir / "sets" / spec.name, set_name=spec.name), spec.name))
+    truths = [p.truth for p in parts if p.truth is not None]
+    return FetchResult(
+        manifest=pd.concat([p.manifest for p in parts], ignore_index=True).sort_values("id", ignore_index=True),
+        skipped=pd.concat([p.skipped for p in parts], ignore_index=True),
+        truth=pd.concat(truths, ignore_index=True).sort_values("id", ignore_index=True) if truths else None)

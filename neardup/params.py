@@ -57,9 +57,13 @@ class DemoParams:
     n_duplicates: int = 60
     n_label_conflicts: int = 5
     seed: int = 0
+    n_test: int = 0
+    n_cross: int = 0
 
     def validate(self, where: str) -> None:
         _check(self.n_distinct >= 2, f"{where}.n_distinct must be >= 2, got {self.n_distinct}")
+        _check(self.n_test >= 0 and self.n_cross >= 0, f"{where}.n_test and {where}.n_cross must be >= 0")
+        _check(self.n_cross == 0 or self.n_test > 0, f"{where}.n_cross needs a test set: set {where}.n_test > 0")
         _check(0 <= self.n_duplicates, f"{where}.n_duplicates must be >= 0, got {self.n_duplicates}")
         _check(0 <= self.n_label_conflicts <= self.n_duplicates,
                f"{where}.n_label_conflicts must be between 0 and n_duplicates, got {self.n_label_conflicts}")
@@ -92,6 +96,24 @@ class TfrecordsParams:
 
 
 @dataclass(frozen=True)
+class SetParams:
+    """One named set of ``fetch.sets``: its own source, input folder and labels."""
+
+    name: str = ""
+    source: str = "folder"
+    input: str = "data/raw"
+    demo: DemoParams = field(default_factory=DemoParams)
+    folder: FolderParams = field(default_factory=FolderParams)
+    kaggle: KaggleParams = field(default_factory=KaggleParams)
+    tfrecords: TfrecordsParams = field(default_factory=TfrecordsParams)
+
+    def validate(self, where: str) -> None:
+        _check(bool(self.name) and "/" not in self.name and self.name == self.name.strip(),
+               f"{where}.name must be a non-empty set name without '/', got {self.name!r}")
+        _check(self.source in SOURCES, f"{where}.source must be one of {SOURCES}, got {self.source!r}")
+
+
+@dataclass(frozen=True)
 class FetchParams:
     source: str = "demo"
     input: str = "data/raw"
@@ -100,9 +122,25 @@ class FetchParams:
     folder: FolderParams = field(default_factory=FolderParams)
     kaggle: KaggleParams = field(default_factory=KaggleParams)
     tfrecords: TfrecordsParams = field(default_factory=TfrecordsParams)
+    sets: tuple = ()
+
+    def __post_init__(self):
+        if not isinstance(self.sets, (list, tuple)):
+            raise ParamsError(f"fetch.sets must be a list of sets, got {self.sets!r}")
+        built = tuple(s if isinstance(s, SetParams) else _build(SetParams, s, f"fetch.sets[{i}]")
+                      for i, s in enumerate(self.sets))
+        object.__setattr__(self, "sets", built)
 
     def validate(self, where: str) -> None:
         _check(self.source in SOURCES, f"{where}.source must be one of {SOURCES}, got {self.source!r}")
+        names = [s.name for s in self.sets]
+        _check(len(names) == len(set(names)), f"{where}.sets: set names must be unique, got {names}")
+        root = Path(self.input).resolve()
+        for i, spec in enumerate(self.sets):
+            inside = Path(spec.input).resolve()
+            _check(spec.source == "demo" or inside == root or root in inside.parents,
+                   f"{where}.sets[{i}].input ({spec.input}) must lie under {where}.input ({self.input}), "
+                   f"the folder DVC tracks as the fetch stage's dependency")
 
 
 @dataclass(frozen=True)
@@ -218,6 +256,17 @@ class HashParams:
 
 
 @dataclass(frozen=True)
+class ActParams:
+    run: str = ""
+    prefer_set: str = ""
+    n_splits: int = 5
+    seed: int = 0
+
+    def validate(self, where: str) -> None:
+        _check(self.n_splits >= 2, f"{where}.n_splits must be >= 2, got {self.n_splits}")
+
+
+@dataclass(frozen=True)
 class RenderParams:
     max_groups: int = 50
     max_pair_figures: int = 200
@@ -228,7 +277,7 @@ class RenderParams:
         _check(self.thumb_size >= 16, f"{where}.thumb_size must be >= 16")
 
 
-GROUPS = {"fetch": FetchParams, "embed": EmbedParams, "hash": HashParams, "cluster": ClusterParams,
+GROUPS = {"act": ActParams, "fetch": FetchParams, "embed": EmbedParams, "hash": HashParams, "cluster": ClusterParams,
           "evaluate": EvaluateParams, "render": RenderParams}
 
 
@@ -238,7 +287,7 @@ def load_params(group: str, path: str | Path = "params.yaml"):
     Parameters
     ----------
     group : str
-        One of ``fetch``, ``embed``, ``cluster``, ``evaluate``, ``render``.
+        One of ``fetch``, ``embed``, ``hash``, ``cluster``, ``evaluate``, ``act``, ``render``.
     path : str or Path
         The YAML file (read with ``yaml.safe_load``).
     """

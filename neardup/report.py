@@ -13,6 +13,7 @@ import pandas as pd
 from neardup.embedding import Embeddings
 from neardup.evaluation import (average_precision, choose_eps, pair_sweep, recall_at_precision, sweep_scores,
                                 truth_pairs)
+from neardup.leakage import overlap_matrix
 from neardup.planting import planted_summary
 from neardup.review import build_queue, group_pairs_table, load_reviews, reviewed_precision
 from neardup.tables import read_groups, read_table, read_truth
@@ -73,6 +74,7 @@ def evaluate_run(run: str, *, manifest, truth, embeddings: Path, clusters: Path,
                            max_unrelated=max_unrelated, fallback_eps=fallback_eps)
     chosen = sweep[sweep["eps"] == eps].iloc[0]
     at = groups[np.isclose(groups["eps"], eps)]
+    overlap = overlap_matrix(at, manifest)
     queue = build_queue(group_pairs_table(at, manifest, run=run, distance=_scored_distance(pairs)), reviews)
     metrics = {k: float(chosen[k]) for k in ("eps", "precision", "recall", "f1", "pair_precision", "pair_recall",
                                              "pair_f1")}
@@ -85,6 +87,7 @@ def evaluate_run(run: str, *, manifest, truth, embeddings: Path, clusters: Path,
     if planted:
         metrics["planted"] = {k[len("recall_"):]: round(v, 4) for k, v in planted.items() if k.startswith("recall_")}
     metrics.update({k: v for k, v in reviewed_precision(queue).items() if k != "n_pairs"})
+    metrics["overlap"] = {a: {b: int(n) for b, n in row.items()} for a, row in overlap.iterrows()}
     clean = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()
              if not (isinstance(v, float) and math.isnan(v))}
     return clean, sweep, queue, reason

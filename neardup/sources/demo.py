@@ -45,7 +45,9 @@ JPEG_QUALITY = 95
 #: Tiles are enlarged (bicubic) so their short side lies in this range, the size of ordinary dataset
 #: images; transforms such as downscale or JPEG then act on photo-sized images, not on thumbnails.
 SHORT_SIDE = (256, 384)
-_SUBDIRS = ("tiles", "copies", "broken")
+#: Folder of the optional second (test) set under ``images/``.
+TEST_DIR = "test"
+_SUBDIRS = ("tiles", "copies", "broken", TEST_DIR)
 
 
 def _skimage(name: str, index: int | None = None, centre: float = 1.0) -> Callable[[], np.ndarray]:
@@ -215,6 +217,33 @@ def _plan_copies(tiles, photos, n_duplicates: int, rng: np.random.Generator) -> 
     return list(zip(originals, transforms))
 
 
+def _make_test_set(images: Path, photos, tiles, train_ids, train_images, labels: dict, *, n_cross: int,
+                   rng: np.random.Generator):
+    """Write the test set's own tiles and its copies of train tiles; returns (truth rows, files)."""
+    rows, written = [], []
+    for k, (p, (x0, y0, x1, y1)) in enumerate(tiles):
+        name, arr, _ = photos[p]
+        image_id = f"{TEST_DIR}/tiles/{name}_{k:03d}.jpg"
+        image = Image.fromarray(np.ascontiguousarray(arr[y0:y1, x0:x1]))
+        scale = int(rng.integers(SHORT_SIDE[0], SHORT_SIDE[1] + 1)) / min(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+        (images / image_id).parent.mkdir(parents=True, exist_ok=True)
+        _save_jpeg(image, images / image_id)
+        labels[image_id] = name
+        written.append(images / image_id)
+    originals = rng.choice(len(train_ids), size=min(n_cross, len(train_ids)), replace=False)
+    names = list(EASY_TRANSFORMS)
+    for k, orig in enumerate(originals):
+        image_id = f"{TEST_DIR}/cross/copy_{k:03d}.jpg"
+        transform = names[k % len(names)]
+        (images / image_id).parent.mkdir(parents=True, exist_ok=True)
+        _save_jpeg(apply_transform(transform, train_images[orig], rng), images / image_id)
+        labels[image_id] = labels[train_ids[orig]]
+        rows.append({"id": image_id, "original": train_ids[orig], "transform": transform})
+        written.append(images / image_id)
+    return rows, written
+
+
 def _save_jpeg(image: Image.Image, path: Path) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=JPEG_QUALITY)
@@ -231,6 +260,9 @@ def make_demo(
     n_label_conflicts: int = 5,
     seed: int = 0,
     set_name: str = "demo",
+    n_test: int = 0,
+    n_cross: int = 0,
+    test_set: str = "test",
 ) -> FetchResult:
     """Build the demo dataset under ``out_dir / "images"`` and return its tables.
 
@@ -250,12 +282,20 @@ def make_demo(
         Seed of all randomness; the same seed gives byte-identical images.
     set_name : str
         Value of the manifest's ``set`` column.
+    n_test : int
+        Distinct tiles of a second set, ``test_set`` (ids ``test/tiles/...``), cut from the same
+        photos but sharing no pixel with the first set's tiles.
+    n_cross : int
+        Copies of first-set tiles planted into the test set (``test/cross/copy_<k>.jpg``, easy
+        transforms): known duplicates across the two sets, recorded in the truth table.
+    test_set : str
+        Set name of the second set.
 
     Returns
     -------
     FetchResult
-        ``manifest`` with ``n_distinct + n_duplicates`` rows, ``skipped`` with 2 rows
-        (truncated JPEG, text file), ``truth`` with ``n_duplicates`` rows.
+        ``manifest`` with ``n_distinct + n_duplicates + n_test + n_cross`` rows, ``skipped`` with
+        2 rows (truncated JPEG, text file), ``truth`` with ``n_duplicates + n_cross`` rows.
 
     Raises
     ------
@@ -272,7 +312,8 @@ def make_demo(
     images = out_dir / "images"
     rng = np.random.default_rng(seed)
     photos = _load_photos()
-    tiles = _select_tiles(photos, n_distinct, seed, rng)
+    tiles = _select_tiles(photos, n_distinct + n_test, seed, rng)
+    tiles, test_tiles = tiles[:n_distinct], tiles[n_distinct:]
     _prepare_dir(images)
 
     labels: dict[str, str] = {}
@@ -306,6 +347,12 @@ def make_demo(
         truth_rows.append({"id": image_id, "original": tile_ids[orig], "transform": transform})
         written.append(images / image_id)
 
+    if n_test:
+        test_rows, test_written = _make_test_set(images, photos, test_tiles, tile_ids, tile_images, labels,
+                                                 n_cross=n_cross, rng=rng)
+        truth_rows += test_rows
+        written += test_written
+
     good = _save_jpeg(tile_images[0], images / "broken" / "truncated.jpg")
     (images / "broken" / "truncated.jpg").write_bytes(good[: len(good) * 3 // 5])
     (images / "broken" / "notes.txt").write_text(
@@ -314,10 +361,13 @@ def make_demo(
     written += [images / "broken" / "truncated.jpg", images / "broken" / "notes.txt"]
 
     result = scan_files(written, root=images, set_name=set_name, labels=labels)
+    in_test = result.manifest["id"].str.startswith(f"{TEST_DIR}/")
+    result.manifest.loc[in_test, "set"] = test_set
     result.truth = pd.DataFrame(truth_rows, columns=TRUTH_COLUMNS).sort_values("id", ignore_index=True)
-    if len(result.skipped) != 2 or len(result.manifest) != n_distinct + n_duplicates:
+    expected = n_distinct + n_duplicates + n_test + n_cross
+    if len(result.skipped) != 2 or len(result.manifest) != expected:
         log.warning("demo: expected %d images and 2 skipped, got %d and %d",
-                    n_distinct + n_duplicates, len(result.manifest), len(result.skipped))
+                    expected, len(result.manifest), len(result.skipped))
     log.info("demo: %d distinct tiles, %d planted copies, %d label conflicts in %s",
              n_distinct, n_duplicates, n_label_conflicts, images)
     return result
