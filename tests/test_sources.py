@@ -264,3 +264,49 @@ def test_download_skipped_when_present(tmp_path):
     (dest / "train_images").mkdir(parents=True)
     (dest / "train.csv").write_text("image_id,label\n")
     assert download_competition("cassava-leaf-disease-classification", dest) == dest
+
+
+def test_demo_test_set_with_cross_set_copies(tmp_path):
+    res = make_demo(tmp_path, n_distinct=20, n_duplicates=4, n_label_conflicts=0, seed=2, set_name="train",
+                    n_test=8, n_cross=5)
+    m = res.manifest.set_index("id")
+    assert len(m) == 37 and (m["set"] == "test").sum() == 13 and (m["set"] == "train").sum() == 24
+    cross = res.truth[res.truth["id"].str.startswith("test/cross/")]
+    assert len(cross) == 5 and (m.loc[cross["original"], "set"] == "train").all()
+    assert (m.loc[cross["id"], "label"].to_numpy() == m.loc[cross["original"], "label"].to_numpy()).all()
+    # the test set's own tiles share no pixels with the train tiles: no byte-identical image either
+    assert m["sha256"].is_unique
+
+
+def test_fetch_sets_prefix_ids_and_name_sets(tmp_path):
+    from neardup.fetch import fetch_dataset
+    from neardup.params import ParamsError, load_params
+
+    for year, n in (("2020", 3), ("2019", 2)):
+        folder = tmp_path / "raw" / f"c{year}" / "img"
+        folder.mkdir(parents=True)
+        for k in range(n):
+            arr = (np.random.default_rng(k + 10 * n).random((40, 50, 3)) * 255).astype(np.uint8)
+            Image.fromarray(arr).save(folder / f"{k}.jpg")
+    (tmp_path / "raw" / "c2020" / "labels.csv").write_text("image_id,label\n0.jpg,a\n1.jpg,b\n2.jpg,a\n")
+    text = f"""fetch:
+  input: {tmp_path / 'raw'}
+  sets:
+  - {{name: train2020, source: folder, input: {tmp_path / 'raw' / 'c2020'}, folder: {{images: img, labels_csv: labels.csv}}}}
+  - {{name: train2019, source: folder, input: {tmp_path / 'raw' / 'c2019'}, folder: {{images: img}}}}
+"""
+    (tmp_path / "params.yaml").write_text(text)
+    res = fetch_dataset(load_params("fetch", tmp_path / "params.yaml"), tmp_path / "out")
+    assert res.manifest["id"].tolist() == ["train2019/0.jpg", "train2019/1.jpg", "train2020/0.jpg",
+                                           "train2020/1.jpg", "train2020/2.jpg"]
+    assert res.manifest["set"].tolist() == ["train2019"] * 2 + ["train2020"] * 3
+    assert res.manifest.set_index("id").loc["train2020/1.jpg", "label"] == "b"
+    (tmp_path / "params.yaml").write_text(text.replace(f"input: {tmp_path / 'raw' / 'c2019'}", "input: /elsewhere"))
+    with pytest.raises(ParamsError, match=r"fetch.sets\[1\].input .* must lie under fetch.input"):
+        load_params("fetch", tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text(text.replace("train2019", "train2020"))
+    with pytest.raises(ParamsError, match="unique"):
+        load_params("fetch", tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text(text.replace("name: train2019,", "nmae: x, name: train2019,"))
+    with pytest.raises(ParamsError, match=r"fetch.sets\[1\].nmae.*did you mean 'fetch.sets\[1\].name'"):
+        load_params("fetch", tmp_path / "params.yaml")
