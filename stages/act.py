@@ -5,6 +5,7 @@
 (cross-validation folds stratified by label, every duplicate group inside one fold).
 """
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,6 @@ from neardup.leakage import choose_keepers, fold_balance, leakage_safe_folds
 from neardup.params import ParamsError, load_params
 from neardup.runner import parse_args, run_stage
 from neardup.tables import read_groups, read_table, run_keys
-
-import logging
 
 log = logging.getLogger("stages.act")
 

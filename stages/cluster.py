@@ -6,14 +6,14 @@ vectors as they are. Planted copies are clustered alongside, never reported.
 """
 from pathlib import Path
 
+import numpy as np
+
 from neardup.clustering import cluster_run
 from neardup.embedding import Embeddings
 from neardup.params import ParamsError, load_params
 from neardup.runner import parse_args, run_stage
 from neardup.scoring import descriptors
 from neardup.tables import read_table
-
-import numpy as np
 
 
 def main() -> None:
