@@ -80,7 +80,7 @@ def check_lists_to_act_on(repo, eps):
 
 def check_html_report(page):
     """Self-contained: no remote reference; in Chromium every image loads and nothing is requested."""
-    from browser import have_chromium, load_page
+    from neardup.browser import have_chromium, load_page
 
     text = page.read_text()
     assert "http://" not in text and "https://" not in text and text.count("data:image/jpeg;base64,") >= 5

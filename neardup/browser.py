@@ -1,6 +1,7 @@
-"""Load a local HTML page in headless Chromium (Debian's ``/usr/bin/chromium``), for tests.
+"""Load a local HTML page in headless Chromium (Debian's ``/usr/bin/chromium``): offline checks and
+screenshots of the reports. Used by the tests, and from the command line::
 
-Not a test module: tests import ``have_chromium``, ``load_page`` and ``screenshot``.
+    python -m neardup.browser reports/index.html --screenshot reports/index.png
 
 Each call starts a fresh browser with a new, temporary profile, lets the page run for a fixed
 amount of *virtual* time (``--virtual-time-budget``: timers and animation frames advance
@@ -111,3 +112,26 @@ def screenshot(html_path: Path, out_png: Path, *, size: tuple[int, int] = (1280,
     if not out_png.is_file():
         raise RuntimeError(f"chromium wrote no screenshot to {out_png}")
     return out_png
+
+
+def main(argv=None) -> int:
+    """Check that a page works offline (every image loads, no network request); optionally screenshot it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("page", type=Path)
+    parser.add_argument("--screenshot", type=Path, help="write a PNG of the page here")
+    parser.add_argument("--size", default="1280x2000", help="window WIDTHxHEIGHT for the screenshot")
+    args = parser.parse_args(argv)
+    if not have_chromium():
+        parser.error(f"no Chromium at {CHROMIUM}: install Debian's chromium package (or set $CHROMIUM)")
+    loaded = load_page(args.page)
+    print(f"{args.page}: {len(loaded['requests'])} network request(s) {loaded['requests']}")
+    if args.screenshot:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        print(f"screenshot: {screenshot(args.page, args.screenshot, size=(width, height))}")
+    return 1 if loaded["requests"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
