@@ -273,17 +273,26 @@ class Embedder:
             feats = self.strategy.gather(self.strategy.run(self.forward, args=(images,)), axis=0)
             yield self.strategy.gather(index, axis=0).numpy(), feats.numpy()
 
-    def embed_manifest(self, manifest: pd.DataFrame) -> Embeddings:
+    def embed_manifest(self, manifest: pd.DataFrame, *, cache=None, chunk_size: int = 1024) -> Embeddings:
         """Embed every image of ``manifest`` (columns ``id, path, sha256, format, width, height``).
 
         Images TensorFlow cannot decode are retried with Pillow; those that still fail land in
         ``Embeddings.skipped`` with the reason. Row order follows the manifest (no shuffle).
 
+        Parameters
+        ----------
+        cache : neardup.vector_cache.VectorCache, optional
+            Vectors already computed for these settings, by content sha256: those images are not
+            decoded again, and every finished chunk of ``chunk_size`` new images is stored at once,
+            so a killed run resumes where it stopped.
+
         Returns
         -------
-        Embeddings with ``vectors`` of shape (n_embedded, d), float32.
+        Embeddings with ``vectors`` of shape (n_embedded, d), float32; ``images_per_second``
+        counts the images embedded in this call (NaN when all came from the cache).
         """
         paths = manifest["path"].astype(str).to_numpy()
+        sha = manifest["sha256"].astype(str).to_numpy()
         modes = decode_modes(manifest["format"], manifest["width"].astype(int), manifest["height"].astype(int),
                              size=self.size, crop_fraction=self.crop_fraction)
         vectors: dict[int, np.ndarray] = {}
@@ -292,11 +301,23 @@ class Embedder:
             total = math.ceil(len(indices) / self.global_batch)
             for index, feats in self.batches(self.dataset(paths[indices], modes), total=total, desc=desc):
                 vectors.update((int(indices[i]), f) for i, f in zip(index, feats))
+            if cache is not None:
+                done = [int(i) for i in indices if int(i) in vectors]
+                cache.add(sha[done], [vectors[i] for i in done])
 
-        start = time.perf_counter()
         everything = np.arange(len(paths))
-        run(everything, modes, f"embed {self.model_name}@{self.size}")
+        if cache is not None:
+            vectors.update((int(i), cache.get(sha[i])) for i in everything if sha[i] in cache)
+            if vectors:
+                log.info("%d of %d images taken from the vector cache", len(vectors), len(paths))
+        todo = np.array([i for i in everything if i not in vectors], dtype=int)
+        start = time.perf_counter()
+        step = max(1, int(chunk_size)) if cache is not None else max(1, len(todo))
+        for first in range(0, len(todo), step):
+            chunk = todo[first:first + step]
+            run(chunk, modes[chunk], f"embed {self.model_name}@{self.size} [{first + len(chunk)}/{len(todo)}]")
         elapsed = time.perf_counter() - start
+        n_new = sum(1 for i in todo if i in vectors)
         missing = np.array([i for i in everything if i not in vectors], dtype=int)
         if len(missing):
             log.warning("%d images failed TensorFlow decoding; retrying with Pillow", len(missing))
@@ -309,8 +330,8 @@ class Embedder:
         kept = np.array(sorted(vectors), dtype=int)
         matrix = (np.stack([vectors[i] for i in kept]).astype(np.float32) if len(kept)
                   else np.zeros((0, self.dim), np.float32))
-        rate = len(kept) / elapsed if elapsed > 0 else float("nan")
-        log.info("embedded %d images with %s@%d in %.1f s (%.1f images/s)", len(kept), self.model_name,
+        rate = n_new / elapsed if n_new and elapsed > 0 else float("nan")
+        log.info("embedded %d new images with %s@%d in %.1f s (%.1f images/s)", n_new, self.model_name,
                  self.size, elapsed, rate)
         return Embeddings(ids=manifest["id"].to_numpy()[kept].astype(str),
                           sha256=manifest["sha256"].to_numpy()[kept].astype(str),

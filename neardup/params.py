@@ -152,6 +152,7 @@ class EmbedParams:
     grayscale: bool = False
     batch_size: int = 32
     hash: str = "dhash"
+    cache: str = ".neardup_cache"
 
     def __post_init__(self):
         object.__setattr__(self, "models", tuple(self.models))

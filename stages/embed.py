@@ -1,10 +1,12 @@
 """embed: one model (or perceptual hash) at one image size over every image of one or more manifests."""
 import argparse
+from pathlib import Path
 
 from neardup.hashing import hash_manifest, is_hash_method
 from neardup.params import load_params
 from neardup.tables import read_table
 from neardup.runner import run_stage
+from neardup.vector_cache import CACHE_VERSION, VectorCache, descriptor_key
 
 
 def main() -> None:
@@ -31,9 +33,14 @@ def main() -> None:
     embedder = Embedder(args.model, size=size, weights=params.weights, batch_size=params.batch_size,
                         pooling=params.pooling, grayscale=params.grayscale,
                         manifest=read_table(args.size_from or args.manifest[0]))
+    cache = None
+    if params.cache:  # vectors by content hash: only new images are embedded, killed runs resume
+        settings = {"model": args.model, "size": embedder.size, "pooling": params.pooling,
+                    "grayscale": params.grayscale, "weights": params.weights, "version": CACHE_VERSION}
+        cache = VectorCache(Path(params.cache), descriptor_key(**settings), settings)
     for manifest_path, out in zip(args.manifest, args.out):
         manifest = read_table(manifest_path)
-        emb = embedder.embed_manifest(manifest)
+        emb = embedder.embed_manifest(manifest, cache=cache)
         if params.hash:
             hashed = hash_manifest(manifest, method=params.hash)
             emb.hashes = hashed.rows_for(emb.ids)

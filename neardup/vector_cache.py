@@ -1,0 +1,78 @@
+"""A resumable store of embedding vectors keyed by image content (sha256).
+
+One folder per descriptor (model, input size, pooling, colour, weights): adding images to a
+dataset embeds only the new ones, renamed or re-fetched files are never embedded twice, and a run
+killed mid-way resumes from its last finished chunk. Each chunk is written to a temporary file
+and renamed into place, so a chunk on disk is always complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Part of every descriptor key: bump it when preprocessing or the models change, so old vectors
+#: are never reused for new settings.
+CACHE_VERSION = 1
+
+
+def descriptor_key(**settings) -> str:
+    """A short, stable folder name for the settings that determine a vector (sorted JSON, hashed)."""
+    text = json.dumps({k: str(v) for k, v in sorted(settings.items())}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class VectorCache:
+    """Vectors by content hash in ``root / key``, stored as ``chunk_<hash of its sha256s>.npz`` files
+    (named by content, so two processes filling one cache never write the same file).
+
+    Parameters
+    ----------
+    root : Path
+        Cache root (e.g. ``.neardup_cache``); created when first written.
+    key : str
+        Folder for one descriptor, from :func:`descriptor_key`.
+    settings : dict, optional
+        Written once as ``settings.json`` beside the chunks, for people reading the cache.
+    """
+
+    def __init__(self, root: Path, key: str, settings: dict | None = None):
+        self.folder = Path(root) / key
+        self.settings = settings or {}
+        self._vectors: dict[str, np.ndarray] = {}
+        chunks = sorted(self.folder.glob("chunk_*[0-9a-f].npz")) if self.folder.is_dir() else []
+        for chunk in chunks:
+            with np.load(chunk, allow_pickle=False) as z:
+                self._vectors.update(zip(z["sha256"].tolist(), z["vectors"]))
+        if self._vectors:
+            log.info("vector cache %s: %d vectors in %d chunks", self.folder, len(self._vectors), len(chunks))
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def __contains__(self, sha256: str) -> bool:
+        return sha256 in self._vectors
+
+    def get(self, sha256: str) -> np.ndarray:
+        return self._vectors[sha256]
+
+    def add(self, sha256s, vectors: np.ndarray) -> None:
+        """Store one finished chunk (written atomically; an empty chunk writes nothing)."""
+        sha256s = [str(s) for s in sha256s]
+        if not sha256s:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.settings and not (self.folder / "settings.json").is_file():
+            (self.folder / "settings.json").write_text(json.dumps(self.settings, indent=1, default=str))
+        name = hashlib.sha256("\n".join(sha256s).encode()).hexdigest()[:20]
+        path = self.folder / f"chunk_{name}.npz"
+        tmp = self.folder / f".{name}.{os.getpid()}.tmp.npz"  # never matches the chunk pattern
+        np.savez(tmp, sha256=np.asarray(sha256s, dtype=str), vectors=np.asarray(vectors, dtype=np.float32))
+        os.replace(tmp, path)
+        self._vectors.update(zip(sha256s, np.asarray(vectors, dtype=np.float32)))

@@ -1,0 +1,88 @@
+"""The content-hash vector cache: only new images are embedded, a killed run resumes."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, save
+from neardup.embedding import Embedder
+from neardup.manifest import scan_files
+from neardup.vector_cache import VectorCache, descriptor_key
+
+
+def folder_of(tmp_path, n, seed=0):
+    rng = np.random.default_rng(seed)
+    for k in range(n):
+        save((rng.random((48, 64, 3)) * 255).astype(np.uint8), tmp_path / "img" / f"{seed}_{k:03d}.jpg")
+    return scan_files(sorted((tmp_path / "img").glob(f"{seed}_*.jpg")), root=tmp_path / "img", set_name="train").manifest
+
+
+def test_cache_round_trip_and_partial_files_are_ignored(tmp_path):
+    cache = VectorCache(tmp_path, "k", {"model": "m"})
+    cache.add(["a", "b"], np.eye(2, 3))
+    (tmp_path / "k" / ".deadbeef.123.tmp.npz").write_bytes(b"half written")
+    again = VectorCache(tmp_path, "k")
+    assert len(again) == 2 and "a" in again and np.array_equal(again.get("b"), [0, 1, 0])
+    assert descriptor_key(model="m", size=96) == descriptor_key(size=96, model="m") != descriptor_key(model="m")
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return Embedder("efficientnet-lite0", size=64, batch_size=4)
+
+
+def test_only_new_images_are_embedded(embedder, tmp_path):
+    manifest = folder_of(tmp_path, 10)
+    plain = embedder.embed_manifest(manifest)
+    cache = VectorCache(tmp_path / "cache", "k")
+    first = embedder.embed_manifest(manifest, cache=cache, chunk_size=4)
+    assert len(cache) == 10 and np.allclose(first.vectors, plain.vectors, atol=1e-5)
+    again = embedder.embed_manifest(manifest, cache=VectorCache(tmp_path / "cache", "k"))
+    assert np.isnan(again.images_per_second) and np.array_equal(again.vectors, first.vectors)  # nothing embedded
+    bigger = pd.concat([manifest, folder_of(tmp_path, 3, seed=1)]).sort_values("id").reset_index(drop=True)
+    cache = VectorCache(tmp_path / "cache", "k")
+    grown = embedder.embed_manifest(bigger, cache=cache)
+    assert len(cache) == 13 and len(grown.ids) == 13
+    assert np.array_equal(grown.vectors[:10], first.vectors)
+
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, {repo!r})
+    from neardup.embedding import Embedder
+    from neardup.tables import read_table
+    from neardup.vector_cache import VectorCache
+    manifest = read_table({manifest!r})
+    Embedder("efficientnet-lite0", size=64, batch_size=4).embed_manifest(
+        manifest, cache=VectorCache(Path({cache!r}), "k"), chunk_size=4)
+""")
+
+
+def test_a_killed_run_resumes_and_gives_the_same_vectors(embedder, tmp_path):
+    manifest = folder_of(tmp_path, 60)
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    script = SCRIPT.format(repo=str(REPO), manifest=str(tmp_path / "manifest.csv"), cache=str(tmp_path / "cache"))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    chunks = tmp_path / "cache" / "k"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(chunks.glob("chunk_*.npz"))) < 2 and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(VectorCache(tmp_path / "cache", "k"))
+    assert 0 < done < 60, done  # killed mid-way, after some finished chunks
+    cache = VectorCache(tmp_path / "cache", "k")
+    resumed = embedder.embed_manifest(manifest, cache=cache, chunk_size=4)
+    assert len(cache) == 60
+    assert resumed.images_per_second > 0  # the rest was embedded ...
+    uninterrupted = embedder.embed_manifest(manifest)
+    assert list(resumed.ids) == list(uninterrupted.ids)
+    assert np.allclose(resumed.vectors, uninterrupted.vectors, atol=1e-5)  # ... to the same vectors
