@@ -96,10 +96,9 @@ class TfrecordsParams:
 
 
 @dataclass(frozen=True)
-class SetParams:
-    """One named set of ``fetch.sets``: its own source, input folder and labels."""
+class SourceParams:
+    """Where one set of images comes from: the source and its options (shared by fetch and its sets)."""
 
-    name: str = ""
     source: str = "folder"
     input: str = "data/raw"
     demo: DemoParams = field(default_factory=DemoParams)
@@ -108,20 +107,25 @@ class SetParams:
     tfrecords: TfrecordsParams = field(default_factory=TfrecordsParams)
 
     def validate(self, where: str) -> None:
-        _check(bool(self.name) and "/" not in self.name and self.name == self.name.strip(),
-               f"{where}.name must be a non-empty set name without '/', got {self.name!r}")
         _check(self.source in SOURCES, f"{where}.source must be one of {SOURCES}, got {self.source!r}")
 
 
 @dataclass(frozen=True)
-class FetchParams:
+class SetParams(SourceParams):
+    """One named set of ``fetch.sets``: its own source, input folder and labels."""
+
+    name: str = ""
+
+    def validate(self, where: str) -> None:
+        _check(bool(self.name) and "/" not in self.name and self.name == self.name.strip(),
+               f"{where}.name must be a non-empty set name without '/', got {self.name!r}")
+        super().validate(where)
+
+
+@dataclass(frozen=True)
+class FetchParams(SourceParams):
     source: str = "demo"
-    input: str = "data/raw"
     set_name: str = "train"
-    demo: DemoParams = field(default_factory=DemoParams)
-    folder: FolderParams = field(default_factory=FolderParams)
-    kaggle: KaggleParams = field(default_factory=KaggleParams)
-    tfrecords: TfrecordsParams = field(default_factory=TfrecordsParams)
     sets: tuple = ()
 
     def __post_init__(self):
@@ -132,7 +136,7 @@ class FetchParams:
         object.__setattr__(self, "sets", built)
 
     def validate(self, where: str) -> None:
-        _check(self.source in SOURCES, f"{where}.source must be one of {SOURCES}, got {self.source!r}")
+        super().validate(where)
         names = [s.name for s in self.sets]
         _check(len(names) == len(set(names)), f"{where}.sets: set names must be unique, got {names}")
         root = Path(self.input).resolve()
