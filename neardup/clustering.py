@@ -140,7 +140,8 @@ def cluster_sweep(vectors: np.ndarray, ids, labels, *, eps_values, metric: str =
 
 def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str = "cosine", min_samples: int = 1,
                 normalize_k: int = 0, mutual_k: int = 0, plant_vectors: np.ndarray | None = None, plant_ids=None,
-                plant_truth: pd.DataFrame | None = None):
+                plant_truth: pd.DataFrame | None = None, search: str = "exact", nprobe: int = 16,
+                block: int = 1024, stats: dict | None = None):
     """Cluster the real images, and the real images with planted copies, from one pair graph.
 
     The graph is built once over real images and copies; the real images' graph is its sub-matrix
@@ -156,6 +157,8 @@ def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str = "
         Neighbourhood normalisation of distances (0: off), see :func:`neardup.scoring.pair_graph`.
     mutual_k : int
         Keep only mutual ``mutual_k``-nearest-neighbour edges (0: keep all), against chaining.
+    search, nprobe, block, stats
+        Neighbour search, see :func:`neardup.scoring.pair_graph`.
     plant_vectors : ndarray, shape (m, d), optional
     plant_ids : sequence of str, length m
     plant_truth : DataFrame with columns ``id, original, transform``
@@ -172,7 +175,8 @@ def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str = "
     has_plants = plant_vectors is not None and len(plant_vectors) > 0
     everything = np.vstack([vectors, plant_vectors]) if has_plants else vectors
     graph = pair_graph(everything, radius=max(float(e) for e in eps_values), metric=metric,
-                       normalize_k=normalize_k, n_reference=n)
+                       normalize_k=normalize_k, n_reference=n, search=search, nprobe=nprobe, block=block,
+                       stats=stats)
     log.info("pair graph: %d images (%d planted), %d edges", graph.shape[0], graph.shape[0] - n, graph.nnz // 2)
 
     def decide(g):

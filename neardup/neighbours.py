@@ -113,3 +113,99 @@ def knn_distances(points: np.ndarray, k: int, *, reference: np.ndarray | None = 
         part = np.partition(dist, kk - 1, axis=1)[:, :kk]
         out[start:stop, :kk] = np.sort(part, axis=1)
     return out
+
+
+class ApproximateIndex:
+    """FAISS inverted-file index (``IndexIVFFlat``, inner product on unit vectors) for cosine search.
+
+    For datasets too large for the exact O(N^2) search: the vectors are split into ``nlist`` cells by
+    k-means (trained on a seeded sample) and a query looks only into its ``nprobe`` nearest cells, so
+    a pair can be missed; :func:`pair_recall` measures how many against the exact search.
+
+    Parameters
+    ----------
+    reference : ndarray, shape (m, d)
+        The vectors searched (normalised here).
+    nprobe : int
+        Cells visited per query: more is slower and finds more.
+    seed : int
+        Seed of the training sample and of k-means.
+    """
+
+    def __init__(self, reference: np.ndarray, *, nprobe: int = 16, seed: int = 0):
+        import faiss
+
+        ref, _ = _prepare(reference, "cosine")
+        n, d = ref.shape
+        nlist = int(max(1, min(4 * np.sqrt(n), n // 39)))
+        quantizer = faiss.IndexFlatIP(d)
+        self.index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        self.index.cp.seed = seed
+        rng = np.random.default_rng(seed)
+        sample = ref[np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))]
+        self.index.train(sample)
+        self.index.add(ref)
+        self.index.nprobe = min(nprobe, nlist)
+        self.n = n
+
+    def radius_search(self, points: np.ndarray, radius, *, self_offset: bool = True,
+                      block: int = 8 * DEFAULT_BLOCK):
+        """Like :func:`radius_search` (cosine), over the indexed vectors; ``self_offset``: the query
+        rows are the indexed rows themselves, whose own match is dropped."""
+        points, _ = _prepare(points, "cosine")
+        radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(points),))
+        if not len(points):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        threshold = float(1.0 - radii.max() - 1e-6)
+        rows, cols, dists = [], [], []
+        for start in _blocks(len(points), block, "approximate radius search"):
+            stop = min(len(points), start + block)
+            lims, sims, ids = self.index.range_search(points[start:stop], threshold)
+            lims = lims.astype(np.int64)
+            r = np.repeat(np.arange(start, stop), np.diff(lims))
+            dist = np.maximum(1.0 - sims.astype(np.float64), 0.0)
+            keep = (dist <= radii[r]) & ((ids != r) if self_offset else True)
+            rows.append(r[keep])
+            cols.append(ids[keep].astype(np.int64))
+            dists.append(dist[keep])
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return np.concatenate(rows).astype(np.int64), np.concatenate(cols), np.concatenate(dists)
+
+    def knn_distances(self, points: np.ndarray, k: int, *, self_offset: bool = True) -> np.ndarray:
+        """Like :func:`knn_distances` (cosine), over the indexed vectors; shape (n, k), ascending."""
+        points, _ = _prepare(points, "cosine")
+        if not len(points):
+            return np.zeros((0, k))
+        sims, ids = self.index.search(points, k + int(self_offset))
+        dist = np.where(ids >= 0, np.maximum(1.0 - sims.astype(np.float64), 0.0), np.inf)
+        if self_offset:
+            own = ids == np.arange(len(points))[:, None]
+            dist = np.where(own, np.inf, dist)
+        return np.sort(dist, axis=1)[:, :k]
+
+
+def pair_recall(points: np.ndarray, radius, found_rows, found_cols, *, sample: int = 500,
+                seed: int = 0) -> float:
+    """Share of the exact within-``radius`` pairs (cosine; ``radius`` a float or one per row) of a
+    seeded sample of query rows that were found.
+
+    Returns NaN when the sampled rows have no pair within ``radius``.
+    """
+    points = np.asarray(points, dtype=np.float32)
+    radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(points),))
+    rng = np.random.default_rng(seed)
+    queries = np.sort(rng.choice(len(points), size=min(sample, len(points)), replace=False))
+    unit, _ = _prepare(points, "cosine")
+    exact = set()
+    for start in range(0, len(queries), DEFAULT_BLOCK):
+        q = queries[start:start + DEFAULT_BLOCK]
+        dist = np.maximum(1.0 - unit[q] @ unit.T, 0.0)
+        dist[np.arange(len(q)), q] = np.inf
+        r, c = np.nonzero(dist <= radii[q][:, None])
+        exact.update(zip(q[r].tolist(), c.tolist()))
+    if not exact:
+        return float("nan")
+    chosen = np.isin(found_rows, queries)
+    found = set(zip(np.asarray(found_rows)[chosen].tolist(), np.asarray(found_cols)[chosen].tolist()))
+    return len(exact & found) / len(exact)

@@ -190,6 +190,9 @@ class ClusterParams:
     hash_weight: float = 0.0
     normalize_k: int = 0
     mutual_k: int = 0
+    search: str = "auto"
+    nprobe: int = 16
+    block_size: int = 1024
 
     def __post_init__(self):
         eps = self.eps if isinstance(self.eps, (list, tuple)) else [self.eps]
@@ -206,6 +209,10 @@ class ClusterParams:
         _check(0 <= self.hash_weight < 1, f"{where}.hash_weight must lie in [0, 1), got {self.hash_weight}")
         _check(self.normalize_k >= 0 and self.mutual_k >= 0,
                f"{where}.normalize_k and {where}.mutual_k must be >= 0 (0: off)")
+        from neardup.scoring import SEARCHES
+
+        _check(self.search in SEARCHES, f"{where}.search must be one of {SEARCHES}, got {self.search!r}")
+        _check(self.nprobe >= 1 and self.block_size >= 1, f"{where}.nprobe and {where}.block_size must be >= 1")
         if self.whiten or self.hash_weight or self.normalize_k:
             _check(self.metric == "cosine", f"{where}.whiten, hash_weight and normalize_k need metric 'cosine'")
 

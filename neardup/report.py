@@ -87,6 +87,9 @@ def evaluate_run(run: str, *, manifest, truth, embeddings: Path, clusters: Path,
     if planted:
         metrics["planted"] = {k[len("recall_"):]: round(v, 4) for k, v in planted.items() if k.startswith("recall_")}
     metrics.update({k: v for k, v in reviewed_precision(queue).items() if k != "n_pairs"})
+    search = clusters / run / "search.json"
+    if search.is_file():
+        metrics.update({k: v for k, v in json.loads(search.read_text()).items() if k in ("search", "search_recall")})
     metrics["overlap"] = {a: {b: int(n) for b, n in row.items()} for a, row in overlap.iterrows()}
     clean = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()
              if not (isinstance(v, float) and math.isnan(v))}

@@ -21,7 +21,7 @@ import logging
 import numpy as np
 from scipy import sparse
 
-from neardup.neighbours import knn_distances, radius_search
+from neardup.neighbours import DEFAULT_BLOCK, ApproximateIndex, knn_distances, pair_recall, radius_search
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,40 @@ def hybrid_vectors(cnn: np.ndarray, hashes: np.ndarray, *, hash_weight: float) -
     return _unit(mixed).astype(np.float32)
 
 
-def local_scale(points: np.ndarray, *, k: int, n_reference: int | None = None) -> np.ndarray:
+SEARCHES = ("exact", "approximate", "auto")
+#: ``search: auto`` switches to the approximate index above this many images.
+AUTO_APPROXIMATE_ABOVE = 200_000
+
+
+class _Search:
+    """Neighbour queries of the first ``n_ref`` rows (the real images) and of the extra rows (planted
+    copies) against the real images, exact (blocked BLAS) or approximate (FAISS IVF)."""
+
+    def __init__(self, points, *, n_ref: int, mode: str, nprobe: int, block: int):
+        self.points, self.n_ref, self.block = np.asarray(points, dtype=np.float32), n_ref, block
+        if mode == "auto":
+            mode = "approximate" if n_ref > AUTO_APPROXIMATE_ABOVE else "exact"
+        self.mode = mode
+        self.index = ApproximateIndex(self.points[:n_ref], nprobe=nprobe) if mode == "approximate" else None
+
+    def knn(self, k: int) -> np.ndarray:
+        real, extra = self.points[:self.n_ref], self.points[self.n_ref:]
+        if self.index is not None:
+            parts = [self.index.knn_distances(real, k), self.index.knn_distances(extra, k, self_offset=False)]
+        else:
+            parts = [knn_distances(real, k, block=self.block), knn_distances(extra, k, reference=real, block=self.block)]
+        return np.vstack(parts)
+
+    def radius(self, radii: np.ndarray, metric: str):
+        if self.index is None:
+            return radius_search(self.points, radii, metric=metric, block=self.block)
+        n = self.n_ref
+        r1, c1, d1 = self.index.radius_search(self.points[:n], radii[:n])
+        r2, c2, d2 = self.index.radius_search(self.points[n:], radii[n:], self_offset=False)
+        return np.concatenate([r1, r2 + n]), np.concatenate([c1, c2]), np.concatenate([d1, d2])
+
+
+def local_scale(points: np.ndarray, *, k: int, n_reference: int | None = None, search=None) -> np.ndarray:
     """Each image's neighbourhood scale: mean cosine distance to its k-th .. (2k-1)-th neighbour.
 
     Neighbours are looked for among the first ``n_reference`` rows only (default: all), so
@@ -106,22 +139,28 @@ def local_scale(points: np.ndarray, *, k: int, n_reference: int | None = None) -
     """
     points = np.asarray(points, dtype=np.float32)
     n_ref = len(points) if n_reference is None else int(n_reference)
-    scale = knn_distances(points[:n_ref], 2 * k - 1)[:, k - 1:]
-    if n_ref < len(points):
-        extra = knn_distances(points[n_ref:], 2 * k - 1, reference=points[:n_ref])[:, k - 1:]
-        scale = np.vstack([scale, extra])
+    search = search or _Search(points, n_ref=n_ref, mode="exact", nprobe=0, block=DEFAULT_BLOCK)
+    scale = search.knn(2 * k - 1)[:, k - 1:]
     scale = np.where(np.isfinite(scale), scale, np.nan)
-    out = np.nanmean(scale, axis=1) if scale.size else np.zeros(len(points))
+    with np.errstate(all="ignore"):
+        out = np.nanmean(scale, axis=1) if scale.size else np.zeros(len(points))
     return np.nan_to_num(out, nan=float(np.nanmedian(out)) if np.isfinite(out).any() else 0.0)
 
 
 def pair_graph(points: np.ndarray, *, radius: float, metric: str = "cosine", normalize_k: int = 0,
-               n_reference: int | None = None) -> sparse.csr_matrix:
+               n_reference: int | None = None, search: str = "exact", nprobe: int = 16,
+               block: int = DEFAULT_BLOCK, stats: dict | None = None) -> sparse.csr_matrix:
     """Sparse symmetric graph of every pair whose (normalised) distance is at most ``radius``.
 
     With ``normalize_k`` > 0 the distance is ``d(a, b) + median(s) - (s_a + s_b) / 2`` (clipped at
     0), ``s`` from :func:`local_scale`: pairs in crowded neighbourhoods move apart, pairs in
     sparse ones move closer, on the same scale as plain cosine distance.
+
+    ``search``: ``exact`` (blocked products, ``block`` rows at a time), ``approximate`` (FAISS IVF,
+    ``nprobe`` cells per query; cosine only; rows past ``n_reference`` are matched against the first
+    ``n_reference`` only) or ``auto`` (approximate above :data:`AUTO_APPROXIMATE_ABOVE` images).
+    ``stats``, if given, receives ``search`` (the mode used), ``n_edges`` and, for the approximate
+    search, ``search_recall``: the share of the exact pairs found, on a sample of 500 query rows.
 
     Returns
     -------
@@ -130,18 +169,33 @@ def pair_graph(points: np.ndarray, *, radius: float, metric: str = "cosine", nor
     n = len(points)
     if n == 0:
         return sparse.csr_matrix((0, 0))
+    if search not in SEARCHES:
+        raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
+    if (normalize_k or search == "approximate") and metric != "cosine":
+        raise ValueError("neighbourhood normalisation and the approximate search need metric 'cosine'")
+    n_ref = n if n_reference is None else int(n_reference)
+    searcher = _Search(points, n_ref=n_ref, mode=search if metric == "cosine" else "exact", nprobe=nprobe,
+                       block=block)
     if normalize_k:
-        if metric != "cosine":
-            raise ValueError("neighbourhood normalisation needs metric 'cosine'")
-        scale = local_scale(points, k=normalize_k, n_reference=n_reference)
-        centre = float(np.median(scale[:n_reference]))
+        scale = local_scale(points, k=normalize_k, n_reference=n_ref, search=searcher)
+        centre = float(np.median(scale[:n_ref]))
         # a qualifying pair is found from the endpoint with the larger scale
-        rows, cols, dist = radius_search(points, radius - centre + scale, metric=metric)
+        radii = radius - centre + scale
+        rows, cols, dist = searcher.radius(radii, metric)
+        found_rows, found_cols = rows, cols
         dist = np.maximum(dist + centre - (scale[rows] + scale[cols]) / 2.0, 0.0)
         keep = dist <= radius
         rows, cols, dist = rows[keep], cols[keep], dist[keep]
     else:
-        rows, cols, dist = radius_search(points, radius, metric=metric)
+        radii = np.full(n, float(radius))
+        rows, cols, dist = searcher.radius(radii, metric)
+        found_rows, found_cols = rows, cols
+    if stats is not None:
+        stats.update(search=searcher.mode, n_edges=int(len(rows)))
+        if searcher.mode == "approximate":
+            real = (found_rows < n_ref) & (found_cols < n_ref)
+            stats["search_recall"] = pair_recall(np.asarray(points)[:n_ref], radii[:n_ref], found_rows[real],
+                                                 found_cols[real])
     return symmetric_graph(rows, cols, dist, n)
 
 

@@ -4,6 +4,7 @@ CNN runs are scored on whitened features mixed with the perceptual hash stored b
 ``cluster.whiten`` / ``cluster.hash_weight``); ``--baseline`` runs (the hash baselines) use their
 vectors as they are. Planted copies are clustered alongside, never reported.
 """
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,17 +34,21 @@ def main() -> None:
         vectors = descriptors(np.vstack([emb.vectors, plants.vectors]), whiten=params.whiten,
                               hashes=np.vstack([emb.hashes, plants.hashes]), hash_weight=params.hash_weight,
                               fit_rows=n)
-        options = {"normalize_k": params.normalize_k, "mutual_k": params.mutual_k}
+        options = {"normalize_k": params.normalize_k, "mutual_k": params.mutual_k, "search": params.search,
+                   "nprobe": params.nprobe}
     manifest = read_table(Path(args.manifest)).set_index("id")
+    stats = {}
     groups, pairs, outcomes = cluster_run(
         vectors[:n], emb.ids, manifest.loc[emb.ids, "label_name"].to_numpy(), eps_values=params.eps,
         metric=params.metric, min_samples=params.min_samples, plant_vectors=vectors[n:],
-        plant_ids=plants.ids, plant_truth=read_table(Path(args.plants_truth)), **options)
+        plant_ids=plants.ids, plant_truth=read_table(Path(args.plants_truth)), block=params.block_size,
+        stats=stats, **options)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     groups.to_csv(out / "groups.csv", index=False)
     pairs.to_csv(out / "pairs.csv", index=False)
     outcomes.to_csv(out / "planted.csv", index=False)
+    (out / "search.json").write_text(json.dumps(stats, indent=1) + "\n")
 
 
 if __name__ == "__main__":
