@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from neardup.evaluation import label_conflict_groups
 from neardup.quality import SUMMARY, _cell
 
 log = logging.getLogger(__name__)
@@ -105,9 +106,7 @@ def split_groups(members: pd.DataFrame, *, max_groups: int) -> tuple[list, list]
 
     "Closest" orders groups by their smallest member distance (NaN last, then group id).
     """
-    labelled = members[members["shown"] != ""]
-    counts = labelled.groupby("group")["shown"].nunique()
-    conflicts = sorted(counts[counts > 1].index.tolist())
+    conflicts = label_conflict_groups(members.assign(label=members["shown"]))
     rest = members[~members["group"].isin(conflicts)]
     closest = rest.groupby("group")["distance"].min().reset_index()
     closest = closest.sort_values(["distance", "group"], na_position="last", kind="stable")

@@ -11,7 +11,6 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from neardup.evaluation import label_conflict_groups
-from neardup.tables import read_groups, read_table
 
 log = logging.getLogger(__name__)
 
@@ -80,18 +79,17 @@ def render_run(groups: pd.DataFrame, manifest: pd.DataFrame, out_dir: Path, *, r
     return pd.DataFrame(rows, columns=CONFLICT_COLUMNS)
 
 
-def render_all(dataset: Path, clusters: Path, metrics: dict, out_dir: Path, *, runs,
+def render_all(groups: dict, manifest: pd.DataFrame, metrics: dict, out_dir: Path, *, runs,
                max_groups: int = 50, thumb_size: int = 160) -> pd.DataFrame:
-    """Render every run at its chosen eps (``metrics[run]['eps']``) and write ``label_conflicts.csv``."""
+    """Render every run at its chosen eps (``metrics[run]['eps']``) and write ``label_conflicts.csv``.
+
+    ``groups``: run -> that run's ``groups.csv`` table (every eps, or only the chosen one).
+    """
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    manifest = read_table(dataset / "manifest.csv")
-    tables = []
-    for run in runs:
-        groups = read_groups(clusters / run / "groups.csv")
-        tables.append(render_run(groups, manifest, out_dir, run=run, eps=float(metrics[run]["eps"]),
-                                 max_groups=max_groups, thumb_size=thumb_size))
+    tables = [render_run(groups[run], manifest, out_dir, run=run, eps=float(metrics[run]["eps"]),
+                         max_groups=max_groups, thumb_size=thumb_size) for run in runs]
     conflicts = pd.concat(tables, ignore_index=True)
     conflicts.to_csv(out_dir / "label_conflicts.csv", index=False)
     log.info("rendered %s; %d label-conflict groups", out_dir, conflicts.groupby(["run", "group"]).ngroups)

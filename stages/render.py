@@ -23,22 +23,22 @@ def main() -> None:
     runs = run_keys(embed.models, embed.sizes, hashes.methods)
     metrics = json.loads(Path(args.metrics).read_text())
     dataset = Path(args.dataset)
-    render_all(dataset, Path(args.clusters), metrics, Path(args.out), runs=runs, max_groups=render.max_groups,
-               thumb_size=render.thumb_size)
-    queue = read_queue(args.queue)
-    Path(args.review_figures).mkdir(parents=True, exist_ok=True)  # an output even when nothing is proposed
-    draw_pair_figures(queue, read_table(dataset / "manifest.csv"), Path(args.review_figures),
-                      max_figures=render.max_pair_figures)
-    figure = Path(args.out) / "precision_recall.png"
-    write_quality_report(metrics, Path(args.plots), Path(args.quality), runs=runs, figure=figure)
-    groups = {}
+    manifest = read_table(dataset / "manifest.csv")
+    groups = {}  # each run's groups at its chosen eps, read once for the figures and the HTML report
     for run in runs:
         table = read_groups(Path(args.clusters) / run / "groups.csv")
         groups[run] = table[np.isclose(table["eps"], float(metrics[run]["eps"]))].assign(
             distance=lambda t: pd.to_numeric(t["distance"], errors="coerce"))
+    render_all(groups, manifest, metrics, Path(args.out), runs=runs, max_groups=render.max_groups,
+               thumb_size=render.thumb_size)
+    queue = read_queue(args.queue)
+    Path(args.review_figures).mkdir(parents=True, exist_ok=True)  # an output even when nothing is proposed
+    draw_pair_figures(queue, manifest, Path(args.review_figures), max_figures=render.max_pair_figures)
+    figure = Path(args.out) / "precision_recall.png"
+    write_quality_report(metrics, Path(args.plots), Path(args.quality), runs=runs, figure=figure)
     overlap = {run: pd.DataFrame(metrics[run].get("overlap", {})).T for run in runs}
     write_html_report(Path(args.html), metrics=metrics, runs=runs, groups=groups,
-                      manifest=read_table(dataset / "manifest.csv"), overlap=overlap,
+                      manifest=manifest, overlap=overlap,
                       figures={"Precision-recall over the eps sweep": figure}, thumb_size=render.thumb_size,
                       max_groups=render.max_groups)
 
