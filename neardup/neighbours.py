@@ -2,7 +2,8 @@
 
 Both searches compare every row with every other (BLAS matrix products, one block of rows at a
 time), so the cost is O(N^2 d) time but only O(block * N) memory for the similarities in flight,
-plus what is returned.
+plus what is returned. A search of a set against itself computes each pair once (the upper
+triangle: a block of rows against itself and the rows after it), half the products of a full pass.
 """
 from __future__ import annotations
 
@@ -18,35 +19,51 @@ def _blocks(n: int, block: int, desc: str):
     return tqdm(starts, desc=desc, unit="block", leave=False, disable=len(starts) < 8)
 
 
-def _distances(queries, ref, sq_queries, sq_ref, metric: str, self_offset: int | None) -> np.ndarray:
-    """Distances of a block of query rows to all reference rows, shape (b, m).
-
-    ``self_offset``: the queries are reference rows ``self_offset:self_offset + b``, whose own
-    distance is set to ``inf``.
-    """
+def _distances(queries, ref, sq_queries, sq_ref, metric: str) -> np.ndarray:
+    """Distances of a block of query rows to reference rows, shape (b, m), float32."""
     dots = queries @ ref.T
     if metric == "cosine":
-        dist = np.maximum(1.0 - dots, 0.0)
-    else:
-        dist = np.sqrt(np.maximum(sq_queries[:, None] + sq_ref[None, :] - 2.0 * dots, 0.0))
-    if self_offset is not None:
-        b = len(queries)
-        dist[np.arange(b), np.arange(self_offset, self_offset + b)] = np.inf
-    return dist
+        np.subtract(1.0, dots, out=dots)
+        return np.maximum(dots, 0.0, out=dots)
+    dots *= -2.0
+    dots += sq_queries[:, None]
+    dots += sq_ref[None, :]
+    return np.sqrt(np.maximum(dots, 0.0, out=dots), out=dots)
 
 
 def _rows(values, start: int, stop: int):
     return None if values is None else values[start:stop]
 
 
+def unit_rows(points: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, float32 C-contiguous; no copy when they already are (zero rows stay)."""
+    points = np.ascontiguousarray(points, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", points, points, dtype=np.float64))
+    if np.all((np.abs(norms - 1.0) < 1e-5) | (norms == 0)):
+        return points
+    return points / np.where(norms > 0, norms, 1.0).astype(np.float32)[:, None]
+
+
 def _prepare(points: np.ndarray, metric: str):
     if metric not in ("cosine", "euclidean"):
         raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
-    points = np.ascontiguousarray(points, dtype=np.float32)
     if metric == "cosine":
-        norms = np.linalg.norm(points, axis=1, keepdims=True)
-        return points / np.where(norms > 0, norms, 1.0), None
+        return unit_rows(points), None
+    points = np.ascontiguousarray(points, dtype=np.float32)
     return points, np.einsum("ij,ij->i", points, points)
+
+
+def _upper_blocks(points, sq_norms, metric: str, block: int, desc: str):
+    """Yield ``(start, stop, dist)``: rows ``start:stop`` against rows ``start:``, shape
+    (b, n - start), each pair once: a row's distance to itself and to earlier rows is ``inf``."""
+    n = len(points)
+    for start in _blocks(n, block, desc):
+        stop = min(n, start + block)
+        dist = _distances(points[start:stop], points[start:], _rows(sq_norms, start, stop),
+                          _rows(sq_norms, start, n), metric)
+        b = stop - start
+        dist[:, :b][np.tril_indices(b)] = np.inf
+        yield start, stop, dist
 
 
 def radius_search(points: np.ndarray, radius, *, metric: str = "cosine", block: int = DEFAULT_BLOCK):
@@ -70,18 +87,27 @@ def radius_search(points: np.ndarray, radius, *, metric: str = "cosine", block: 
     points, sq_norms = _prepare(points, metric)
     n = len(points)
     radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), (n,))
+    uniform = bool(n) and np.all(radii == radii[0])
     rows, cols, dists = [], [], []
-    for start in _blocks(n, block, "radius search"):
-        stop = min(n, start + block)
-        dist = _distances(points[start:stop], points, _rows(sq_norms, start, stop), sq_norms, metric, start)
-        r, c = np.nonzero(dist <= radii[start:stop, None])
-        rows.append(r + start)
-        cols.append(c)
-        dists.append(dist[r, c].astype(np.float64))
+    for start, stop, dist in _upper_blocks(points, sq_norms, metric, block, "radius search"):
+        forward = dist <= radii[start:stop, None]  # pair found from the earlier row
+        backward = forward if uniform else dist <= radii[None, start:]  # ... from the later row
+        for mask, swap in ((forward, False), (backward, True)):
+            r, c = np.nonzero(mask)
+            d = dist[r, c].astype(np.float64)
+            r, c = r + start, c + start
+            rows.append(c if swap else r)
+            cols.append(r if swap else c)
+            dists.append(d)
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     return (np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64),
             np.concatenate(dists))
+
+
+def _smallest(values: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` smallest of each row, unsorted, shape (n, k); needs ``values.shape[1] >= k``."""
+    return values if values.shape[1] == k else np.partition(values, k - 1, axis=1)[:, :k]
 
 
 def knn_distances(points: np.ndarray, k: int, *, reference: np.ndarray | None = None, metric: str = "cosine",
@@ -100,89 +126,27 @@ def knn_distances(points: np.ndarray, k: int, *, reference: np.ndarray | None = 
     ndarray of float64, shape (n, k); ``inf`` where fewer than ``k`` candidates exist.
     """
     points, sq_norms = _prepare(points, metric)
-    ref, ref_sq = (points, sq_norms) if reference is None else _prepare(reference, metric)
     n = len(points)
     out = np.full((n, k), np.inf)
-    kk = min(k, len(ref) - (reference is None))
-    if kk <= 0:
+    if k <= 0 or n == 0:
         return out
-    for start in _blocks(n, block, "neighbour search"):
-        stop = min(n, start + block)
-        dist = _distances(points[start:stop], ref, _rows(sq_norms, start, stop), ref_sq, metric,
-                          start if reference is None else None)
-        part = np.partition(dist, kk - 1, axis=1)[:, :kk]
-        out[start:stop, :kk] = np.sort(part, axis=1)
-    return out
-
-
-class ApproximateIndex:
-    """FAISS inverted-file index (``IndexIVFFlat``, inner product on unit vectors) for cosine search.
-
-    For datasets too large for the exact O(N^2) search: the vectors are split into ``nlist`` cells by
-    k-means (trained on a seeded sample) and a query looks only into its ``nprobe`` nearest cells, so
-    a pair can be missed; :func:`pair_recall` measures how many against the exact search.
-
-    Parameters
-    ----------
-    reference : ndarray, shape (m, d)
-        The vectors searched (normalised here).
-    nprobe : int
-        Cells visited per query: more is slower and finds more.
-    seed : int
-        Seed of the training sample and of k-means.
-    """
-
-    def __init__(self, reference: np.ndarray, *, nprobe: int = 16, seed: int = 0):
-        import faiss
-
-        ref, _ = _prepare(reference, "cosine")
-        n, d = ref.shape
-        nlist = int(max(1, min(4 * np.sqrt(n), n // 39)))
-        quantizer = faiss.IndexFlatIP(d)
-        self.index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-        self.index.cp.seed = seed
-        rng = np.random.default_rng(seed)
-        sample = ref[np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))]
-        self.index.train(sample)
-        self.index.add(ref)
-        self.index.nprobe = min(nprobe, nlist)
-        self.n = n
-
-    def radius_search(self, points: np.ndarray, radius, *, self_offset: bool = True,
-                      block: int = 8 * DEFAULT_BLOCK):
-        """Like :func:`radius_search` (cosine), over the indexed vectors; ``self_offset``: the query
-        rows are the indexed rows themselves, whose own match is dropped."""
-        points, _ = _prepare(points, "cosine")
-        radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(points),))
-        if not len(points):
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-        threshold = float(1.0 - radii.max() - 1e-6)
-        rows, cols, dists = [], [], []
-        for start in _blocks(len(points), block, "approximate radius search"):
-            stop = min(len(points), start + block)
-            lims, sims, ids = self.index.range_search(points[start:stop], threshold)
-            lims = lims.astype(np.int64)
-            r = np.repeat(np.arange(start, stop), np.diff(lims))
-            dist = np.maximum(1.0 - sims.astype(np.float64), 0.0)
-            keep = (dist <= radii[r]) & ((ids != r) if self_offset else True)
-            rows.append(r[keep])
-            cols.append(ids[keep].astype(np.int64))
-            dists.append(dist[keep])
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-        return np.concatenate(rows).astype(np.int64), np.concatenate(cols), np.concatenate(dists)
-
-    def knn_distances(self, points: np.ndarray, k: int, *, self_offset: bool = True) -> np.ndarray:
-        """Like :func:`knn_distances` (cosine), over the indexed vectors; shape (n, k), ascending."""
-        points, _ = _prepare(points, "cosine")
-        if not len(points):
-            return np.zeros((0, k))
-        sims, ids = self.index.search(points, k + int(self_offset))
-        dist = np.where(ids >= 0, np.maximum(1.0 - sims.astype(np.float64), 0.0), np.inf)
-        if self_offset:
-            own = ids == np.arange(len(points))[:, None]
-            dist = np.where(own, np.inf, dist)
-        return np.sort(dist, axis=1)[:, :k]
+    if reference is not None:
+        ref, ref_sq = _prepare(reference, metric)
+        kk = min(k, len(ref))
+        for start in _blocks(n, block, "neighbour search"):
+            stop = min(n, start + block)
+            dist = _distances(points[start:stop], ref, _rows(sq_norms, start, stop), ref_sq, metric)
+            out[start:stop, :kk] = _smallest(dist, kk)
+        return np.sort(out, axis=1)
+    best = np.full((n, k), np.inf, dtype=np.float32)  # each row's k smallest so far, unsorted
+    for start, stop, dist in _upper_blocks(points, sq_norms, metric, block, "neighbour search"):
+        # rows start:stop see every later row here and every earlier row already (as columns)
+        own = _smallest(dist, min(k, dist.shape[1]))
+        best[start:stop] = _smallest(np.hstack([best[start:stop], own]), k)
+        later = dist.T  # (n - start, b): the block's rows as candidates of each later row
+        kk = min(k, later.shape[1])
+        best[start:] = _smallest(np.hstack([best[start:], _smallest(np.ascontiguousarray(later), kk)]), k)
+    return np.sort(best.astype(np.float64), axis=1)
 
 
 def pair_recall(points: np.ndarray, radius, found_rows, found_cols, *, sample: int = 500,
@@ -192,11 +156,10 @@ def pair_recall(points: np.ndarray, radius, found_rows, found_cols, *, sample: i
 
     Returns NaN when the sampled rows have no pair within ``radius``.
     """
-    points = np.asarray(points, dtype=np.float32)
     radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(points),))
     rng = np.random.default_rng(seed)
     queries = np.sort(rng.choice(len(points), size=min(sample, len(points)), replace=False))
-    unit, _ = _prepare(points, "cosine")
+    unit = unit_rows(points)
     exact = set()
     for start in range(0, len(queries), DEFAULT_BLOCK):
         q = queries[start:start + DEFAULT_BLOCK]

@@ -21,15 +21,24 @@ import logging
 import numpy as np
 from scipy import sparse
 
-from neardup.neighbours import DEFAULT_BLOCK, ApproximateIndex, knn_distances, pair_recall, radius_search
+from neardup.approximate import ApproximateIndex
+from neardup.neighbours import DEFAULT_BLOCK, knn_distances, pair_recall, radius_search, unit_rows
 
 log = logging.getLogger(__name__)
+
+
+#: Rows whitened or mixed at once: float64 temporaries stay at ``ROW_BLOCK x d``, not ``N x d``.
+ROW_BLOCK = 65536
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float64)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def _row_blocks(n: int):
+    return [slice(start, start + ROW_BLOCK) for start in range(0, n, ROW_BLOCK)]
 
 
 def fit_whitening(vectors: np.ndarray, *, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
@@ -52,22 +61,29 @@ def fit_whitening(vectors: np.ndarray, *, shrinkage: float) -> tuple[np.ndarray,
     """
     if shrinkage <= 0:
         raise ValueError(f"shrinkage must be > 0, got {shrinkage}")
-    unit = _unit(vectors)
-    mean = unit.mean(axis=0) if len(unit) else np.zeros(unit.shape[1])
-    centred = unit - mean
-    cov = centred.T @ centred / max(len(unit), 1)
-    variances, directions = np.linalg.eigh(cov)
+    vectors = np.asarray(vectors)
+    n, d = vectors.shape
+    mean = sum((_unit(vectors[rows]).sum(axis=0) for rows in _row_blocks(n)), np.zeros(d)) / max(n, 1)
+    cov = np.zeros((d, d))
+    for rows in _row_blocks(n):
+        centred = _unit(vectors[rows]) - mean
+        cov += centred.T @ centred
+    variances, directions = np.linalg.eigh(cov / max(n, 1))
     variances = np.maximum(variances, 0.0)
     # mean over the directions the images can span (at most n - 1): with fewer images than
     # dimensions the empty directions must not make lambda tiny and blow up noise
-    rank = max(1, min(len(unit) - 1, unit.shape[1]))
+    rank = max(1, min(n - 1, d))
     lam = shrinkage * variances.sum() / rank if variances.sum() > 0 else 1.0
     return mean, directions / np.sqrt(variances + lam)
 
 
 def apply_whitening(vectors: np.ndarray, mean: np.ndarray, projection: np.ndarray) -> np.ndarray:
     """Whitened vectors, shape (n, d) -> (n, d) float32 (not normalised)."""
-    return ((_unit(vectors) - mean) @ projection).astype(np.float32)
+    vectors = np.asarray(vectors)
+    out = np.empty((len(vectors), projection.shape[1]), np.float32)
+    for rows in _row_blocks(len(vectors)):
+        out[rows] = (_unit(vectors[rows]) - mean) @ projection
+    return out
 
 
 def hybrid_vectors(cnn: np.ndarray, hashes: np.ndarray, *, hash_weight: float) -> np.ndarray:
@@ -90,21 +106,27 @@ def hybrid_vectors(cnn: np.ndarray, hashes: np.ndarray, *, hash_weight: float) -
         raise ValueError(f"hash_weight must lie in [0, 1), got {hash_weight}")
     if len(cnn) != len(hashes):
         raise ValueError(f"{len(cnn)} CNN vectors but {len(hashes)} hash vectors")
-    mixed = np.hstack([np.sqrt(1.0 - hash_weight) * _unit(cnn), np.sqrt(hash_weight) * _unit(hashes)])
-    return _unit(mixed).astype(np.float32)
+    cnn, hashes = np.asarray(cnn), np.asarray(hashes)
+    out = np.empty((len(cnn), cnn.shape[1] + hashes.shape[1]), np.float32)
+    for rows in _row_blocks(len(cnn)):
+        mixed = np.hstack([np.sqrt(1.0 - hash_weight) * _unit(cnn[rows]), np.sqrt(hash_weight) * _unit(hashes[rows])])
+        out[rows] = _unit(mixed)
+    return out
 
 
 SEARCHES = ("exact", "approximate", "auto")
 #: ``search: auto`` switches to the approximate index above this many images.
-AUTO_APPROXIMATE_ABOVE = 200_000
+AUTO_APPROXIMATE_ABOVE = 100_000
 
 
 class _Search:
     """Neighbour queries of the first ``n_ref`` rows (the real images) and of the extra rows (planted
-    copies) against the real images, exact (blocked BLAS) or approximate (FAISS IVF)."""
+    copies) against the real images, exact (blocked BLAS) or approximate (cell index, :mod:`neardup.approximate`)."""
 
-    def __init__(self, points, *, n_ref: int, mode: str, nprobe: int, block: int):
-        self.points, self.n_ref, self.block = np.asarray(points, dtype=np.float32), n_ref, block
+    def __init__(self, points, *, n_ref: int, mode: str, nprobe: int, block: int, metric: str = "cosine"):
+        # cosine: unit rows once here (no copy if they already are), shared by every search below
+        points = unit_rows(points) if metric == "cosine" else np.asarray(points, dtype=np.float32)
+        self.points, self.n_ref, self.block = points, n_ref, block
         if mode == "auto":
             mode = "approximate" if n_ref > AUTO_APPROXIMATE_ABOVE else "exact"
         self.mode = mode
@@ -156,8 +178,8 @@ def pair_graph(points: np.ndarray, *, radius: float, metric: str = "cosine", nor
     0), ``s`` from :func:`local_scale`: pairs in crowded neighbourhoods move apart, pairs in
     sparse ones move closer, on the same scale as plain cosine distance.
 
-    ``search``: ``exact`` (blocked products, ``block`` rows at a time), ``approximate`` (FAISS IVF,
-    ``nprobe`` cells per query; cosine only; rows past ``n_reference`` are matched against the first
+    ``search``: ``exact`` (blocked products, ``block`` rows at a time), ``approximate`` (the cell
+    index of :mod:`neardup.approximate`, ``nprobe`` cells per query, exact distances; cosine only; rows past ``n_reference`` are matched against the first
     ``n_reference`` only) or ``auto`` (approximate above :data:`AUTO_APPROXIMATE_ABOVE` images).
     ``stats``, if given, receives ``search`` (the mode used), ``n_edges`` and, for the approximate
     search, ``search_recall``: the share of the exact pairs found, on a sample of 500 query rows.
@@ -175,7 +197,7 @@ def pair_graph(points: np.ndarray, *, radius: float, metric: str = "cosine", nor
         raise ValueError("neighbourhood normalisation and the approximate search need metric 'cosine'")
     n_ref = n if n_reference is None else int(n_reference)
     searcher = _Search(points, n_ref=n_ref, mode=search if metric == "cosine" else "exact", nprobe=nprobe,
-                       block=block)
+                       block=block, metric=metric)
     if normalize_k:
         scale = local_scale(points, k=normalize_k, n_reference=n_ref, search=searcher)
         centre = float(np.median(scale[:n_ref]))
@@ -194,7 +216,7 @@ def pair_graph(points: np.ndarray, *, radius: float, metric: str = "cosine", nor
         stats.update(search=searcher.mode, n_edges=int(len(rows)))
         if searcher.mode == "approximate":
             real = (found_rows < n_ref) & (found_cols < n_ref)
-            stats["search_recall"] = pair_recall(np.asarray(points)[:n_ref], radii[:n_ref], found_rows[real],
+            stats["search_recall"] = pair_recall(searcher.points[:n_ref], radii[:n_ref], found_rows[real],
                                                  found_cols[real])
     return symmetric_graph(rows, cols, dist, n)
 

@@ -70,3 +70,38 @@ def test_seed_setting_euclidean_raw_vectors():
     euc_a = cluster_sweep(vectors, ids, ids, eps_values=[0.5], metric="euclidean")
     euc_b = cluster_sweep(scale, ids, ids, eps_values=[0.5], metric="euclidean")
     assert euc_a["group"].nunique() == 40 and euc_b["group"].nunique() < 40
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_sparse_graph_dbscan_equals_plain_dbscan_on_demo_embeddings(demo_embeddings, metric):
+    from neardup.neighbours import knn_distances
+    from neardup.scoring import pair_graph
+
+    vectors = demo_embeddings
+    points = l2_normalize(vectors) if metric == "cosine" else vectors
+    nearest = np.unique(knn_distances(vectors, 1, metric=metric)[:, 0])
+    # from a few pairs to most images in groups; halfway between two distances, off any boundary
+    at = (np.array([0.1, 0.3, 0.6]) * (len(nearest) - 1)).astype(int)
+    eps_values = ((nearest[at] + nearest[at + 1]) / 2).tolist()
+    graph = radius_graph(vectors, radius=max(eps_values), metric=metric)
+    if metric == "cosine":  # the approximate search, visiting every cell of this small index, is exact
+        approx = pair_graph(vectors, radius=max(eps_values), search="approximate", nprobe=64)
+        want, got = graph.tocoo(), approx.tocsr()[graph.tocoo().row, graph.tocoo().col]
+        assert approx.nnz == graph.nnz and np.allclose(np.asarray(got).ravel(), want.data, atol=1e-6)
+    ids = [f"{i:04d}" for i in range(len(vectors))]
+    for eps in eps_values:
+        plain = DBSCAN(eps=eps, min_samples=1, metric=metric).fit_predict(points.astype(np.float64))
+        plain_sets = {frozenset(np.flatnonzero(plain == c)) for c in set(plain)}
+        plain_sets = {s for s in plain_sets if len(s) > 1}
+        ours = groups_for_eps(graph, ids, [""] * len(ids), eps=eps)
+        assert plain_sets and {frozenset(int(i) for i in g["id"]) for _, g in ours.groupby("group")} == plain_sets
+
+
+@pytest.fixture(scope="module")
+def demo_embeddings(tmp_path_factory):
+    """Lite0 vectors of a small demo dataset (real photos, planted copies)."""
+    from neardup.embedding import Embedder
+    from neardup.sources.demo import make_demo
+
+    demo = make_demo(tmp_path_factory.mktemp("demo"), n_distinct=60, n_duplicates=20, n_label_conflicts=0, seed=1)
+    return Embedder("efficientnet-lite0", size=96, batch_size=16).embed_manifest(demo.manifest).vectors
