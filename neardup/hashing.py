@@ -131,7 +131,8 @@ def hamming_to_cosine(bits: float, *, n_bits: int = 64) -> float:
     return 2.0 * float(bits) / float(n_bits)
 
 
-def hash_manifest(manifest: pd.DataFrame, *, method: str, hash_size: int = 8) -> Embeddings:
+def hash_manifest(manifest: pd.DataFrame, *, method: str, hash_size: int = 8, cache=None,
+                  chunk_size: int = 4096) -> Embeddings:
     """Hash every image of ``manifest`` and return the hashes as ``-1`` / ``+1`` vectors.
 
     Parameters
@@ -142,6 +143,9 @@ def hash_manifest(manifest: pd.DataFrame, *, method: str, hash_size: int = 8) ->
         The hash (see :data:`HASH_METHODS`).
     hash_size : int, default 8
         Side of the hash grid; vectors have ``d = hash_size ** 2`` coordinates.
+    cache : neardup.vector_cache.VectorCache, optional
+        Hash vectors already computed with these settings, by content sha256: those images are not
+        decoded again, and every ``chunk_size`` new hashes are stored at once.
 
     Returns
     -------
@@ -149,7 +153,8 @@ def hash_manifest(manifest: pd.DataFrame, *, method: str, hash_size: int = 8) ->
         ``ids`` and ``sha256`` of shape (n_hashed,) and ``vectors`` float32 of shape
         (n_hashed, hash_size ** 2), in manifest order; images that cannot be opened or decoded are
         in ``skipped`` (``id``, ``reason`` = ``"could not be hashed: <error>"``);
-        ``images_per_second`` is the measured rate over the whole manifest.
+        ``images_per_second`` is the measured rate over the images hashed in this call (NaN when
+        all came from the cache).
 
     Raises
     ------
@@ -166,27 +171,34 @@ def hash_manifest(manifest: pd.DataFrame, *, method: str, hash_size: int = 8) ->
     digests = manifest["sha256"].astype(str).to_numpy()
     n_bits = int(hash_size) ** 2
 
-    kept: list[int] = []
-    rows: list[np.ndarray] = []
+    found: dict[int, np.ndarray] = {}
+    if cache is not None:
+        found = {i: cache.get(d) for i, d in enumerate(digests) if d in cache}
+        if found:
+            log.info("%d of %d hashes taken from the cache", len(found), len(paths))
+    todo = [i for i in range(len(paths)) if i not in found]
+    fresh: list[int] = []  # hashed in this call, not yet stored in the cache
     skipped_ids: list[str] = []
     reasons: list[str] = []
     start = time.perf_counter()
-    for i in tqdm(range(len(paths)), desc=f"hash {method}@{hash_size}", unit="image", leave=False):
+    for position, i in enumerate(tqdm(todo, desc=f"hash {method}@{hash_size}", unit="image", leave=False)):
         try:
-            bits = hash_image(paths[i], method=method, hash_size=hash_size)
+            found[i] = hash_vectors(hash_image(paths[i], method=method, hash_size=hash_size)[None])[0]
+            fresh.append(i)
         except Exception as exc:  # noqa: BLE001 - decoders raise many types (OSError, SyntaxError, ...)
             reason = f"could not be hashed: {type(exc).__name__}: {exc}"
             log.error("skipped %s: %s", ids[i], reason)
             skipped_ids.append(ids[i])
             reasons.append(reason)
-            continue
-        kept.append(i)
-        rows.append(bits)
+        if cache is not None and fresh and (len(fresh) >= chunk_size or position == len(todo) - 1):
+            cache.add(digests[fresh], [found[k] for k in fresh])
+            fresh = []
     elapsed = time.perf_counter() - start
-
-    vectors = hash_vectors(np.stack(rows)) if rows else np.zeros((0, n_bits), np.float32)
-    rate = len(kept) / elapsed if elapsed > 0 and kept else float("nan")
-    log.info("hashed %d images with %s@%d in %.1f s (%.1f images/s), %d skipped", len(kept), method,
+    n_new = len(todo) - len(skipped_ids)
+    kept = sorted(found)
+    vectors = np.stack([found[i] for i in kept]).astype(np.float32) if kept else np.zeros((0, n_bits), np.float32)
+    rate = n_new / elapsed if elapsed > 0 and n_new else float("nan")
+    log.info("hashed %d images with %s@%d in %.1f s (%.1f images/s), %d skipped", n_new, method,
              hash_size, elapsed, rate, len(skipped_ids))
     index = np.asarray(kept, dtype=int)
     return Embeddings(ids=ids[index].astype(str), sha256=digests[index].astype(str), vectors=vectors,

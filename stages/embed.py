@@ -9,6 +9,14 @@ from neardup.runner import run_stage
 from neardup.vector_cache import CACHE_VERSION, VectorCache, descriptor_key
 
 
+def _cache(root: str, **settings) -> VectorCache | None:
+    """The vector cache for these settings under ``root`` (``embed.cache``; empty: no cache)."""
+    if not root:
+        return None
+    settings["version"] = CACHE_VERSION
+    return VectorCache(Path(root), descriptor_key(**settings), settings)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True, help="a model name, or a hash method of hash.methods")
@@ -19,30 +27,30 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.manifest) != len(args.out):
         parser.error("give one --out per --manifest")
+    params = load_params("embed")
     if is_hash_method(args.model):
-        params = load_params("hash")
+        hash_size = load_params("hash").hash_size
+        cache = _cache(params.cache, hash=args.model, hash_size=hash_size)
         for manifest, out in zip(args.manifest, args.out):
-            hash_manifest(read_table(manifest), method=args.model, hash_size=params.hash_size).save(out)
+            hash_manifest(read_table(manifest), method=args.model, hash_size=hash_size, cache=cache).save(out)
         return
     from neardup.embedding import Embedder
 
-    params = load_params("embed")
     if args.size is None:
         parser.error("--size is required for models")
     size = args.size if args.size == "auto" else int(args.size)
     embedder = Embedder(args.model, size=size, weights=params.weights, batch_size=params.batch_size,
                         pooling=params.pooling, grayscale=params.grayscale,
                         manifest=read_table(args.size_from or args.manifest[0]))
-    cache = None
-    if params.cache:  # vectors by content hash: only new images are embedded, killed runs resume
-        settings = {"model": args.model, "size": embedder.size, "pooling": params.pooling,
-                    "grayscale": params.grayscale, "weights": params.weights, "version": CACHE_VERSION}
-        cache = VectorCache(Path(params.cache), descriptor_key(**settings), settings)
+    # vectors by content hash: only new images are embedded (or hashed), killed runs resume
+    cache = _cache(params.cache, model=args.model, size=embedder.size, pooling=params.pooling,
+                   grayscale=params.grayscale, weights=params.weights)
+    hash_cache = _cache(params.cache, hash=params.hash, hash_size=8) if params.hash else None
     for manifest_path, out in zip(args.manifest, args.out):
         manifest = read_table(manifest_path)
         emb = embedder.embed_manifest(manifest, cache=cache)
         if params.hash:
-            hashed = hash_manifest(manifest, method=params.hash)
+            hashed = hash_manifest(manifest, method=params.hash, cache=hash_cache)
             emb.hashes = hashed.rows_for(emb.ids)
         emb.save(out)
 

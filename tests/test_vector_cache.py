@@ -86,3 +86,24 @@ def test_a_killed_run_resumes_and_gives_the_same_vectors(embedder, tmp_path):
     uninterrupted = embedder.embed_manifest(manifest)
     assert list(resumed.ids) == list(uninterrupted.ids)
     assert np.allclose(resumed.vectors, uninterrupted.vectors, atol=1e-5)  # ... to the same vectors
+
+
+def test_hashes_are_cached_by_content_too(tmp_path):
+    from neardup.hashing import hash_manifest
+
+    manifest = folder_of(tmp_path, 6)
+    plain = hash_manifest(manifest, method="dhash")
+    cache = VectorCache(tmp_path / "cache", "h")
+    first = hash_manifest(manifest, method="dhash", cache=cache, chunk_size=4)
+    assert len(cache) == 6 and np.array_equal(first.vectors, plain.vectors)
+    # the cached images are not decoded again: even a file emptied since hashes from the cache
+    (tmp_path / "img" / "0_000.jpg").write_bytes(b"")
+    again = hash_manifest(manifest, method="dhash", cache=VectorCache(tmp_path / "cache", "h"))
+    assert np.isnan(again.images_per_second) and np.array_equal(again.vectors, first.vectors)
+    # a new image is hashed, a broken new one is skipped with its reason, nothing is lost
+    bigger = pd.concat([manifest, folder_of(tmp_path, 2, seed=1)]).reset_index(drop=True)
+    (tmp_path / "img" / "1_001.jpg").write_bytes(b"not a jpeg")
+    bigger.loc[bigger["id"].str.endswith("1_001.jpg"), "sha256"] = "changed"
+    grown = hash_manifest(bigger, method="dhash", cache=VectorCache(tmp_path / "cache", "h"))
+    assert len(grown.ids) == 7 and grown.skipped["id"].tolist() == [bigger["id"].iloc[-1]]
+    assert "could not be hashed" in grown.skipped["reason"].iloc[0] and len(VectorCache(tmp_path / "cache", "h")) == 7
