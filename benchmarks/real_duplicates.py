@@ -149,6 +149,9 @@ def main() -> None:
     parser.add_argument("--judged-prefix", default="")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/neardup-bench-cache"))
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS), help="names from CONFIGS")
+    parser.add_argument("--search", default="exact", choices=["exact", "approximate"],
+                        help="pair search (cluster.search); approximate adds its measured recall")
+    parser.add_argument("--nprobe", type=int, default=16)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     manifest = scan_folder(args.images).manifest
@@ -183,14 +186,17 @@ def main() -> None:
             hashes, seconds = h.rows_for(emb.ids), seconds + hash_seconds
         vectors = descriptors(emb.vectors, whiten=whiten, hashes=hashes, hash_weight=weight)
         eps = (EPS_WHITENED if whiten else EPS) if metric == "cosine" else np.round(EPS * 40, 2)
+        stats = {}
         groups, pairs, _ = cluster_run(vectors, emb.ids, [""] * len(emb.ids), eps_values=eps, metric=metric,
-                                       normalize_k=normalize_k, mutual_k=mutual_k)
+                                       normalize_k=normalize_k, mutual_k=mutual_k,
+                                       search=args.search if metric == "cosine" else "exact", nprobe=args.nprobe,
+                                       stats=stats)
         seconds += time.perf_counter() - start
         scores = curve(pairs, true, judged, kinds)
         group_f1, group_eps = best_group_f1(groups, true, judged)
         print(f"| {name} | {scores['ap']:.3f} | {scores['pair_f1']:.3f} | {scores['r@p90']:.3f} | "
-              f"{group_f1:.3f} ({group_eps:g}) | {seconds:.0f} |" + (f" {scores['kinds']} |" if kinds else ""),
-              flush=True)
+              f"{group_f1:.3f} ({group_eps:g}) | {seconds:.0f} |" + (f" {scores['kinds']} |" if kinds else "")
+              + (f" search recall {stats['search_recall']:.3f}" if "search_recall" in stats else ""), flush=True)
 
 
 if __name__ == "__main__":

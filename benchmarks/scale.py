@@ -5,7 +5,8 @@ dataset's look-alike structure) plus 1 % planted near-duplicate pairs. For each 
 in a child process, which reports wall time and peak memory (VmHWM, the data included):
 
 - ``exact``: :func:`neardup.scoring.pair_graph`, blocked BLAS products, then DBSCAN on the graph;
-- ``approximate``: the same through the FAISS IVF index, with the measured recall of the exact pairs;
+- ``approximate``: the same through the cell index of :mod:`neardup.approximate`, with the measured
+  recall of the exact pairs;
 - ``sklearn DBSCAN (raw vectors)``: ``DBSCAN(metric='cosine')`` on the vectors, as peers run it;
 - ``dense similarity matrix``: an N x N float32 cosine matrix, as idealo/imagededup builds it.
 
@@ -27,7 +28,8 @@ RADIUS = 0.1  # cosine distance; the planted pairs sit at about 0.02
 
 
 def synthetic(n: int, *, seed: int = 0) -> np.ndarray:
-    """(n, DIM) float32: clustered points, the last 1 % copies of random others (distance ~0.02)."""
+    """(n, DIM) float32 unit rows (as the product's descriptors are): clustered points, the last 1 %
+    copies of random others (cosine distance ~0.02)."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(max(10, n // 200), DIM)).astype(np.float32)
     n_copies = n // 100
@@ -38,6 +40,8 @@ def synthetic(n: int, *, seed: int = 0) -> np.ndarray:
         x[start:stop] += 0.9 * rng.normal(size=(stop - start, DIM)).astype(np.float32)
     src = rng.integers(n - n_copies, size=n_copies)
     x[n - n_copies:] = x[src] + 0.2 * rng.normal(size=(n_copies, DIM)).astype(np.float32)
+    for start in range(0, n, 100_000):
+        x[start:start + 100_000] /= np.linalg.norm(x[start:start + 100_000], axis=1, keepdims=True)
     return x
 
 
@@ -83,13 +87,13 @@ def main() -> None:
     args = parser.parse_args()
     ctx = mp.get_context("fork")
     print("| N | method | seconds | peak GB | notes |\n|---|---|---|---|---|")
-    brute_rate = None  # pair distances per second of the exact search, measured at the smallest N
+    rate = {}  # pair distances per second of each all-pairs method, measured at the smallest N
     for n in args.sizes:
         x = synthetic(n)
         data_gb = x.nbytes / 2**30
         for name in ("exact", "approximate", "sklearn", "dense"):
             need_gb = data_gb + (n * n * 4 / 2**30 if name == "dense" else 0)
-            minutes = n * n / brute_rate / 60 if brute_rate and name in ("exact", "sklearn") else 0
+            minutes = n * n / rate[name] / 60 if name in rate and name in ("exact", "sklearn") else 0
             if need_gb > args.memory_gb:
                 print(f"| {n:,} | {name} | - | - | skipped: would need {need_gb:,.0f} GB |", flush=True)
                 continue
@@ -101,8 +105,7 @@ def main() -> None:
             proc.start()
             seconds, peak, notes = out.get()
             proc.join()
-            if name == "exact" and brute_rate is None:
-                brute_rate = n * n / seconds
+            rate.setdefault(name, n * n / seconds)
             print(f"| {n:,} | {name} | {seconds:.1f} | {peak:.2f} | {notes} |", flush=True)
         del x
 
