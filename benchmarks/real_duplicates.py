@@ -196,7 +196,9 @@ def main() -> None:
         group_f1, group_eps = best_group_f1(groups, true, judged)
         print(f"| {name} | {scores['ap']:.3f} | {scores['pair_f1']:.3f} | {scores['r@p90']:.3f} | "
               f"{group_f1:.3f} ({group_eps:g}) | {seconds:.0f} |" + (f" {scores['kinds']} |" if kinds else "")
-              + (f" search recall {stats['search_recall']:.3f}" if "search_recall" in stats else ""), flush=True)
+              + (f" search recall {stats['search_recall']:.3f} (at eps {group_eps:g}: "
+                 f"{stats['search_recall_by_eps'].get(f'{group_eps:g}')})" if "search_recall" in stats else ""),
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -176,7 +176,7 @@ def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str = "
     everything = np.vstack([vectors, plant_vectors]) if has_plants else vectors
     graph = pair_graph(everything, radius=max(float(e) for e in eps_values), metric=metric,
                        normalize_k=normalize_k, n_reference=n, search=search, nprobe=nprobe, block=block,
-                       stats=stats)
+                       stats=stats, recall_at=eps_values)
     log.info("pair graph: %d images (%d planted), %d edges", graph.shape[0], graph.shape[0] - n, graph.nnz // 2)
 
     def decide(g):

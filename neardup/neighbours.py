@@ -149,26 +149,50 @@ def knn_distances(points: np.ndarray, k: int, *, reference: np.ndarray | None = 
     return np.sort(best.astype(np.float64), axis=1)
 
 
-def pair_recall(points: np.ndarray, radius, found_rows, found_cols, *, sample: int = 500,
-                seed: int = 0) -> float:
-    """Share of the exact within-``radius`` pairs (cosine; ``radius`` a float or one per row) of a
-    seeded sample of query rows that were found.
+def pair_recall(points: np.ndarray, found_rows, found_cols, thresholds, *, radius, score=None,
+                sample: int = 500, seed: int = 0) -> dict[float, float]:
+    """Share of the exact pairs of a seeded sample of query rows that were found, per threshold.
 
-    Returns NaN when the sampled rows have no pair within ``radius``.
+    Parameters
+    ----------
+    points : ndarray, shape (n, d)
+        The vectors searched (cosine).
+    found_rows, found_cols : ndarray of int, shape (m,)
+        The pairs a search returned (either direction counts).
+    thresholds : sequence of float
+        A pair counts at threshold ``t`` when its score is at most ``t``.
+    radius : float or ndarray of shape (n,)
+        The search radius (per row) of the largest threshold: pairs with a cosine distance above
+        both rows' radii are not candidates.
+    score : callable, optional
+        ``score(rows, cols, distances) -> scores`` (e.g. neighbourhood normalisation); default the
+        cosine distance itself.
+
+    Returns
+    -------
+    dict threshold -> recall, NaN where the sampled rows have no pair within it.
     """
-    radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(points),))
     rng = np.random.default_rng(seed)
     queries = np.sort(rng.choice(len(points), size=min(sample, len(points)), replace=False))
     unit = unit_rows(points)
-    exact = set()
-    for start in range(0, len(queries), DEFAULT_BLOCK):
-        q = queries[start:start + DEFAULT_BLOCK]
+    radii = np.broadcast_to(np.asarray(radius, dtype=np.float32), (len(points),))
+    top = max(thresholds)
+    rows, cols, scores = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+    for start in range(0, len(queries), 64):  # 64 x N similarities at a time
+        q = queries[start:start + 64]
         dist = np.maximum(1.0 - unit[q] @ unit.T, 0.0)
         dist[np.arange(len(q)), q] = np.inf
-        r, c = np.nonzero(dist <= radii[q][:, None])
-        exact.update(zip(q[r].tolist(), c.tolist()))
-    if not exact:
-        return float("nan")
-    chosen = np.isin(found_rows, queries)
-    found = set(zip(np.asarray(found_rows)[chosen].tolist(), np.asarray(found_cols)[chosen].tolist()))
-    return len(exact & found) / len(exact)
+        r, c = np.nonzero(dist <= np.maximum(radii[q][:, None], radii[None, :]))
+        d = dist[r, c].astype(np.float64)
+        value = d if score is None else score(q[r], c, d)
+        keep = value <= top
+        rows.append(q[r][keep])
+        cols.append(c[keep])
+        scores.append(value[keep])
+    rows, cols, scores = np.concatenate(rows), np.concatenate(cols), np.concatenate(scores)
+    found_rows, found_cols = np.asarray(found_rows), np.asarray(found_cols)
+    mine = np.isin(found_rows, queries) | np.isin(found_cols, queries)  # pairs of the sampled rows only
+    found_rows, found_cols = found_rows[mine].tolist(), found_cols[mine].tolist()
+    found = set(zip(found_rows, found_cols)) | set(zip(found_cols, found_rows))
+    hit = np.array([pair in found for pair in zip(rows.tolist(), cols.tolist())], bool)
+    return {t: float(hit[scores <= t].mean()) if (scores <= t).any() else float("nan") for t in thresholds}

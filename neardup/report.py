@@ -88,8 +88,13 @@ def evaluate_run(run: str, *, manifest, truth, embeddings: Path, clusters: Path,
         metrics["planted"] = {k[len("recall_"):]: round(v, 4) for k, v in planted.items() if k.startswith("recall_")}
     metrics.update({k: v for k, v in reviewed_precision(queue).items() if k != "n_pairs"})
     search = clusters / run / "search.json"
-    if search.is_file():
-        metrics.update({k: v for k, v in json.loads(search.read_text()).items() if k in ("search", "search_recall")})
+    if search.is_file():  # the approximate search's recall at the chosen eps (else at the largest)
+        stats = json.loads(search.read_text())
+        metrics["search"] = stats.get("search")
+        by_eps = stats.get("search_recall_by_eps", {})
+        recall = by_eps.get(f"{float(eps):g}", stats.get("search_recall"))
+        if recall is not None:
+            metrics["search_recall"] = recall
     metrics["overlap"] = {a: {b: int(n) for b, n in row.items()} for a, row in overlap.iterrows()}
     clean = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()
              if not (isinstance(v, float) and math.isnan(v))}

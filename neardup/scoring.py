@@ -171,7 +171,7 @@ def local_scale(points: np.ndarray, *, k: int, n_reference: int | None = None, s
 
 def pair_graph(points: np.ndarray, *, radius: float, metric: str = "cosine", normalize_k: int = 0,
                n_reference: int | None = None, search: str = "exact", nprobe: int = 16,
-               block: int = DEFAULT_BLOCK, stats: dict | None = None) -> sparse.csr_matrix:
+               block: int = DEFAULT_BLOCK, stats: dict | None = None, recall_at=None) -> sparse.csr_matrix:
     """Sparse symmetric graph of every pair whose (normalised) distance is at most ``radius``.
 
     With ``normalize_k`` > 0 the distance is ``d(a, b) + median(s) - (s_a + s_b) / 2`` (clipped at
@@ -182,7 +182,9 @@ def pair_graph(points: np.ndarray, *, radius: float, metric: str = "cosine", nor
     index of :mod:`neardup.approximate`, ``nprobe`` cells per query, exact distances; cosine only; rows past ``n_reference`` are matched against the first
     ``n_reference`` only) or ``auto`` (approximate above :data:`AUTO_APPROXIMATE_ABOVE` images).
     ``stats``, if given, receives ``search`` (the mode used), ``n_edges`` and, for the approximate
-    search, ``search_recall``: the share of the exact pairs found, on a sample of 500 query rows.
+    search, ``search_recall``: the share of the pairs an exact search would give (same scales)
+    that were found, on a sample of 500 query rows, and ``search_recall_by_eps`` the same for each
+    threshold of ``recall_at`` (e.g. the eps sweep) up to ``radius``.
 
     Returns
     -------
@@ -198,26 +200,34 @@ def pair_graph(points: np.ndarray, *, radius: float, metric: str = "cosine", nor
     n_ref = n if n_reference is None else int(n_reference)
     searcher = _Search(points, n_ref=n_ref, mode=search if metric == "cosine" else "exact", nprobe=nprobe,
                        block=block, metric=metric)
+    score = None
     if normalize_k:
         scale = local_scale(points, k=normalize_k, n_reference=n_ref, search=searcher)
         centre = float(np.median(scale[:n_ref]))
+
+        def score(a, b, d):
+            return np.maximum(d + centre - (scale[a] + scale[b]) / 2.0, 0.0)
+
         # a qualifying pair is found from the endpoint with the larger scale
         radii = radius - centre + scale
         rows, cols, dist = searcher.radius(radii, metric)
-        found_rows, found_cols = rows, cols
-        dist = np.maximum(dist + centre - (scale[rows] + scale[cols]) / 2.0, 0.0)
+        dist = score(rows, cols, dist)
         keep = dist <= radius
         rows, cols, dist = rows[keep], cols[keep], dist[keep]
     else:
         radii = np.full(n, float(radius))
         rows, cols, dist = searcher.radius(radii, metric)
-        found_rows, found_cols = rows, cols
     if stats is not None:
         stats.update(search=searcher.mode, n_edges=int(len(rows)))
         if searcher.mode == "approximate":
-            real = (found_rows < n_ref) & (found_cols < n_ref)
-            stats["search_recall"] = pair_recall(searcher.points[:n_ref], radii[:n_ref], found_rows[real],
-                                                 found_cols[real])
+            real = (rows < n_ref) & (cols < n_ref)
+            levels = [float(t) for t in (() if recall_at is None else recall_at) if t <= radius]
+            levels = sorted({float(radius), *levels})
+            recall = pair_recall(searcher.points[:n_ref], rows[real], cols[real], levels, radius=radii[:n_ref],
+                                 score=score)
+            recall = {t: (None if np.isnan(r) else round(r, 4)) for t, r in recall.items()}  # None: no pair
+            stats["search_recall"] = recall[float(radius)]
+            stats["search_recall_by_eps"] = {f"{t:g}": r for t, r in recall.items()}
     return symmetric_graph(rows, cols, dist, n)
 
 

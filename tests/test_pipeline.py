@@ -131,14 +131,18 @@ def test_dvc_repro_end_to_end(repo, dvc_env):
     embedding = repo / "data" / "embeddings" / "efficientnet-lite0_auto.npz"
     stamp = embedding.stat().st_mtime_ns
 
-    # Only cluster params change: clustering and what follows rerun, embedding does not.
+    # Only cluster params change: clustering and what follows rerun, embedding does not. (The
+    # approximate search visits all 3 cells of this small index, so its measured recall is 1.)
     params["cluster"]["eps"] = [0.3, 0.5, 0.7]
+    params["cluster"]["search"] = "approximate"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     third = dvc("repro", cwd=repo, env=env)
     assert ran_stages(third) == {f"cluster@{lite}", f"cluster_hash@{phash}", "evaluate", "act", "render"}, third
     assert embedding.stat().st_mtime_ns == stamp
     sweep = (repo / "reports" / "plots" / "eps" / "efficientnet-lite0_auto.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in sweep[1:]] == ["0.3", "0.5", "0.7"]
+    run = json.loads((repo / "reports" / "metrics.json").read_text())["efficientnet-lite0_auto"]
+    assert run["search"] == "approximate" and run["search_recall"] == 1.0
 
     # Other planted copies: the plants are re-made and re-embedded, the real images are not.
     params["evaluate"]["plant"]["seed"] = 7

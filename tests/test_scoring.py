@@ -207,3 +207,24 @@ def test_whitening_and_hybrid_in_row_blocks_equal_one_pass(points, monkeypatch):
     blocked = descriptors(points, whiten=1.0, hashes=hashes, hash_weight=0.2, fit_rows=150)
     assert blocked.dtype == np.float32 and blocked.shape == (180, 40)
     assert np.allclose(blocked, one_pass, atol=1e-6) and not np.allclose(blocked[:, :24], unit(points), atol=0.05)
+
+
+def test_search_recall_is_reported_per_eps_and_matches_the_exact_graph():
+    from neardup.neighbours import pair_recall
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(40, 32))
+    points = unit((centres[rng.integers(40, size=3000)] + 0.5 * rng.normal(size=(3000, 32))).astype(np.float32))
+    stats = {}
+    approx = pair_graph(points, radius=0.3, search="approximate", nprobe=2, stats=stats, recall_at=[0.05, 0.1, 0.3])
+    exact = pair_graph(points, radius=0.3)
+    by_eps = stats["search_recall_by_eps"]
+    assert set(by_eps) == {"0.05", "0.1", "0.3"} and by_eps["0.3"] == stats["search_recall"]
+    assert 0.5 < by_eps["0.3"] < 0.99 and by_eps["0.05"] >= by_eps["0.3"]  # close pairs are found more often
+    # on every row instead of a sample, the figure is the share of the exact graph's pairs found
+    a, e = approx.tocoo(), exact.tocoo()
+    got = pair_recall(points, a.row, a.col, [0.1, 0.3], radius=0.3, sample=len(points))
+    found = set(zip(a.row.tolist(), a.col.tolist()))
+    for t in (0.1, 0.3):
+        want = [(i, j) for i, j, d in zip(e.row.tolist(), e.col.tolist(), e.data) if d <= t]
+        assert got[t] == pytest.approx(sum(p in found for p in want) / len(want), abs=1e-3)
