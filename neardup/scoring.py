@@ -109,8 +109,8 @@ def hybrid_vectors(cnn: np.ndarray, hashes: np.ndarray, *, hash_weight: float) -
     cnn, hashes = np.asarray(cnn), np.asarray(hashes)
     out = np.empty((len(cnn), cnn.shape[1] + hashes.shape[1]), np.float32)
     for rows in _row_blocks(len(cnn)):
-        mixed = np.hstack([np.sqrt(1.0 - hash_weight) * _unit(cnn[rows]), np.sqrt(hash_weight) * _unit(hashes[rows])])
-        out[rows] = _unit(mixed)
+        out[rows] = _unit(np.hstack([np.sqrt(1.0 - hash_weight) * _unit(cnn[rows]),
+                                     np.sqrt(hash_weight) * _unit(hashes[rows])]))
     return out
 
 
@@ -121,7 +121,7 @@ AUTO_APPROXIMATE_ABOVE = 100_000
 
 class _Search:
     """Neighbour queries of the first ``n_ref`` rows (the real images) and of the extra rows (planted
-    copies) against the real images, exact (blocked BLAS) or approximate (cell index, :mod:`neardup.approximate`)."""
+    copies) against the real images, exact (blocked BLAS) or approximate (:mod:`neardup.approximate`)."""
 
     def __init__(self, points, *, n_ref: int, mode: str, nprobe: int, block: int, metric: str = "cosine"):
         # cosine: unit rows once here (no copy if they already are), shared by every search below
@@ -179,8 +179,9 @@ def pair_graph(points: np.ndarray, *, radius: float, metric: str = "cosine", nor
     sparse ones move closer, on the same scale as plain cosine distance.
 
     ``search``: ``exact`` (blocked products, ``block`` rows at a time), ``approximate`` (the cell
-    index of :mod:`neardup.approximate`, ``nprobe`` cells per query, exact distances; cosine only; rows past ``n_reference`` are matched against the first
-    ``n_reference`` only) or ``auto`` (approximate above :data:`AUTO_APPROXIMATE_ABOVE` images).
+    index of :mod:`neardup.approximate`, ``nprobe`` cells per query, exact distances; cosine only;
+    rows past ``n_reference`` are matched against the first ``n_reference`` only) or ``auto``
+    (approximate above :data:`AUTO_APPROXIMATE_ABOVE` images).
     ``stats``, if given, receives ``search`` (the mode used), ``n_edges`` and, for the approximate
     search, ``search_recall``: the share of the pairs an exact search would give (same scales)
     that were found, on a sample of 500 query rows, and ``search_recall_by_eps`` the same for each
