@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from neardup.embedding import Embedder  # noqa: E402
 from neardup.hashing import hash_manifest  # noqa: E402
 from neardup.manifest import scan_files  # noqa: E402
-from neardup.vector_cache import VectorCache  # noqa: E402
+from neardup.vector_cache import InspectionCache, VectorCache  # noqa: E402
 
 
 def write_images(folder: Path, first: int, n: int, *, side: int, seed: int = 0) -> list[Path]:
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=32, help="image side in px (size auto embeds at 3x)")
     parser.add_argument("--model", default="efficientnet-lite0")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--scan-only", action="store_true", help="time the fetch scans only (e.g. with --side 600)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,17 +76,28 @@ def main() -> None:
         rows = []
 
         start = time.perf_counter()
-        before = scan_files(old, root=root, set_name="train").manifest
-        rows.append((f"scan {args.n:,} files (sha256, size)", 0, time.perf_counter() - start))
+        before = scan_files(old, root=root, set_name="train", cache=InspectionCache(Path(tmp) / "cache")).manifest
+        rows.append((f"scan {args.n:,} files (sha256 + full decode)", 0, time.perf_counter() - start))
+        if args.scan_only:
+            start = time.perf_counter()
+            scan_files(old + new, root=root, set_name="train")
+            rows.append((f"scan {args.n + args.add:,} files without the cache", 0, time.perf_counter() - start))
+            start = time.perf_counter()
+            scan_files(old + new, root=root, set_name="train", cache=InspectionCache(Path(tmp) / "cache"))
+            rows.append((f"scan {args.n + args.add:,} files with the cache (decode the new only)", 0,
+                         time.perf_counter() - start))
+            print(f"\n{args.side}x{args.side} JPEGs\n\n| step | seconds |\n|---|---|")
+            for what, _, secs in rows:
+                print(f"| {what} | {secs:.1f} |")
+            return
         emb, hashes, n_todo, setup, seconds = embed(before, Path(tmp) / "cache", model=args.model,
                                                     batch_size=args.batch_size)
         rows.append((f"from scratch: embed + hash {args.n:,} (model load {setup:.0f} s)", n_todo, seconds))
         print(f"from scratch: {seconds:.0f} s ({len(emb.ids) / seconds:.0f} images/s)", flush=True)
 
         start = time.perf_counter()
-        after = scan_files(old + new, root=root, set_name="train").manifest
-        scan_all = time.perf_counter() - start
-        rows.append((f"scan {args.n + args.add:,} files", 0, scan_all))
+        after = scan_files(old + new, root=root, set_name="train", cache=InspectionCache(Path(tmp) / "cache")).manifest
+        rows.append((f"scan {args.n + args.add:,} files (sha256; only the new decoded)", 0, time.perf_counter() - start))
         grown, grown_hashes, n_todo, setup, seconds = embed(after, Path(tmp) / "cache", model=args.model,
                                                             batch_size=args.batch_size)
         rows.append((f"add {args.add:,}: model + cache load {setup:.0f} s, then embed + hash", n_todo, seconds))

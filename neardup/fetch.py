@@ -20,11 +20,12 @@ def _optional(root: Path, name: str) -> Path | None:
     return root / name if name else None
 
 
-def fetch_source(spec, out_dir: Path, *, set_name: str) -> FetchResult:
+def fetch_source(spec, out_dir: Path, *, set_name: str, cache=None) -> FetchResult:
     """Build the manifest of one source (``spec``: fetch params or one of ``fetch.sets``).
 
     Demo and TFRecord images are written under ``out_dir``; folder and Kaggle images stay where they
-    are: the manifest points at them.
+    are: the manifest points at them. ``cache``: an :class:`neardup.vector_cache.InspectionCache`,
+    so files seen before (by content) are not decoded again.
     """
     root = Path(spec.input)
     if spec.source == "demo":
@@ -34,7 +35,7 @@ def fetch_source(spec, out_dir: Path, *, set_name: str) -> FetchResult:
                          n_test=demo.n_test, n_cross=demo.n_cross)
     if spec.source == "tfrecords":
         return extract_tfrecords(str(root / spec.tfrecords.pattern), out_dir, set_name=set_name,
-                                 label_map_json=_optional(root, spec.folder.label_map))
+                                 label_map_json=_optional(root, spec.folder.label_map), cache=cache)
     if spec.source == "kaggle":
         root = download_competition(spec.kaggle.competition, root / spec.kaggle.competition)
     images = root / spec.folder.images
@@ -42,7 +43,7 @@ def fetch_source(spec, out_dir: Path, *, set_name: str) -> FetchResult:
         raise SourceError(f"{set_name}: image folder {images} does not exist; put your images there or change "
                           "its input / folder.images in params.yaml")
     return scan_folder(images, labels_csv=_optional(root, spec.folder.labels_csv),
-                       label_map_json=_optional(root, spec.folder.label_map), set_name=set_name)
+                       label_map_json=_optional(root, spec.folder.label_map), set_name=set_name, cache=cache)
 
 
 def _prefixed(result: FetchResult, name: str) -> FetchResult:
@@ -55,18 +56,19 @@ def _prefixed(result: FetchResult, name: str) -> FetchResult:
     return FetchResult(manifest=manifest, skipped=result.skipped, truth=truth)
 
 
-def fetch_dataset(params: FetchParams, out_dir: Path) -> FetchResult:
+def fetch_dataset(params: FetchParams, out_dir: Path, *, cache=None) -> FetchResult:
     """The whole dataset: the single source of ``params``, or every set of ``params.sets`` together.
 
     With sets, each is fetched on its own (demo / TFRecord images under ``out_dir/sets/<name>``),
     its ids are prefixed with ``<name>/`` and its ``set`` column is its name.
     """
     if not params.sets:
-        return fetch_source(params, out_dir, set_name=params.set_name)
+        return fetch_source(params, out_dir, set_name=params.set_name, cache=cache)
     parts = []
     for spec in params.sets:
         log.info("fetch set %s (%s from %s)", spec.name, spec.source, spec.input)
-        parts.append(_prefixed(fetch_source(spec, out_dir / "sets" / spec.name, set_name=spec.name), spec.name))
+        parts.append(_prefixed(fetch_source(spec, out_dir / "sets" / spec.name, set_name=spec.name, cache=cache),
+                               spec.name))
     truths = [p.truth for p in parts if p.truth is not None]
     return FetchResult(
         manifest=pd.concat([p.manifest for p in parts], ignore_index=True).sort_values("id", ignore_index=True),

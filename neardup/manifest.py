@@ -125,6 +125,7 @@ def scan_files(
     set_name: str,
     labels: Mapping[str, str] | None = None,
     label_names: Mapping[str, str] | None = None,
+    cache=None,
 ) -> FetchResult:
     """Hash and decode ``paths`` and sort them into a manifest and a skipped list.
 
@@ -143,6 +144,9 @@ def scan_files(
     label_names : mapping of str to str, optional
         Human-readable name per label (``label_name`` column); labels not in it keep
         their own value.
+    cache : neardup.vector_cache.InspectionCache, optional
+        Inspection results by content sha256: a file whose content was inspected before is only
+        hashed, not decoded again.
 
     Returns
     -------
@@ -163,7 +167,15 @@ def scan_files(
     rows, skipped = [], []
     for image_id in tqdm(ids, desc=f"scan {set_name}", unit="file", leave=False):
         path = by_id[image_id]
-        info, reason = inspect_image(path)
+        try:
+            digest = sha256_file(path)
+        except OSError as exc:
+            skipped.append({"path": str(path), "reason": f"unreadable: {exc.strerror or exc}"})
+            continue
+        known = cache.get(digest) if cache is not None else None
+        info, reason = known if known is not None else inspect_image(path)
+        if cache is not None and known is None:
+            cache.put(digest, info, reason)
         if info is None:
             skipped.append({"path": str(path), "reason": reason})
             continue
@@ -173,8 +185,10 @@ def scan_files(
         rows.append({
             "id": image_id, "path": str(path), "label": label,
             "label_name": label_names.get(label, label), "set": set_name,
-            "sha256": sha256_file(path), **info,
+            "sha256": digest, **info,
         })
+    if cache is not None:
+        cache.flush()
     if labels:
         missing = sum(1 for r in rows if not r["label"])
         if missing:

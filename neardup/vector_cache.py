@@ -1,4 +1,4 @@
-"""A resumable store of embedding vectors keyed by image content (sha256).
+"""Resumable stores keyed by image content (sha256): embedding vectors, and what scanning learned.
 
 One folder per descriptor (model, input size, pooling, colour, weights): adding images to a
 dataset embeds only the new ones, renamed or re-fetched files are never embedded twice, and a run
@@ -20,6 +20,16 @@ log = logging.getLogger(__name__)
 #: Part of every descriptor key: bump it when preprocessing or the models change, so old vectors
 #: are never reused for new settings.
 CACHE_VERSION = 1
+
+
+def _write_chunk(folder: Path, sha256s: list[str], suffix: str, write) -> None:
+    """Write one chunk as ``chunk_<hash of its sha256s><suffix>`` atomically: ``write(tmp_path)``
+    fills a temporary file (a name the chunk pattern never matches), which is then renamed into place."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256("\n".join(sha256s).encode()).hexdigest()[:20]
+    tmp = folder / f".{name}.{os.getpid()}.tmp{suffix}"
+    write(tmp)
+    os.replace(tmp, folder / f"chunk_{name}{suffix}")
 
 
 def descriptor_key(**settings) -> str:
@@ -67,12 +77,55 @@ class VectorCache:
         sha256s = [str(s) for s in sha256s]
         if not sha256s:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        _write_chunk(self.folder, sha256s, ".npz",
+                     lambda tmp: np.savez(tmp, sha256=np.asarray(sha256s, dtype=str), vectors=vectors))
         if self.settings and not (self.folder / "settings.json").is_file():
             (self.folder / "settings.json").write_text(json.dumps(self.settings, indent=1, default=str))
-        name = hashlib.sha256("\n".join(sha256s).encode()).hexdigest()[:20]
-        path = self.folder / f"chunk_{name}.npz"
-        tmp = self.folder / f".{name}.{os.getpid()}.tmp.npz"  # never matches the chunk pattern
-        np.savez(tmp, sha256=np.asarray(sha256s, dtype=str), vectors=np.asarray(vectors, dtype=np.float32))
-        os.replace(tmp, path)
-        self._vectors.update(zip(sha256s, np.asarray(vectors, dtype=np.float32)))
+        self._vectors.update(zip(sha256s, vectors))
+
+
+class InspectionCache:
+    """What scanning found in each file content: ``(info, reason)`` of
+    :func:`neardup.manifest.inspect_image` by sha256, so a re-scan of a grown dataset fully decodes
+    only the new files. Stored as JSON chunks in ``root / key``, each written atomically.
+
+    Parameters
+    ----------
+    root : Path
+        Cache root (``embed.cache``).
+    key : str
+        Folder name; bump it when the inspection changes.
+    flush_every : int
+        New results kept in memory before a chunk is written (and at :meth:`flush`).
+    """
+
+    def __init__(self, root: Path, key: str = f"inspect-v{CACHE_VERSION}", *, flush_every: int = 4096):
+        self.folder = Path(root) / key
+        self.flush_every = flush_every
+        self._known: dict[str, tuple[dict | None, str | None]] = {}
+        self._pending: dict[str, tuple[dict | None, str | None]] = {}
+        for chunk in sorted(self.folder.glob("chunk_*[0-9a-f].json")) if self.folder.is_dir() else []:
+            for sha, info, reason in json.loads(chunk.read_text()):
+                self._known[sha] = (info, reason)
+
+    def __len__(self) -> int:
+        return len(self._known) + len(self._pending)
+
+    def get(self, sha256: str):
+        """``(info, reason)`` for this content, or None when it was never inspected."""
+        return self._known.get(sha256) or self._pending.get(sha256)
+
+    def put(self, sha256: str, info: dict | None, reason: str | None) -> None:
+        self._pending[sha256] = (info, reason)
+        if len(self._pending) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pending results as one chunk."""
+        if not self._pending:
+            return
+        rows = [[sha, info, reason] for sha, (info, reason) in sorted(self._pending.items())]
+        _write_chunk(self.folder, [r[0] for r in rows], ".json", lambda tmp: tmp.write_text(json.dumps(rows)))
+        self._known.update(self._pending)
+        self._pending = {}

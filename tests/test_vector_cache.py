@@ -107,3 +107,28 @@ def test_hashes_are_cached_by_content_too(tmp_path):
     grown = hash_manifest(bigger, method="dhash", cache=VectorCache(tmp_path / "cache", "h"))
     assert len(grown.ids) == 7 and grown.skipped["id"].tolist() == [bigger["id"].iloc[-1]]
     assert "could not be hashed" in grown.skipped["reason"].iloc[0] and len(VectorCache(tmp_path / "cache", "h")) == 7
+
+
+def test_a_rescan_decodes_only_new_content(tmp_path, monkeypatch):
+    import neardup.manifest as manifest_module
+    from neardup.vector_cache import InspectionCache
+
+    first = folder_of(tmp_path, 5)
+    (tmp_path / "img" / "0_broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    paths = sorted((tmp_path / "img").glob("0_*"))
+    cold = scan_files(paths, root=tmp_path / "img", set_name="train", cache=InspectionCache(tmp_path / "c"))
+    assert len(cold.manifest) == 5 and len(cold.skipped) == 1 and len(InspectionCache(tmp_path / "c")) == 6
+    assert cold.manifest.equals(first)
+    decoded = []
+    real_inspect = manifest_module.inspect_image
+    monkeypatch.setattr(manifest_module, "inspect_image", lambda p: decoded.append(p) or real_inspect(p))
+    # a new file and a file whose content changed are decoded; the other five come from the cache
+    save(np.zeros((40, 40, 3), np.uint8), tmp_path / "img" / "0_new.jpg")
+    save(np.full((40, 40, 3), 200, np.uint8), tmp_path / "img" / "0_003.jpg")
+    paths = sorted((tmp_path / "img").glob("0_*"))
+    warm = scan_files(paths, root=tmp_path / "img", set_name="train", cache=InspectionCache(tmp_path / "c"))
+    assert sorted(p.name for p in decoded) == ["0_003.jpg", "0_new.jpg"]
+    assert len(warm.manifest) == 6 and warm.skipped.equals(cold.skipped)
+    keep = ~warm.manifest["id"].isin(["0_003.jpg", "0_new.jpg"])
+    assert warm.manifest[keep].reset_index(drop=True).equals(cold.manifest[cold.manifest["id"] != "0_003.jpg"]
+                                                             .reset_index(drop=True))

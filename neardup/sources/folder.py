@@ -100,6 +100,7 @@ def scan_folder(
     labels_csv: Path | None = None,
     label_map_json: Path | None = None,
     set_name: str = "train",
+    cache=None,
 ) -> FetchResult:
     """Scan every regular file under ``root`` (recursively) into a manifest.
 
@@ -113,6 +114,8 @@ def scan_folder(
         JSON object mapping label to human-readable name.
     set_name : str
         Value of the manifest's ``set`` column.
+    cache : neardup.vector_cache.InspectionCache, optional
+        Earlier inspection results by content (see :func:`neardup.manifest.scan_files`).
 
     Returns
     -------
@@ -151,7 +154,7 @@ def scan_folder(
     if not paths:
         log.warning("image folder %s holds no files", root)
 
-    result = scan_files(paths, root=root, set_name=set_name, labels=labels, label_names=label_names)
+    result = scan_files(paths, root=root, set_name=set_name, labels=labels, label_names=label_names, cache=cache)
     if side_rows:
         rows = result.skipped.to_dict("records") + side_rows
         result.skipped = pd.DataFrame(rows, columns=SKIPPED_COLUMNS).sort_values("path", ignore_index=True)

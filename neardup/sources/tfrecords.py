@@ -44,6 +44,7 @@ def extract_tfrecords(
     *,
     set_name: str = "train",
     label_map_json: Path | None = None,
+    cache=None,
 ) -> FetchResult:
     """Write the images of all TFRecord files matching ``pattern`` to disk and scan them.
 
@@ -141,7 +142,8 @@ def extract_tfrecords(
         log.info("%s: %d records", file, index)
 
     result = scan_files(
-        written.values(), root=images, set_name=set_name, labels=labels or None, label_names=label_names
+        written.values(), root=images, set_name=set_name, labels=labels or None, label_names=label_names,
+        cache=cache,
     )
     if skipped:
         rows = result.skipped.to_dict("records") + skipped
