@@ -97,7 +97,8 @@ def main() -> None:
 
         start = time.perf_counter()
         after = scan_files(old + new, root=root, set_name="train", cache=InspectionCache(Path(tmp) / "cache")).manifest
-        rows.append((f"scan {args.n + args.add:,} files (sha256; only the new decoded)", 0, time.perf_counter() - start))
+        rows.append((f"scan {args.n + args.add:,} files (sha256; only the new decoded)", 0,
+                     time.perf_counter() - start))
         grown, grown_hashes, n_todo, setup, seconds = embed(after, Path(tmp) / "cache", model=args.model,
                                                             batch_size=args.batch_size)
         rows.append((f"add {args.add:,}: model + cache load {setup:.0f} s, then embed + hash", n_todo, seconds))

@@ -17,6 +17,7 @@ unchanged on top of it.
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 from scipy import sparse
@@ -164,7 +165,8 @@ def local_scale(points: np.ndarray, *, k: int, n_reference: int | None = None, s
     search = search or _Search(points, n_ref=n_ref, mode="exact", nprobe=0, block=DEFAULT_BLOCK)
     scale = search.knn(2 * k - 1)[:, k - 1:]
     scale = np.where(np.isfinite(scale), scale, np.nan)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows without any neighbour: NaN, filled below
         out = np.nanmean(scale, axis=1) if scale.size else np.zeros(len(points))
     return np.nan_to_num(out, nan=float(np.nanmedian(out)) if np.isfinite(out).any() else 0.0)
 
@@ -182,7 +184,8 @@ def pair_graph(points: np.ndarray, *, radius: float, metric: str = "cosine", nor
     index of :mod:`neardup.approximate`, ``nprobe`` cells per query, exact distances; cosine only;
     rows past ``n_reference`` are matched against the first ``n_reference`` only) or ``auto``
     (approximate above :data:`AUTO_APPROXIMATE_ABOVE` images).
-    ``stats``, if given, receives ``search`` (the mode used), ``n_edges`` and, for the approximate
+    ``stats``, if given, receives ``search`` (the mode used), ``n_edges`` (stored entries of the
+    graph: both directions of every pair) and, for the approximate
     search, ``search_recall``: the share of the pairs an exact search would give (same scales)
     that were found, on a sample of 500 query rows, and ``search_recall_by_eps`` the same for each
     threshold of ``recall_at`` (e.g. the eps sweep) up to ``radius``.
@@ -219,7 +222,7 @@ def pair_graph(points: np.ndarray, *, radius: float, metric: str = "cosine", nor
         radii = np.full(n, float(radius))
         rows, cols, dist = searcher.radius(radii, metric)
     if stats is not None:
-        stats.update(search=searcher.mode, n_edges=int(len(rows)))
+        stats["search"] = searcher.mode
         if searcher.mode == "approximate":
             real = (rows < n_ref) & (cols < n_ref)
             levels = [float(t) for t in (() if recall_at is None else recall_at) if t <= radius]
@@ -229,7 +232,10 @@ def pair_graph(points: np.ndarray, *, radius: float, metric: str = "cosine", nor
             recall = {t: (None if np.isnan(r) else round(r, 4)) for t, r in recall.items()}  # None: no pair
             stats["search_recall"] = recall[float(radius)]
             stats["search_recall_by_eps"] = {f"{t:g}": r for t, r in recall.items()}
-    return symmetric_graph(rows, cols, dist, n)
+    graph = symmetric_graph(rows, cols, dist, n)
+    if stats is not None:
+        stats["n_edges"] = int(graph.nnz)  # both directions of every pair
+    return graph
 
 
 def symmetric_graph(rows, cols, dist, n: int) -> sparse.csr_matrix:
