@@ -61,7 +61,6 @@ class ApproximateIndex:
         cells = self._own_probes[:, 0]
         self.members = np.argsort(cells, kind="stable")
         self.bounds = np.searchsorted(cells[self.members], np.arange(self.nlist + 1))
-        self.n = n
 
     def _reduce(self, points: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray((points - self.mean) @ self.projection, dtype=np.float32)

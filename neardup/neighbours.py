@@ -90,15 +90,14 @@ def radius_search(points: np.ndarray, radius, *, metric: str = "cosine", block: 
     uniform = bool(n) and np.all(radii == radii[0])
     rows, cols, dists = [], [], []
     for start, stop, dist in _upper_blocks(points, sq_norms, metric, block, "radius search"):
-        forward = dist <= radii[start:stop, None]  # pair found from the earlier row
-        backward = forward if uniform else dist <= radii[None, start:]  # ... from the later row
-        for mask, swap in ((forward, False), (backward, True)):
-            r, c = np.nonzero(mask)
-            d = dist[r, c].astype(np.float64)
-            r, c = r + start, c + start
-            rows.append(c if swap else r)
-            cols.append(r if swap else c)
-            dists.append(d)
+        r, c = np.nonzero(dist <= radii[start:stop, None])  # pairs found from the earlier row
+        forward = (r + start, c + start, dist[r, c].astype(np.float64))
+        if not uniform:  # ... and from the later row, with its own radius
+            r, c = np.nonzero(dist <= radii[None, start:])
+        backward = forward if uniform else (r + start, c + start, dist[r, c].astype(np.float64))
+        rows += [forward[0], backward[1]]
+        cols += [forward[1], backward[0]]
+        dists += [forward[2], backward[2]]
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     return (np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64),
