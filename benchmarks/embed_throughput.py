@@ -19,8 +19,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neardup.embedding import Embedder, decode_modes  # noqa: E402
-from neardup.manifest import scan_files  # noqa: E402
+from neardup.embed import Embedder, decode_modes  # noqa: E402
+from neardup.images import scan_files  # noqa: E402
 
 
 def make_photos(out: Path, n: int, *, width: int = 800, height: int = 600, seed: int = 0) -> list[Path]:

@@ -23,10 +23,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neardup.embedding import Embedder  # noqa: E402
-from neardup.hashing import hash_manifest  # noqa: E402
-from neardup.manifest import scan_files  # noqa: E402
-from neardup.vector_cache import InspectionCache, VectorCache  # noqa: E402
+from neardup.embed import Embedder  # noqa: E402
+from neardup.hash import hash_manifest  # noqa: E402
+from neardup.images import scan_files  # noqa: E402
+from neardup.cache import InspectionCache, VectorCache  # noqa: E402
 
 
 def write_images(folder: Path, first: int, n: int, *, side: int, seed: int = 0) -> list[Path]:

@@ -1,6 +1,6 @@
 """Detection quality on a folder with known duplicate pairs: each scoring option next to pHash / dHash.
 
-Runs the product's own code (the Embedder, the hashes, :mod:`neardup.scoring`, the sparse DBSCAN)
+Runs the product's own code (the Embedder, the hashes, :mod:`neardup.cluster.scoring`, the sparse DBSCAN)
 for a list of named configurations and prints one table row each: pair-level average precision,
 best pair F1, recall at precision >= 0.9, best group F1 over the eps sweep (DBSCAN groups scored on
 the pairs inside them) and seconds (embedding + scoring). Not a test: it needs data the repository
@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neardup.clustering import cluster_run
-from neardup.embedding import Embedder, Embeddings
-from neardup.hashing import hash_manifest
-from neardup.planting import plant_copies
-from neardup.scoring import descriptors
+from neardup.cluster import cluster_run
+from neardup.embed import Embedder, Embeddings
+from neardup.hash import hash_manifest
+from neardup.plant import plant_copies
+from neardup.cluster.scoring import descriptors
 from neardup.transforms import EASY_TRANSFORMS, HARD_TRANSFORMS
-from neardup.sources.folder import scan_folder
+from neardup.fetch.folder import scan_folder
 
 #: name -> (model, size, pooling, grayscale, whiten, hash, hash_weight, normalize_k, mutual_k, metric)
 CONFIGS = {

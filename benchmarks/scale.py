@@ -4,8 +4,8 @@ Synthetic 1280-d float32 embeddings (the Lite0 width): points around a few thous
 dataset's look-alike structure) plus 1 % planted near-duplicate pairs. For each N, each method runs
 in a child process, which reports wall time and peak memory (VmHWM, the data included):
 
-- ``exact``: :func:`neardup.scoring.pair_graph`, blocked BLAS products, then DBSCAN on the graph;
-- ``approximate``: the same through the cell index of :mod:`neardup.approximate`, with the measured
+- ``exact``: :func:`neardup.cluster.scoring.pair_graph`, blocked BLAS products, then DBSCAN on the graph;
+- ``approximate``: the same through the cell index of :mod:`neardup.search.approximate`, with the measured
   recall of the exact pairs;
 - ``sklearn DBSCAN (raw vectors)``: ``DBSCAN(metric='cosine')`` on the vectors, as peers run it;
 - ``dense similarity matrix``: an N x N float32 cosine matrix, as idealo/imagededup builds it.
@@ -56,8 +56,8 @@ def peak_gb() -> float:
 def run_method(name: str, x: np.ndarray, out) -> None:
     from sklearn.cluster import DBSCAN
 
-    from neardup.clustering import dbscan_labels
-    from neardup.scoring import pair_graph
+    from neardup.cluster import dbscan_labels
+    from neardup.cluster.scoring import pair_graph
 
     start = time.perf_counter()
     extra = ""

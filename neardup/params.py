@@ -1,49 +1,32 @@
-"""Typed, validated parameters: one dataclass per ``params.yaml`` group.
+"""Typed, validated parameters: one frozen dataclass per ``params.yaml`` group.
 
-Unknown keys are rejected with a message naming the key, so a typo in ``params.yaml`` or in
-``dvc exp run -S`` fails at once instead of being silently ignored.
+``params.yaml`` is the one home of every value: these classes carry no defaults, so a missing key
+is an error naming it, an unknown key is an error suggesting the closest valid one, and a value of
+the wrong type is an error naming the param (a typo in ``params.yaml`` or in ``dvc exp run -S``
+fails at once instead of being silently ignored). Names that only a stage knows (models, hashes,
+transforms) are checked by that stage with :func:`check_choice`, so this module imports no stage.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from neardup.contract import UserError
+
 SOURCES = ("demo", "folder", "kaggle", "tfrecords")
 METRICS = ("cosine", "euclidean")
+SEARCHES = ("exact", "approximate", "auto")
+POOLINGS = ("avg", "max")
 
 
-class ParamsError(ValueError):
-    """A value in params.yaml is missing, misspelt or out of range."""
-
-
-def _build(cls, raw: Any, where: str):
-    """Build dataclass ``cls`` from mapping ``raw``, recursing into nested dataclasses."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{where}: expected a mapping, got {type(raw).__name__} {raw!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        key = unknown[0]
-        close = difflib.get_close_matches(key, fields, n=1)
-        hint = f" (did you mean '{where}.{close[0]}'?)" if close else ""
-        raise ParamsError(f"unknown parameter '{where}.{key}'{hint}; valid keys: {', '.join(fields)}")
-    values = {}
-    for name, value in raw.items():
-        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING \
-            else fields[name].default
-        if dataclasses.is_dataclass(default):
-            value = _build(type(default), value, f"{where}.{name}")
-        values[name] = value
-    obj = cls(**values)
-    obj.validate(where)
-    return obj
+class ParamsError(UserError, ValueError):
+    """A value in params.yaml is missing, misspelt, of the wrong type or out of range."""
 
 
 def _check(cond: bool, message: str) -> None:
@@ -51,14 +34,61 @@ def _check(cond: bool, message: str) -> None:
         raise ParamsError(message)
 
 
+def check_choice(value, valid, where: str) -> None:
+    """Raise :class:`ParamsError` naming ``where`` unless ``value`` is one of ``valid`` (with a "did you mean")."""
+    if value in valid:
+        return
+    close = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ParamsError(f"{where}: unknown value {value!r}{hint}; valid: {', '.join(map(str, valid))}")
+
+
+def _convert(value, kind, where: str, base=None):
+    """``value`` as the annotated ``kind`` (int, float, bool, str, tuple or a nested params class,
+    whose missing keys come from ``base``)."""
+    if dataclasses.is_dataclass(kind):
+        return _build(kind, value, where, base=base)
+    if kind is tuple:
+        return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    _check(isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)),
+           f"{where} must be {names[kind]}, got {value!r}")
+    return value
+
+
+def _build(cls, raw: Any, where: str, base=None):
+    """Build params class ``cls`` from mapping ``raw``; keys missing from ``raw`` come from ``base``."""
+    _check(isinstance(raw, dict), f"{where}: expected a mapping of parameters, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{where}.{close[0]}'?)" if close else ""
+            raise ParamsError(f"unknown parameter '{where}.{key}'{hint}; valid keys: {', '.join(names)}")
+    values = {}
+    for name in names:
+        if name in raw:
+            values[name] = _convert(raw[name], hints[name], f"{where}.{name}", getattr(base, name, None))
+        elif base is not None and hasattr(base, name):
+            values[name] = getattr(base, name)
+        else:
+            raise ParamsError(f"missing parameter '{where}.{name}': add it to params.yaml")
+    obj = cls(**values)
+    obj.validate(where)
+    return obj
+
+
 @dataclass(frozen=True)
 class DemoParams:
-    n_distinct: int = 300
-    n_duplicates: int = 60
-    n_label_conflicts: int = 5
-    seed: int = 0
-    n_test: int = 0
-    n_cross: int = 0
+    n_distinct: int
+    n_duplicates: int
+    n_label_conflicts: int
+    seed: int
+    n_test: int
+    n_cross: int
 
     def validate(self, where: str) -> None:
         _check(self.n_distinct >= 2, f"{where}.n_distinct must be >= 2, got {self.n_distinct}")
@@ -71,9 +101,9 @@ class DemoParams:
 
 @dataclass(frozen=True)
 class FolderParams:
-    images: str = "."
-    labels_csv: str = ""
-    label_map: str = ""
+    images: str
+    labels_csv: str
+    label_map: str
 
     def validate(self, where: str) -> None:
         pass
@@ -81,7 +111,7 @@ class FolderParams:
 
 @dataclass(frozen=True)
 class KaggleParams:
-    competition: str = "cassava-leaf-disease-classification"
+    competition: str
 
     def validate(self, where: str) -> None:
         _check(bool(self.competition), f"{where}.competition must name a competition slug")
@@ -89,58 +119,49 @@ class KaggleParams:
 
 @dataclass(frozen=True)
 class TfrecordsParams:
-    pattern: str = "*.tfrec"
+    pattern: str
 
     def validate(self, where: str) -> None:
         _check(bool(self.pattern), f"{where}.pattern must be a glob such as '*.tfrec'")
 
 
 @dataclass(frozen=True)
-class SourceParams:
-    """Where one set of images comes from: the source and its options (shared by fetch and its sets)."""
+class SetParams:
+    """One named set of ``fetch.sets``: its own source, input folder and options (the rest as in fetch)."""
 
-    source: str = "folder"
-    input: str = "data/raw"
-    demo: DemoParams = field(default_factory=DemoParams)
-    folder: FolderParams = field(default_factory=FolderParams)
-    kaggle: KaggleParams = field(default_factory=KaggleParams)
-    tfrecords: TfrecordsParams = field(default_factory=TfrecordsParams)
-
-    def validate(self, where: str) -> None:
-        _check(self.source in SOURCES, f"{where}.source must be one of {SOURCES}, got {self.source!r}")
-
-
-@dataclass(frozen=True)
-class SetParams(SourceParams):
-    """One named set of ``fetch.sets``: its own source, input folder and labels."""
-
-    name: str = ""
+    name: str
+    source: str
+    input: str
+    demo: DemoParams
+    folder: FolderParams
+    kaggle: KaggleParams
+    tfrecords: TfrecordsParams
 
     def validate(self, where: str) -> None:
         _check(bool(self.name) and "/" not in self.name and self.name == self.name.strip(),
                f"{where}.name must be a non-empty set name without '/', got {self.name!r}")
-        super().validate(where)
+        check_choice(self.source, SOURCES, f"{where}.source")
 
 
 @dataclass(frozen=True)
-class FetchParams(SourceParams):
-    source: str = "demo"
-    set_name: str = "train"
-    sets: tuple = ()
-
-    def __post_init__(self):
-        if not isinstance(self.sets, (list, tuple)):
-            raise ParamsError(f"fetch.sets must be a list of sets, got {self.sets!r}")
-        built = tuple(s if isinstance(s, SetParams) else _build(SetParams, s, f"fetch.sets[{i}]")
-                      for i, s in enumerate(self.sets))
-        object.__setattr__(self, "sets", built)
+class FetchParams:
+    source: str
+    input: str
+    set_name: str
+    demo: DemoParams
+    folder: FolderParams
+    kaggle: KaggleParams
+    tfrecords: TfrecordsParams
+    sets: tuple
 
     def validate(self, where: str) -> None:
-        super().validate(where)
-        names = [s.name for s in self.sets]
+        check_choice(self.source, SOURCES, f"{where}.source")
+        sets = tuple(_build(SetParams, s, f"{where}.sets[{i}]", base=self) for i, s in enumerate(self.sets))
+        object.__setattr__(self, "sets", sets)
+        names = [s.name for s in sets]
         _check(len(names) == len(set(names)), f"{where}.sets: set names must be unique, got {names}")
         root = Path(self.input).resolve()
-        for i, spec in enumerate(self.sets):
+        for i, spec in enumerate(sets):
             inside = Path(spec.input).resolve()
             _check(spec.source == "demo" or inside == root or root in inside.parents,
                    f"{where}.sets[{i}].input ({spec.input}) must lie under {where}.input ({self.input}), "
@@ -148,131 +169,89 @@ class FetchParams(SourceParams):
 
 
 @dataclass(frozen=True)
-class EmbedParams:
-    models: tuple = ("efficientnet-lite0",)
-    sizes: tuple = (224,)
-    weights: str = "imagenet"
-    pooling: str = "max"
-    grayscale: bool = False
-    batch_size: int = 32
-    hash: str = "dhash"
-    cache: str = ".neardup_cache"
-
-    def __post_init__(self):
-        object.__setattr__(self, "models", tuple(self.models))
-        object.__setattr__(self, "sizes", tuple(self.sizes))
+class PlantParams:
+    n: int
+    transforms: tuple
+    seed: int
 
     def validate(self, where: str) -> None:
-        from neardup.models import MODEL_NAMES, POOLINGS
+        _check(self.n >= 0, f"{where}.n must be an integer >= 0, got {self.n!r}")
+        _check(len(self.transforms) > 0 or self.n == 0, f"{where}.transforms must list at least one transform")
 
+
+@dataclass(frozen=True)
+class EmbedParams:
+    models: tuple
+    sizes: tuple
+    weights: str
+    pooling: str
+    batch_size: int
+
+    def validate(self, where: str) -> None:
         _check(len(self.models) > 0, f"{where}.models must list at least one model")
-        for name in self.models:
-            _check(name in MODEL_NAMES, f"{where}.models: unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}")
         for size in self.sizes:
             _check(size == "auto" or (isinstance(size, int) and 32 <= size <= 1024),
                    f"{where}.sizes: each size must be 'auto' or an integer in 32..1024, got {size!r}")
-        from neardup.hashing import HASH_METHODS
-
-        _check(self.hash == "" or self.hash in HASH_METHODS,
-               f"{where}.hash must be '' (none) or one of {HASH_METHODS}, got {self.hash!r}")
-        _check(self.pooling in POOLINGS, f"{where}.pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        _check(isinstance(self.grayscale, bool), f"{where}.grayscale must be true or false")
+        check_choice(self.pooling, POOLINGS, f"{where}.pooling")
         _check(self.batch_size >= 1, f"{where}.batch_size must be >= 1, got {self.batch_size}")
         _check(bool(self.weights), f"{where}.weights must be imagenet, noisy-student, none or a file path")
 
 
 @dataclass(frozen=True)
-class ClusterParams:
-    metric: str = "cosine"
-    eps: tuple = (0.05, 0.1, 0.15, 0.2)
-    min_samples: int = 1
-    whiten: float = 0.0
-    hash_weight: float = 0.0
-    normalize_k: int = 0
-    mutual_k: int = 0
-    search: str = "auto"
-    nprobe: int = 16
-    block_size: int = 1024
-
-    def __post_init__(self):
-        eps = self.eps if isinstance(self.eps, (list, tuple)) else [self.eps]
-        object.__setattr__(self, "eps", tuple(sorted(float(e) for e in eps)))
+class HashParams:
+    methods: tuple
+    size: int
 
     def validate(self, where: str) -> None:
-        _check(self.metric in METRICS, f"{where}.metric must be one of {METRICS}, got {self.metric!r}")
-        _check(len(self.eps) > 0 and all(e > 0 for e in self.eps),
+        _check(self.size >= 2, f"{where}.size must be >= 2, got {self.size}")
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    metric: str
+    eps: tuple
+    whiten: float
+    hash: str
+    hash_weight: float
+    normalize_k: int
+    search: str
+    nprobe: int
+    block_size: int
+
+    def validate(self, where: str) -> None:
+        check_choice(self.metric, METRICS, f"{where}.metric")
+        _check(len(self.eps) > 0 and all(isinstance(e, (int, float)) and not isinstance(e, bool) and e > 0
+                                         for e in self.eps),
                f"{where}.eps must be a non-empty list of positive numbers, got {list(self.eps)}")
+        object.__setattr__(self, "eps", tuple(sorted(float(e) for e in self.eps)))
         if self.metric == "cosine":
             _check(max(self.eps) <= 2.0, f"{where}.eps: cosine distances lie in [0, 2], got {max(self.eps)}")
-        _check(self.min_samples >= 1, f"{where}.min_samples must be >= 1, got {self.min_samples}")
         _check(self.whiten >= 0, f"{where}.whiten must be >= 0 (0: off), got {self.whiten}")
         _check(0 <= self.hash_weight < 1, f"{where}.hash_weight must lie in [0, 1), got {self.hash_weight}")
-        _check(self.normalize_k >= 0 and self.mutual_k >= 0,
-               f"{where}.normalize_k and {where}.mutual_k must be >= 0 (0: off)")
-        from neardup.scoring import SEARCHES
-
-        _check(self.search in SEARCHES, f"{where}.search must be one of {SEARCHES}, got {self.search!r}")
+        _check(self.normalize_k >= 0, f"{where}.normalize_k must be >= 0 (0: off), got {self.normalize_k}")
+        check_choice(self.search, SEARCHES, f"{where}.search")
         _check(self.nprobe >= 1 and self.block_size >= 1, f"{where}.nprobe and {where}.block_size must be >= 1")
         if self.whiten or self.hash_weight or self.normalize_k:
             _check(self.metric == "cosine", f"{where}.whiten, hash_weight and normalize_k need metric 'cosine'")
 
 
 @dataclass(frozen=True)
-class PlantParams:
-    n: int = 60
-    transforms: tuple = ("jpeg", "downscale", "crop", "hflip", "brightness_contrast", "rotate", "grayscale",
-                         "pad", "text")
-    seed: int = 0
-
-    def __post_init__(self):
-        object.__setattr__(self, "transforms", tuple(self.transforms))
-
-    def validate(self, where: str) -> None:
-        from neardup.transforms import TRANSFORMS
-
-        _check(isinstance(self.n, int) and self.n >= 0, f"{where}.n must be an integer >= 0, got {self.n!r}")
-        _check(len(self.transforms) > 0 or self.n == 0, f"{where}.transforms must list at least one transform")
-        for name in self.transforms:
-            close = difflib.get_close_matches(str(name), TRANSFORMS, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            _check(name in TRANSFORMS, f"{where}.transforms: unknown transform {name!r}{hint}; "
-                                       f"valid: {', '.join(TRANSFORMS)}")
-
-
-@dataclass(frozen=True)
 class EvaluateParams:
-    min_precision: float = 0.0
-    max_unrelated: float = 0.02
-    fallback_eps: float = 0.15
-    plant: PlantParams = field(default_factory=PlantParams)
+    min_precision: float
+    max_unrelated: float
+    fallback_eps: float
 
     def validate(self, where: str) -> None:
         _check(0.0 <= self.min_precision <= 1.0, f"{where}.min_precision must lie in [0, 1]")
         _check(0.0 <= self.max_unrelated <= 1.0, f"{where}.max_unrelated must lie in [0, 1]")
-
-
-@dataclass(frozen=True)
-class HashParams:
-    methods: tuple = ("phash", "dhash")
-    hash_size: int = 8
-
-    def __post_init__(self):
-        object.__setattr__(self, "methods", tuple(self.methods or ()))
-
-    def validate(self, where: str) -> None:
-        from neardup.hashing import HASH_METHODS
-
-        for name in self.methods:
-            _check(name in HASH_METHODS, f"{where}.methods: unknown hash {name!r}; valid: {', '.join(HASH_METHODS)}")
-        _check(self.hash_size >= 2, f"{where}.hash_size must be >= 2")
+        _check(self.fallback_eps > 0, f"{where}.fallback_eps must be > 0")
 
 
 @dataclass(frozen=True)
 class ActParams:
-    run: str = ""
-    prefer_set: str = ""
-    n_splits: int = 5
-    seed: int = 0
+    prefer_set: str
+    n_splits: int
+    seed: int
 
     def validate(self, where: str) -> None:
         _check(self.n_splits >= 2, f"{where}.n_splits must be >= 2, got {self.n_splits}")
@@ -280,34 +259,52 @@ class ActParams:
 
 @dataclass(frozen=True)
 class RenderParams:
-    max_groups: int = 50
-    max_pair_figures: int = 200
-    thumb_size: int = 160
+    max_groups: int
+    max_pair_figures: int
+    thumb_size: int
 
     def validate(self, where: str) -> None:
-        _check(self.max_groups >= 0, f"{where}.max_groups must be >= 0")
+        _check(self.max_groups >= 0 and self.max_pair_figures >= 0,
+               f"{where}.max_groups and {where}.max_pair_figures must be >= 0")
         _check(self.thumb_size >= 16, f"{where}.thumb_size must be >= 16")
 
 
-GROUPS = {"act": ActParams, "fetch": FetchParams, "embed": EmbedParams, "hash": HashParams, "cluster": ClusterParams,
-          "evaluate": EvaluateParams, "render": RenderParams}
+@dataclass(frozen=True)
+class CacheParams:
+    dir: str
+
+    def validate(self, where: str) -> None:
+        pass
+
+
+GROUPS = {"fetch": FetchParams, "plant": PlantParams, "embed": EmbedParams, "hash": HashParams,
+          "cluster": ClusterParams, "evaluate": EvaluateParams, "act": ActParams, "render": RenderParams,
+          "cache": CacheParams}
 
 
 def load_params(group: str, path: str | Path = "params.yaml"):
-    """Load and validate one params group from ``path``.
+    """Load and validate one params group.
 
     Parameters
     ----------
     group : str
-        One of ``fetch``, ``embed``, ``hash``, ``cluster``, ``evaluate``, ``act``, ``render``.
+        One of :data:`GROUPS` (a stage's name, or ``cache``).
     path : str or Path
         The YAML file (read with ``yaml.safe_load``).
+
+    Raises
+    ------
+    ParamsError
+        The file is missing or not YAML, or a key of the group is missing, unknown, of the wrong
+        type or out of range; the message names it.
     """
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found (run from the repository root)")
-    with path.open() as fh:
-        raw = yaml.safe_load(fh) or {}
-    if group not in GROUPS:
-        raise ParamsError(f"unknown params group {group!r}; valid: {', '.join(GROUPS)}")
-    return _build(GROUPS[group], raw.get(group), group)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    check_choice(group, GROUPS, "params group")
+    _check(group in raw, f"{path}: missing params group '{group}'")
+    return _build(GROUPS[group], raw[group], group)

@@ -1,10 +1,15 @@
-"""Shared plumbing for the thin ``stages/*.py`` runners."""
+"""Shared plumbing for the thin ``stages/*.py`` runners: logging, arguments, clean user errors, timings."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+from pathlib import Path
+
+#: Where stages append their timings: a file git does not track (see .gitignore), never a DVC output.
+TIMINGS = Path("logs") / "timings.jsonl"
 
 
 def setup_logging() -> None:
@@ -16,25 +21,31 @@ def setup_logging() -> None:
 
 
 def parse_args(description: str, *args: tuple[str, dict]) -> argparse.Namespace:
-    """Parse ``--name value`` options; each ``(flag, kwargs)`` goes to ``add_argument``."""
+    """Parse ``--name value`` options; each ``(flag, kwargs)`` goes to ``add_argument`` (required by default)."""
     parser = argparse.ArgumentParser(description=description)
     for flag, kwargs in args:
         parser.add_argument(flag, **{"required": True, **kwargs})
     return parser.parse_args()
 
 
+def record_timing(stage: str, run: str, *, images: int, seconds: float, rate: float) -> None:
+    """Append one timing line to :data:`TIMINGS`: images in the output, wall seconds of the step, and
+    ``rate`` (images/s over the images computed in this call, not taken from the cache; NaN: none)."""
+    rate = None if rate != rate else rate
+    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
+    with TIMINGS.open("a") as fh:
+        fh.write(json.dumps({"stage": stage, "run": run, "images": images, "seconds": round(seconds, 3),
+                             "images_per_second": None if rate is None else round(rate, 2)}) + "\n")
+
+
 def run_stage(main) -> None:
-    """Run ``main()``; a user-facing error ends the stage with its message, not a traceback."""
-    from neardup.params import ParamsError
+    """Run ``main()``; a user error (:class:`neardup.contract.UserError`) or a missing file ends the
+    stage with a one-line message and exit code 2, not a traceback."""
+    from neardup.contract import UserError
 
     setup_logging()
     try:
         main()
-    except (ParamsError, FileNotFoundError) as exc:
+    except (UserError, FileNotFoundError) as exc:
         logging.getLogger("neardup").error("%s", exc)
         sys.exit(2)
-    except RuntimeError as exc:  # SourceError, WeightsUnavailableError, ...
-        if type(exc).__module__.startswith("neardup"):
-            logging.getLogger("neardup").error("%s", exc)
-            sys.exit(2)
-        raise

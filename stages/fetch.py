@@ -2,26 +2,25 @@
 import shutil
 from pathlib import Path
 
+from neardup.cache import InspectionCache
+from neardup.contract import write_fetch_result
+from neardup.fetch import fetch_dataset
 from neardup.params import load_params
 from neardup.runner import parse_args, run_stage
-from neardup.fetch import fetch_dataset
-from neardup.sources import write_fetch_result
-from neardup.vector_cache import InspectionCache
 
 
 def main() -> None:
     args = parse_args(__doc__, ("--out", {"help": "output directory (manifest, skipped, truth, images)"}))
     params = load_params("fetch")
-    # the content cache of embed.cache also remembers what each file held, so a re-scan of a grown
-    # dataset decodes only the new files (results never depend on it, so it is no DVC dependency)
-    cache_root = load_params("embed").cache
-    cache = InspectionCache(Path(cache_root)) if cache_root else None
+    # the content cache also remembers what each file held, so a re-scan of a grown dataset decodes
+    # only the new files (results never depend on it, so it is no DVC dependency)
+    cache_dir = load_params("cache").dir
+    cache = InspectionCache(Path(cache_dir)) if cache_dir else None
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    result = fetch_dataset(params, out, cache=cache)
-    write_fetch_result(result, out)
+    write_fetch_result(fetch_dataset(params, out, cache=cache), out)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,18 @@
 import shutil
 from pathlib import Path
 
-from neardup.params import load_params
-from neardup.planting import plant_copies
-from neardup.tables import read_table
+from neardup.contract import read_table, write_fetch_result
+from neardup.params import check_choice, load_params
+from neardup.plant import plant_copies
 from neardup.runner import parse_args, run_stage
-from neardup.sources import write_fetch_result
+from neardup.transforms import TRANSFORMS
 
 
 def main() -> None:
     args = parse_args(__doc__, ("--manifest", {}), ("--out", {}))
-    params = load_params("evaluate").plant
+    params = load_params("plant")
+    for name in params.transforms:
+        check_choice(name, TRANSFORMS, "plant.transforms")
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)

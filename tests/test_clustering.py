@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 from sklearn.cluster import DBSCAN
 
-from neardup.clustering import cluster_sweep, groups_for_eps, l2_normalize, radius_graph
+from neardup.cluster import groups_for_eps, sweep_graph
+from neardup.cluster.scoring import pair_graph
+from neardup.search import unit_rows
+
+
+def cluster_sweep(vectors, ids, labels, *, eps_values, metric):
+    """Groups for every eps from one exact pair graph built at the largest eps (as the cluster stage does)."""
+    graph = pair_graph(vectors, radius=max(eps_values), metric=metric)
+    return sweep_graph(graph, ids, labels, eps_values=eps_values)
 
 
 def planted(n=300, d=64, n_dups=40, noise=0.02, seed=0):
@@ -16,25 +24,24 @@ def planted(n=300, d=64, n_dups=40, noise=0.02, seed=0):
 
 @pytest.mark.parametrize("metric, eps_values", [("cosine", [0.001, 0.01, 0.05, 0.3]),
                                                 ("euclidean", [0.05, 0.3, 1.0, 6.0])])
-@pytest.mark.parametrize("min_samples", [1, 2, 3])
-def test_sparse_graph_dbscan_equals_plain_dbscan(metric, eps_values, min_samples):
+def test_sparse_graph_dbscan_equals_plain_dbscan(metric, eps_values):
     vectors, _ = planted()
-    graph = radius_graph(vectors, radius=max(eps_values), metric=metric)
-    points = l2_normalize(vectors) if metric == "cosine" else vectors
+    graph = pair_graph(vectors, radius=max(eps_values), metric=metric)
+    points = unit_rows(vectors) if metric == "cosine" else vectors
     for eps in eps_values:
-        plain = DBSCAN(eps=eps, min_samples=min_samples, metric=metric).fit_predict(points.astype(np.float64))
+        plain = DBSCAN(eps=eps, min_samples=1, metric=metric).fit_predict(points.astype(np.float64))
         ids = [f"{i:04d}" for i in range(len(vectors))]
-        ours = groups_for_eps(graph, ids, [""] * len(ids), eps=eps, min_samples=min_samples)
+        ours = groups_for_eps(graph, ids, [""] * len(ids), eps=eps)
         # Same partition of non-singleton clusters (cluster numbering may differ).
         plain_sets = {frozenset(np.flatnonzero(plain == c)) for c in set(plain) - {-1}}
         plain_sets = {s for s in plain_sets if len(s) > 1}
         our_sets = {frozenset(int(i) for i in g["id"]) for _, g in ours.groupby("group")}
-        assert our_sets == plain_sets, (metric, eps, min_samples)
+        assert plain_sets and our_sets == plain_sets, (metric, eps)
 
 
 def test_graph_is_symmetric_without_self_loops_and_keeps_exact_copies():
     vectors, src = planted()
-    graph = radius_graph(vectors, radius=0.01, metric="cosine")
+    graph = pair_graph(vectors, radius=0.01, metric="cosine")
     assert (graph != graph.T).nnz == 0
     assert graph.diagonal().sum() == 0
     n = 300 + 40
@@ -74,16 +81,15 @@ def test_seed_setting_euclidean_raw_vectors():
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_sparse_graph_dbscan_equals_plain_dbscan_on_demo_embeddings(demo_embeddings, metric):
-    from neardup.neighbours import knn_distances
-    from neardup.scoring import pair_graph
+    from neardup.search import knn_distances
 
     vectors = demo_embeddings
-    points = l2_normalize(vectors) if metric == "cosine" else vectors
+    points = unit_rows(vectors) if metric == "cosine" else vectors
     nearest = np.unique(knn_distances(vectors, 1, metric=metric)[:, 0])
     # from a few pairs to most images in groups; halfway between two distances, off any boundary
     at = (np.array([0.1, 0.3, 0.6]) * (len(nearest) - 1)).astype(int)
     eps_values = ((nearest[at] + nearest[at + 1]) / 2).tolist()
-    graph = radius_graph(vectors, radius=max(eps_values), metric=metric)
+    graph = pair_graph(vectors, radius=max(eps_values), metric=metric)
     if metric == "cosine":  # the approximate search, visiting every cell of this small index, is exact
         approx = pair_graph(vectors, radius=max(eps_values), search="approximate", nprobe=64)
         want, got = graph.tocoo(), approx.tocsr()[graph.tocoo().row, graph.tocoo().col]
@@ -100,8 +106,9 @@ def test_sparse_graph_dbscan_equals_plain_dbscan_on_demo_embeddings(demo_embeddi
 @pytest.fixture(scope="module")
 def demo_embeddings(tmp_path_factory):
     """Lite0 vectors of a small demo dataset (real photos, planted copies)."""
-    from neardup.embedding import Embedder
-    from neardup.sources.demo import make_demo
+    from neardup.embed import Embedder
+    from neardup.fetch.demo import make_demo
 
     demo = make_demo(tmp_path_factory.mktemp("demo"), n_distinct=60, n_duplicates=20, n_label_conflicts=0, seed=1)
-    return Embedder("efficientnet-lite0", size=96, batch_size=16).embed_manifest(demo.manifest).vectors
+    return Embedder("efficientnet-lite0", size=96, weights="imagenet", batch_size=16,
+                    pooling="avg").embed_manifest(demo.manifest).vectors

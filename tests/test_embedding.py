@@ -7,13 +7,14 @@ import pytest
 from PIL import Image
 
 from conftest import save
-from neardup.embedding import JPEG_RATIOS, PIL_DECODE, TF_DECODE, Embedder, Embeddings, decode_modes
-from neardup.manifest import scan_files
+from neardup.contract import Embeddings
+from neardup.embed import JPEG_RATIOS, PIL_DECODE, TF_DECODE, Embedder, decode_modes
+from neardup.images import scan_files
 
 
 @pytest.fixture(scope="module")
 def embedder():
-    return Embedder("efficientnet-lite0", size=224, batch_size=3)
+    return Embedder("efficientnet-lite0", size=224, weights="imagenet", batch_size=3, pooling="avg")
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +104,15 @@ def test_save_load_round_trip_without_pickle(embedder, folder, tmp_path):
     assert list(back.ids) == list(emb.ids) and back.ids.dtype.kind == "U"
     with np.load(tmp_path / "e.npz") as z:  # allow_pickle defaults to False: loads fine
         assert z["vectors"].shape == (2, 1280)
-    assert back.input_size == embedder.size and back.hashes.shape == (2, 0)
-    emb.hashes = np.ones((2, 64), np.float32)
-    emb.save(tmp_path / "h.npz")
-    np.testing.assert_array_equal(Embeddings.load(tmp_path / "h.npz").hashes, emb.hashes)
+    assert back.input_size == embedder.size and list(back.sha256) == list(emb.sha256)
+    # the measured rate lives in memory only: outputs hold no timings, so same inputs give the same file
+    assert emb.images_per_second > 0 and np.isnan(back.images_per_second)
+    with np.load(tmp_path / "e.npz") as z:
+        assert "images_per_second" not in z.files
+    broken = Embeddings(ids=emb.ids, sha256=emb.sha256, vectors=emb.vectors, input_size=emb.input_size,
+                        skipped=pd.DataFrame({"id": ["bad.jpg"], "reason": ["could not be decoded for embedding"]}))
+    broken.save(tmp_path / "s.npz")
+    assert Embeddings.load(tmp_path / "s.npz").skipped.to_dict("list") == broken.skipped.to_dict("list")
 
 
 def test_rows_for_follows_the_given_ids_and_zero_fills(embedder, folder):
@@ -119,7 +125,7 @@ def test_rows_for_follows_the_given_ids_and_zero_fills(embedder, folder):
 
 
 def test_auto_size_fits_the_images(folder):
-    from neardup.models import get_spec
+    from neardup.embed.models import get_spec
 
     lite0, lite2 = get_spec("efficientnet-lite0"), get_spec("efficientnet-lite2")
     assert lite0.auto_size([32] * 5, [32] * 5) == 96  # CIFAR: 3x, not 7x
@@ -127,7 +133,8 @@ def test_auto_size_fits_the_images(folder):
     assert lite0.auto_size([800, 800], [600, 600]) == 224 and lite2.auto_size([800], [600]) == 260
     assert lite0.auto_size([40, 40, 300], [40, 40, 300]) == 128  # the median image decides
     manifest = manifest_of(folder)
-    embedder = Embedder("efficientnet-lite0", size="auto", manifest=manifest.assign(width=54, height=64))
+    embedder = Embedder("efficientnet-lite0", size="auto", weights="imagenet", batch_size=4, pooling="avg",
+                        manifest=manifest.assign(width=54, height=64))
     assert embedder.size == 160 and embedder.embed_manifest(manifest.head(1)).input_size == 160
     with pytest.raises(ValueError, match="manifest"):
-        Embedder("efficientnet-lite0", size="auto")
+        Embedder("efficientnet-lite0", size="auto", weights="imagenet", batch_size=4, pooling="avg")

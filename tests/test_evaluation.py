@@ -1,7 +1,9 @@
 import pandas as pd
 import pytest
 
-from neardup.evaluation import choose_eps, group_pairs, label_conflict_groups, score_groups, sweep_scores, truth_pairs
+from neardup.contract import groups_at, label_conflict_groups
+from neardup.evaluate.metrics import choose_eps, score_groups, sweep_scores, truth_pairs
+from neardup.evaluate.queue import group_pairs_table
 
 
 def groups(*members, eps=0.1, labels=None):
@@ -28,7 +30,10 @@ def test_scores_hand_computed():
     assert s["precision"] == pytest.approx(0.5)
     assert s["recall"] == pytest.approx(0.5)
     assert s["f1"] == pytest.approx(0.5)
-    assert group_pairs(g) == {("a", "a1"), ("a", "x"), ("a1", "x"), ("b", "b1")}
+    manifest = pd.DataFrame({"id": ["a", "a1", "x", "b", "b1"], "sha256": ["1", "2", "3", "4", "5"]})
+    table = group_pairs_table(g, manifest, run="r")
+    assert set(zip(table["a"], table["b"])) == {("a", "a1"), ("a", "x"), ("a1", "x"), ("b", "b1")}
+    assert len(table) == s["n_pairs"]
 
 
 def test_empty_grouping():
@@ -44,6 +49,8 @@ def test_label_conflicts():
 def test_sweep_and_choice():
     g = pd.concat([groups(["a", "a1"], eps=0.05), groups(["a", "a1", "a2"], ["b", "b1"], eps=0.1),
                    groups(["a", "a1", "a2", "b", "b1"], eps=0.2)])
+    assert set(groups_at(g, 0.1 + 1e-12)["id"]) == {"a", "a1", "a2", "b", "b1"}  # float eps from a CSV
+    assert groups_at(g, 0.05)["id"].tolist() == ["a", "a1"] and not len(groups_at(g, 0.3))
     sweep = sweep_scores(g, [0.05, 0.1, 0.2], truth_pairs(TRUTH))
     assert sweep["recall"].tolist() == pytest.approx([0.25, 1.0, 1.0])
     assert sweep["precision"].tolist() == pytest.approx([1.0, 1.0, 0.4])
@@ -55,7 +62,7 @@ def test_sweep_and_choice():
 
 
 def test_average_precision_hand_computed():
-    from neardup.evaluation import average_precision
+    from neardup.evaluate.metrics import average_precision
 
     true = {("a", "b"), ("c", "d"), ("e", "f")}
     pairs = pd.DataFrame({"a": ["a", "a", "c", "x"], "b": ["b", "c", "d", "y"], "distance": [0.1, 0.2, 0.3, 0.05]})
@@ -66,7 +73,7 @@ def test_average_precision_hand_computed():
 
 
 def test_recall_at_precision():
-    from neardup.evaluation import recall_at_precision
+    from neardup.evaluate.metrics import recall_at_precision
 
     sweep = pd.DataFrame({"eps": [0.1, 0.2, 0.3], "precision": [1.0, 0.92, 0.5], "recall": [0.3, 0.7, 0.9]})
     assert recall_at_precision(sweep) == 0.7
@@ -76,7 +83,7 @@ def test_recall_at_precision():
 
 
 def test_pair_sweep_scores_candidate_pairs_before_grouping():
-    from neardup.evaluation import pair_sweep
+    from neardup.evaluate.metrics import pair_sweep
 
     true = {("a", "b"), ("c", "d")}
     pairs = pd.DataFrame({"a": ["a", "b", "c"], "b": ["b", "c", "d"], "distance": [0.1, 0.2, 0.3]})

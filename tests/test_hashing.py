@@ -1,4 +1,4 @@
-"""Tests of neardup.hashing: perceptual hashes as -1/+1 vectors, on real photos."""
+"""Tests of neardup.hash: perceptual hashes as -1/+1 vectors, on real photos."""
 from __future__ import annotations
 
 import itertools
@@ -12,13 +12,19 @@ from PIL import Image
 from sklearn.metrics.pairwise import cosine_distances
 
 from conftest import save
-from neardup.embedding import Embeddings
-from neardup.hashing import (HASH_METHODS, hamming_to_cosine, hash_image, hash_manifest, hash_vectors,
-                             is_hash_method)
-from neardup.manifest import scan_files
+from neardup.contract import Embeddings
+from neardup.hash import HASH_METHODS, hash_image, hash_manifest, hash_vectors, is_hash_method
+from neardup.images import scan_files
+
+
+
+def hamming_to_cosine(bits: int, n_bits: int = 64) -> float:
+    """Cosine distance of two -1/+1 hash vectors ``bits`` apart: ``2 * h / n_bits``."""
+    return 2 * bits / n_bits
+
 
 #: The usual near-duplicate rule, Hamming distance <= 10 of 64 bits, as a cosine distance.
-NEAR = hamming_to_cosine(10, n_bits=64)
+NEAR = hamming_to_cosine(10)
 
 
 def _manifest(root, names=None) -> pd.DataFrame:
@@ -49,15 +55,21 @@ def dataset(photos, tmp_path_factory):
     return root, _manifest(root)
 
 
-def test_names_and_hamming_to_cosine():
+def test_names():
     assert HASH_METHODS == ("phash", "dhash", "ahash", "whash")
     assert all(is_hash_method(m) for m in HASH_METHODS)
     assert not is_hash_method("efficientnet-lite0") and not is_hash_method("md5")
-    assert hamming_to_cosine(10) == NEAR == 0.3125
-    assert hamming_to_cosine(0) == 0.0 and hamming_to_cosine(64) == 2.0
-    assert hamming_to_cosine(32, n_bits=256) == 0.25
-    with pytest.raises(ValueError):
-        hamming_to_cosine(1, n_bits=0)
+    assert NEAR == 0.3125  # the usual pHash threshold of params.yaml's eps sweep
+
+
+def test_cosine_of_hash_vectors_is_twice_the_hamming_share():
+    rng = np.random.default_rng(0)
+    bits = rng.random((2, 64)) < 0.5
+    for h in (0, 1, 10, 33, 64):
+        other = bits[0].copy()
+        other[:h] = ~other[:h]
+        vectors = hash_vectors(np.stack([bits[0], other]))
+        assert _distance(vectors[0], vectors[1]) == pytest.approx(hamming_to_cosine(h), abs=1e-6)
 
 
 def test_hash_vectors_values_and_validation():
@@ -77,7 +89,7 @@ def test_exact_copy_is_at_distance_zero(photos, tmp_path, method):
     original = save(photos["coffee"], tmp_path / "coffee.png")
     shutil.copyfile(original, tmp_path / "coffee_copy.png")
     save(photos["rocket"], tmp_path / "rocket.png")
-    emb = hash_manifest(_manifest(tmp_path), method=method)
+    emb = hash_manifest(_manifest(tmp_path), method=method, hash_size=8)
     vec = _by_id(emb)
     assert _distance(vec["coffee.png"], vec["coffee_copy.png"]) == pytest.approx(0.0, abs=1e-6)
     assert _distance(vec["coffee.png"], vec["rocket.png"]) > NEAR
@@ -85,7 +97,7 @@ def test_exact_copy_is_at_distance_zero(photos, tmp_path, method):
 
 def test_phash_copies_within_10_bits(dataset, photos):
     root, manifest = dataset
-    vec = _by_id(hash_manifest(manifest, method="phash"))
+    vec = _by_id(hash_manifest(manifest, method="phash", hash_size=8))
     for name in photos:
         for copy in (f"{name}_q40.jpg", f"{name}_half.png"):
             assert _distance(vec[f"{name}.png"], vec[copy]) <= NEAR, (name, copy)
@@ -94,7 +106,7 @@ def test_phash_copies_within_10_bits(dataset, photos):
 @pytest.mark.parametrize("method", ["phash", "dhash"])
 def test_distinct_photos_more_than_10_bits_apart(dataset, photos, method):
     root, manifest = dataset
-    vec = _by_id(hash_manifest(manifest, method=method))
+    vec = _by_id(hash_manifest(manifest, method=method, hash_size=8))
     for a, b in itertools.combinations(photos, 2):
         assert _distance(vec[f"{a}.png"], vec[f"{b}.png"]) > NEAR, (method, a, b)
 
@@ -109,9 +121,9 @@ def test_bits_and_distances_match_imagehash(dataset, method):
     for image_id, path in zip(manifest["id"], manifest["path"]):
         with Image.open(path) as im:
             theirs[image_id] = function(im.convert("RGB"))
-        np.testing.assert_array_equal(hash_image(path, method=method), theirs[image_id].hash.flatten())
+        np.testing.assert_array_equal(hash_image(path, method=method, hash_size=8), theirs[image_id].hash.flatten())
 
-    emb = hash_manifest(manifest, method=method)
+    emb = hash_manifest(manifest, method=method, hash_size=8)
     distances = cosine_distances(emb.vectors)
     hamming = []
     for i, j in itertools.combinations(range(len(emb.ids)), 2):
@@ -130,7 +142,7 @@ def test_broken_files_are_skipped_not_lost(photos, tmp_path):
     (tmp_path / "chelsea.jpg").write_bytes(data[: len(data) // 3])
     (tmp_path / "flower.jpg").unlink()
 
-    emb = hash_manifest(manifest, method="phash")
+    emb = hash_manifest(manifest, method="phash", hash_size=8)
     assert list(emb.ids) == ["astronaut.jpg", "coffee.jpg"]
     assert emb.vectors.shape == (2, 64)
     assert list(emb.sha256) == list(manifest.set_index("id").loc[list(emb.ids), "sha256"])
@@ -145,8 +157,8 @@ def test_broken_files_are_skipped_not_lost(photos, tmp_path):
 
 def test_unknown_method_names_the_valid_ones(dataset):
     root, manifest = dataset
-    for call in (lambda: hash_manifest(manifest, method="md5"),
-                 lambda: hash_image(manifest["path"].iloc[0], method="md5")):
+    for call in (lambda: hash_manifest(manifest, method="md5", hash_size=8),
+                 lambda: hash_image(manifest["path"].iloc[0], method="md5", hash_size=8)):
         with pytest.raises(ValueError) as info:
             call()
         assert "md5" in str(info.value)
@@ -163,7 +175,7 @@ def test_order_dtype_shape_and_round_trip(dataset, tmp_path):
     shuffled["extra"] = "ignored"
     assert list(shuffled["id"]) != list(manifest["id"])
 
-    emb = hash_manifest(shuffled[["id", "path", "sha256", "extra"]], method="dhash")
+    emb = hash_manifest(shuffled[["id", "path", "sha256", "extra"]], method="dhash", hash_size=8)
     n = len(shuffled)
     assert list(emb.ids) == list(shuffled["id"])
     assert list(emb.sha256) == list(shuffled["sha256"])
@@ -172,7 +184,7 @@ def test_order_dtype_shape_and_round_trip(dataset, tmp_path):
     assert emb.skipped.empty
     assert np.isfinite(emb.images_per_second) and emb.images_per_second > 0
     for image_id, path, vector in zip(shuffled["id"], shuffled["path"], emb.vectors):
-        np.testing.assert_array_equal(vector, hash_vectors(hash_image(path, method="dhash")[None])[0])
+        np.testing.assert_array_equal(vector, hash_vectors(hash_image(path, method="dhash", hash_size=8)[None])[0])
 
     emb.save(tmp_path / "dhash_8.npz")
     loaded = Embeddings.load(tmp_path / "dhash_8.npz")
@@ -184,6 +196,6 @@ def test_hash_size_sets_the_dimension(dataset):
     root, manifest = dataset
     emb = hash_manifest(manifest.head(3), method="phash", hash_size=16)
     assert emb.vectors.shape == (3, 256) and emb.vectors.dtype == np.float32
-    empty = hash_manifest(manifest.head(0), method="whash")
+    empty = hash_manifest(manifest.head(0), method="whash", hash_size=8)
     assert empty.vectors.shape == (0, 64) and empty.vectors.dtype == np.float32
     assert len(empty.ids) == 0 and empty.skipped.empty

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from neardup.html_report import write_html_report
+from neardup.render.html import write_html_report
 
 RUNS = ["efficientnet-lite0_auto", "phash"]
 URI = re.compile(r'src="(data:image/jpeg;base64,([A-Za-z0-9+/=]+))"')
@@ -37,14 +37,14 @@ def make_inputs(tmp_path, *, ids=None):
                RUNS[0]: {"eps": 0.5, "precision": 0.9, "recall": 0.8, "n_groups": 3, "n_label_conflicts": 1},
                RUNS[1]: {"eps": 0.3}}
     return dict(metrics=metrics, runs=RUNS, groups={RUNS[0]: groups, RUNS[1]: groups.iloc[:0]},
-                manifest=manifest, overlap={RUNS[0]: overlap})
+                manifest=manifest, overlap={RUNS[0]: overlap}, figures=None, thumb_size=128, max_groups=50)
 
 
 @pytest.fixture
 def report(tmp_path):
     inputs = make_inputs(tmp_path)
     out = tmp_path / "reports" / "index.html"
-    text = write_html_report(out, **inputs, thumb_size=64)
+    text = write_html_report(out, **{**inputs, "thumb_size": 64})
     return text, out, inputs
 
 
@@ -108,7 +108,7 @@ def test_figures_embedded(tmp_path):
     inputs = make_inputs(tmp_path)
     figure = tmp_path / "pr.png"
     Image.new("RGB", (20, 10), (255, 0, 0)).save(figure)
-    text = write_html_report(tmp_path / "index.html", **inputs, figures={"precision-recall": figure})
+    text = write_html_report(tmp_path / "index.html", **{**inputs, "figures": {"precision-recall": figure}})
     assert "data:image/png;base64," + base64.b64encode(figure.read_bytes()).decode() in text
     assert text.index("Other groups") < text.index("<figcaption>precision-recall</figcaption>")
 
@@ -118,7 +118,7 @@ def test_deterministic_and_max_groups(tmp_path):
     first = write_html_report(tmp_path / "1.html", **inputs)
     second = write_html_report(tmp_path / "2.html", **inputs)
     assert first == second and (tmp_path / "1.html").read_bytes() == (tmp_path / "2.html").read_bytes()
-    capped = write_html_report(tmp_path / "3.html", **inputs, max_groups=1)
+    capped = write_html_report(tmp_path / "3.html", **{**inputs, "max_groups": 1})
     assert 'data-group="0"' in capped and 'data-group="1"' in capped and 'data-group="2"' not in capped
 
 

@@ -3,7 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neardup.leakage import choose_keepers, fold_balance, leakage_safe_folds, overlap_matrix
+from neardup.act import choose_keepers, fold_balance, leakage_safe_folds
+from neardup.contract import display_labels
+from neardup.evaluate import overlap_matrix
 
 
 def manifest(rows):
@@ -33,7 +35,7 @@ def test_overlap_matrix_counts_images_with_a_duplicate_in_each_set():
 
 def test_keepers_follow_the_rule_and_cover_every_group_once():
     g = groups(["a1", "a2"], ["b1", "b2"], ["c1", "c2", "c3"])
-    keep, remove = choose_keepers(g, M)
+    keep, remove = choose_keepers(g, M, prefer_set="")
     assert keep["id"].tolist() == ["a2", "b1", "c3"]  # largest, then smallest id on a tie
     assert sorted(keep["id"].tolist() + remove["id"].tolist()) == sorted(g["id"])
     assert keep["group"].is_unique and set(keep["group"]) == set(g["group"])
@@ -41,6 +43,16 @@ def test_keepers_follow_the_rule_and_cover_every_group_once():
     keep, remove = choose_keepers(g, M, prefer_set="train")
     assert keep["id"].tolist() == ["a1", "b1", "c3"]  # a train copy wins where the group has one
     assert keep["n_members"].tolist() == [2, 2, 3]
+
+
+def test_lists_show_the_label_name_where_the_manifest_has_one():
+    named = M.assign(label_name=M["label"].map({"x": "cassava mosaic", "y": ""}).fillna(""))
+    assert display_labels(named).to_dict() == {"a1": "cassava mosaic", "a2": "cassava mosaic", "b1": "y", "b2": "y",
+                                               "c1": "z", "c2": "z", "c3": "z", "d": "cassava mosaic"}
+    keep, remove = choose_keepers(groups(["a1", "a2"], ["b1", "b2"]), named, prefer_set="")
+    assert keep["label"].tolist() == ["cassava mosaic", "y"] and remove["label"].tolist() == ["cassava mosaic", "y"]
+    folds = leakage_safe_folds(named, groups(["a1", "a2"]), n_splits=2, seed=0)
+    assert set(folds["label"]) == {"cassava mosaic", "y", "z"}
 
 
 def random_dataset(n=400, seed=0):
@@ -71,6 +83,6 @@ def test_folds_keep_every_duplicate_group_together_and_stay_balanced():
 
 def test_fold_errors_say_what_to_do():
     with pytest.raises(ValueError, match="n_splits"):
-        leakage_safe_folds(M, groups(), n_splits=1)
+        leakage_safe_folds(M, groups(), n_splits=1, seed=0)
     with pytest.raises(ValueError, match="lower act.n_splits"):
-        leakage_safe_folds(M, groups(), n_splits=20)
+        leakage_safe_folds(M, groups(), n_splits=20, seed=0)

@@ -1,4 +1,4 @@
-"""Tests for neardup.lite_weights: the torch-free reader of the EfficientNet-Lite .pth files."""
+"""Tests for neardup.embed.lite_weights: the torch-free reader of the EfficientNet-Lite .pth files."""
 import io
 import os
 import pickle
@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from neardup.lite_weights import lite_weights_path, load_torch_state_dict
+from neardup.embed.lite_weights import lite_weights_path, load_torch_state_dict
 
 
 def test_lite_weights_path_finds_packaged_files():

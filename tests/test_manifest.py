@@ -1,4 +1,4 @@
-"""Tests of neardup.manifest: decoding checks, hashing and scanning."""
+"""Tests of neardup.images: decoding checks, hashing and scanning."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from neardup.manifest import inspect_image, scan_files, sha256_file
-from neardup.sources import MANIFEST_COLUMNS, SKIPPED_COLUMNS
+from neardup.images import inspect_image, scan_files, sha256_file
+from neardup.contract import MANIFEST_COLUMNS, SKIPPED_COLUMNS
 
 
 def _rgb(w: int = 64, h: int = 48, seed: int = 0) -> Image.Image:

@@ -1,11 +1,12 @@
-"""Tests for neardup.models: real EfficientNet graphs and weights, no mocks."""
+"""Tests for neardup.embed.models: real EfficientNet graphs and weights, no mocks."""
 import numpy as np
 import pytest
 from PIL import Image
 from skimage import data
 
-from neardup.lite_weights import lite_weights_path
-from neardup.models import (MODEL_NAMES, WeightsUnavailableError, build_classifier, build_embedder, get_spec)
+from neardup.contract import UserError
+from neardup.embed.lite_weights import lite_weights_path
+from neardup.embed.models import (MODEL_NAMES, WeightsUnavailableError, build_classifier, build_embedder, get_spec)
 
 TIGER_CAT, TABBY, EGYPTIAN_CAT, ESPRESSO = 282, 281, 285, 967
 
@@ -96,6 +97,18 @@ def test_lite0_embedder(lite0_embedder, lite0_classifier, lite0_images):
     assert cosine(feats[0], feats[2]) > 0.8 > 0.4 > cosine(feats[0], feats[1])
 
 
+def test_max_pooling_takes_the_largest_activation(lite0_embedder, lite0_images):
+    mac = build_embedder("efficientnet-lite0", size=224, weights="imagenet", pooling="max")
+    peak, mean = mac(lite0_images).numpy(), lite0_embedder(lite0_images).numpy()
+    assert peak.shape == mean.shape == (3, 1280)
+    assert (peak >= mean - 1e-5).all() and (peak <= 6.0 + 1e-5).all()  # max of ReLU6 maps >= their mean
+    active = mean > 1e-3
+    assert active.mean() > 0.3 and (peak[active] > mean[active] * 1.5).mean() > 0.9  # peaks stand out
+    assert (peak[mean == 0] == 0).all()  # a map that is all zeros has a zero maximum
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        build_embedder("efficientnet-lite0", size=224, weights="imagenet", pooling="gem")
+
+
 def test_lite0_wrong_variant_file_is_rejected():
     with pytest.raises(ValueError, match="right EfficientNet-Lite variant"):
         build_embedder("efficientnet-lite0", size=224, weights=lite_weights_path(1))
@@ -148,6 +161,7 @@ def test_b0_pretrained_weights_missing(monkeypatch, tmp_path, weights, fname):
     expected = tmp_path / "models" / fname
     with pytest.raises(WeightsUnavailableError) as info:
         build_embedder("efficientnet-b0", size=224, weights=weights)
+    assert isinstance(info.value, UserError)  # a stage ends with this message, not a traceback
     assert str(expected) in str(info.value) and "embed.weights" in str(info.value)
     expected.parent.mkdir()
     expected.write_bytes(b"not really weights")

@@ -1,64 +1,186 @@
+"""neardup.params: every key required, typos and wrong types named, names checked by the stages."""
+import copy
+
 import pytest
+import yaml
 
-from neardup.params import ParamsError, load_params
+from conftest import REPO
+from neardup import params as params_module
+from neardup.contract import UserError
+from neardup.embed.models import MODEL_NAMES
+from neardup.hash import HASH_METHODS
+from neardup.params import ParamsError, check_choice, load_params
+from neardup.transforms import TRANSFORMS
+
+REPO_PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+DROP = object()  # an override that removes the key
 
 
-def write(tmp_path, text):
-    p = tmp_path / "params.yaml"
-    p.write_text(text)
-    return p
+def _merge(base: dict, changes: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if value is DROP:
+            out.pop(key)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
-def test_repository_params_are_valid():
-    for group in ("fetch", "embed", "cluster", "evaluate", "render"):
-        load_params(group, "params.yaml")
+def write(tmp_path, changes: dict):
+    """The repository's params.yaml with ``changes`` merged in (nested mappings merged key by key)."""
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(_merge(REPO_PARAMS, changes)))
+    return path
+
+
+def load(tmp_path, group: str, changes: dict):
+    return load_params(group, write(tmp_path, changes))
+
+
+def test_repository_params_are_valid_for_every_group():
+    assert set(params_module.GROUPS) == {"fetch", "plant", "embed", "hash", "cluster", "evaluate", "act", "render",
+                                         "cache"} == set(REPO_PARAMS)
+    for group, cls in params_module.GROUPS.items():
+        assert isinstance(load_params(group, REPO / "params.yaml"), cls)
+    # the names only the stages know are valid too
+    for model in load_params("embed", REPO / "params.yaml").models:
+        check_choice(model, MODEL_NAMES, "embed.models")
+    for name in load_params("plant", REPO / "params.yaml").transforms:
+        check_choice(name, TRANSFORMS, "plant.transforms")
+    hashes = load_params("hash", REPO / "params.yaml").methods
+    for method in hashes:
+        check_choice(method, HASH_METHODS, "hash.methods")
+    assert load_params("cluster", REPO / "params.yaml").hash in hashes
+
+
+def test_missing_key_is_named(tmp_path):
+    with pytest.raises(ParamsError, match=r"^missing parameter 'embed.batch_size': add it to params.yaml$"):
+        load(tmp_path, "embed", {"embed": {"batch_size": DROP}})
+    with pytest.raises(ParamsError, match=r"missing parameter 'fetch.demo.seed'"):
+        load(tmp_path, "fetch", {"fetch": {"demo": {"seed": DROP}}})
+    with pytest.raises(ParamsError, match=r"missing params group 'hash'"):
+        load(tmp_path, "hash", {"hash": DROP})
+    with pytest.raises(ParamsError, match="params file not found"):
+        load_params("cluster", tmp_path / "nope.yaml")
 
 
 def test_typo_names_the_key_and_suggests(tmp_path):
-    p = write(tmp_path, "cluster:\n  metirc: cosine\n")
-    with pytest.raises(ParamsError, match=r"unknown parameter 'cluster.metirc'.*did you mean 'cluster.metric'"):
-        load_params("cluster", p)
-    p = write(tmp_path, "fetch:\n  demo:\n    n_dupes: 3\n")
-    with pytest.raises(ParamsError, match=r"fetch.demo.n_dupes"):
-        load_params("fetch", p)
+    with pytest.raises(ParamsError, match=r"unknown parameter 'cluster.metirc' \(did you mean 'cluster.metric'\?\)"):
+        load(tmp_path, "cluster", {"cluster": {"metirc": "cosine"}})
+    with pytest.raises(ParamsError, match=r"unknown parameter 'fetch.demo.n_dupes'.*did you mean 'fetch.demo.n_duplicates'"):
+        load(tmp_path, "fetch", {"fetch": {"demo": {"n_dupes": 3}}})
+    with pytest.raises(ParamsError, match=r"unknown parameter 'plant.tranforms' \(did you mean 'plant.transforms'\?\)"):
+        load(tmp_path, "plant", {"plant": {"tranforms": ["jpeg"]}})
+    # knobs that no longer exist are rejected, not silently ignored
+    for group, key in (("cluster", "min_samples"), ("cluster", "mutual_k"), ("embed", "grayscale"),
+                       ("embed", "hash"), ("hash", "hash_size")):
+        with pytest.raises(ParamsError, match=f"unknown parameter '{group}.{key}'"):
+            load(tmp_path, group, {group: {key: 1}})
+    with pytest.raises(ParamsError, match="unknown value 'report'.*valid: fetch, plant"):
+        load_params("report", REPO / "params.yaml")
+
+
+def test_wrong_types_are_named(tmp_path):
+    with pytest.raises(ParamsError, match=r"^embed.batch_size must be an integer, got '32'$"):
+        load(tmp_path, "embed", {"embed": {"batch_size": "32"}})
+    with pytest.raises(ParamsError, match=r"embed.batch_size must be an integer, got True"):
+        load(tmp_path, "embed", {"embed": {"batch_size": True}})
+    with pytest.raises(ParamsError, match=r"act.n_splits must be an integer, got 2.5"):
+        load(tmp_path, "act", {"act": {"n_splits": 2.5}})
+    with pytest.raises(ParamsError, match=r"cluster.eps must be a non-empty list of positive numbers, got \['abc'\]"):
+        load(tmp_path, "cluster", {"cluster": {"eps": ["abc"]}})
+    with pytest.raises(ParamsError, match=r"cluster.whiten must be a number, got 'high'"):
+        load(tmp_path, "cluster", {"cluster": {"whiten": "high"}})
+    with pytest.raises(ParamsError, match=r"cache.dir must be a string, got 3"):
+        load(tmp_path, "cache", {"cache": {"dir": 3}})
+    with pytest.raises(ParamsError, match=r"fetch.demo: expected a mapping of parameters"):
+        load(tmp_path, "fetch", {"fetch": {"demo": 5}})
+    # a single value where a list is expected is a list of one; an integer where a number is expected is a float
+    assert load(tmp_path, "hash", {"hash": {"methods": "phash"}}).methods == ("phash",)
+    whiten = load(tmp_path, "cluster", {"cluster": {"whiten": 2}}).whiten
+    assert whiten == 2.0 and isinstance(whiten, float)
 
 
 def test_bad_values(tmp_path):
-    with pytest.raises(ParamsError, match="cluster.metric"):
-        load_params("cluster", write(tmp_path, "cluster:\n  metric: manhattan\n"))
+    with pytest.raises(ParamsError, match="cluster.metric: unknown value 'manhattan'.*valid: cosine, euclidean"):
+        load(tmp_path, "cluster", {"cluster": {"metric": "manhattan"}})
     with pytest.raises(ParamsError, match="cluster.eps"):
-        load_params("cluster", write(tmp_path, "cluster:\n  eps: [0.1, -1]\n"))
-    with pytest.raises(ParamsError, match="unknown model 'efficientnet-b9'"):
-        load_params("embed", write(tmp_path, "embed:\n  models: [efficientnet-b9]\n"))
-    with pytest.raises(ParamsError, match="fetch.source"):
-        load_params("fetch", write(tmp_path, "fetch:\n  source: s3\n"))
+        load(tmp_path, "cluster", {"cluster": {"eps": [0.1, -1]}})
+    with pytest.raises(ParamsError, match=r"cluster.eps: cosine distances lie in \[0, 2\]"):
+        load(tmp_path, "cluster", {"cluster": {"eps": [0.1, 2.5]}})
+    with pytest.raises(ParamsError, match=r"fetch.source: unknown value 's3'"):
+        load(tmp_path, "fetch", {"fetch": {"source": "s3"}})
+    with pytest.raises(ParamsError, match=r"embed.pooling: unknown value 'gem'"):
+        load(tmp_path, "embed", {"embed": {"pooling": "gem"}})
+    with pytest.raises(ParamsError, match=r"plant.n must be an integer >= 0"):
+        load(tmp_path, "plant", {"plant": {"n": -3}})
+    with pytest.raises(ParamsError, match=r"plant.transforms must list at least one transform"):
+        load(tmp_path, "plant", {"plant": {"transforms": []}})
+    for changes, key in [({"embed": {"sizes": ["big"]}}, "embed.sizes"),
+                         ({"embed": {"sizes": [16]}}, "embed.sizes"),
+                         ({"hash": {"size": 1}}, "hash.size"),
+                         ({"cluster": {"hash_weight": 1.0}}, "cluster.hash_weight"),
+                         ({"cluster": {"whiten": -1}}, "cluster.whiten"),
+                         ({"cluster": {"search": "fast"}}, "cluster.search"),
+                         ({"cluster": {"metric": "euclidean", "eps": [3.0]}}, "need metric 'cosine'"),
+                         ({"evaluate": {"min_precision": 1.5}}, "evaluate.min_precision"),
+                         ({"act": {"n_splits": 1}}, "act.n_splits"),
+                         ({"render": {"thumb_size": 8}}, "render.thumb_size")]:
+        group = next(iter(changes))
+        with pytest.raises(ParamsError, match=key):
+            load(tmp_path, group, changes)
+    seed = {"metric": "euclidean", "eps": [3.0], "whiten": 0, "hash_weight": 0, "normalize_k": 0}
+    assert load(tmp_path, "cluster", {"cluster": seed}).metric == "euclidean"
 
 
 def test_eps_sorted_and_scalar_accepted(tmp_path):
-    assert load_params("cluster", write(tmp_path, "cluster:\n  eps: [0.2, 0.1]\n")).eps == (0.1, 0.2)
-    assert load_params("cluster", write(tmp_path, "cluster:\n  eps: 3.0\n  metric: euclidean\n")).eps == (3.0,)
+    assert load(tmp_path, "cluster", {"cluster": {"eps": [0.2, 0.1]}}).eps == (0.1, 0.2)
+    seed = {"eps": 3, "metric": "euclidean", "whiten": 0, "hash_weight": 0, "normalize_k": 0}
+    assert load(tmp_path, "cluster", {"cluster": seed}).eps == (3.0,)
 
 
-def test_plant_typos_are_named(tmp_path):
-    with pytest.raises(ParamsError, match=r"unknown parameter 'evaluate.plant.tranforms'.*did you mean 'evaluate.plant.transforms'"):
-        load_params("evaluate", write(tmp_path, "evaluate:\n  plant:\n    tranforms: [jpeg]\n"))
-    with pytest.raises(ParamsError, match=r"evaluate.plant.transforms: unknown transform 'hlip' \(did you mean 'hflip'\?\)"):
-        load_params("evaluate", write(tmp_path, "evaluate:\n  plant:\n    transforms: [jpeg, hlip]\n"))
-    with pytest.raises(ParamsError, match=r"evaluate.plant.n must be an integer >= 0"):
-        load_params("evaluate", write(tmp_path, "evaluate:\n  plant:\n    n: -3\n"))
-    with pytest.raises(ParamsError, match=r"hash.methods: unknown hash 'md5'"):
-        load_params("hash", write(tmp_path, "hash:\n  methods: [md5]\n"))
+def test_sizes_and_names_only_stages_know(tmp_path):
+    embed = load(tmp_path, "embed", {"embed": {"sizes": ["auto", 96], "models": ["efficientnet-b9"]}})
+    assert embed.sizes == ("auto", 96) and embed.models == ("efficientnet-b9",)  # loaded: the stage checks it
+    assert load(tmp_path, "plant", {"plant": {"transforms": ["jpeg", "hlip"]}}).transforms == ("jpeg", "hlip")
 
 
-def test_scoring_and_size_options(tmp_path):
-    emb = load_params("embed", write(tmp_path, "embed:\n  sizes: [auto, 96]\n  hash: phash\n"))
-    assert emb.sizes == ("auto", 96) and emb.hash == "phash"
-    for text, key in [("embed:\n  sizes: [big]\n", "embed.sizes"), ("embed:\n  hash: md5\n", "embed.hash"),
-                      ("cluster:\n  hash_weight: 1.0\n", "cluster.hash_weight"),
-                      ("cluster:\n  whiten: -1\n", "cluster.whiten"),
-                      ("cluster:\n  mutual_k: -2\n", "cluster.mutual_k"),
-                      ("cluster:\n  metric: euclidean\n  eps: [3.0]\n  whiten: 1.0\n", "need metric 'cosine'")]:
-        with pytest.raises(ParamsError, match=key):
-            load_params(text.split(":")[0], write(tmp_path, text))
-    seed = "cluster:\n  metric: euclidean\n  eps: [3.0]\n  whiten: 0\n  hash_weight: 0\n"
-    assert load_params("cluster", write(tmp_path, seed)).metric == "euclidean"
+def test_check_choice_says_what_was_meant():
+    check_choice("hflip", TRANSFORMS, "plant.transforms")  # a valid value passes
+    with pytest.raises(ParamsError) as info:
+        check_choice("hlip", TRANSFORMS, "plant.transforms")
+    assert str(info.value).startswith("plant.transforms: unknown value 'hlip' (did you mean 'hflip'?); valid: jpeg, ")
+    assert all(name in str(info.value) for name in TRANSFORMS)
+    with pytest.raises(ParamsError, match=r"embed.models: unknown value 'efficientnet-lite9' \(did you mean 'efficientnet-lite"):
+        check_choice("efficientnet-lite9", MODEL_NAMES, "embed.models")
+    with pytest.raises(ParamsError) as info:
+        check_choice("md5", HASH_METHODS, "hash.methods")
+    assert "did you mean" not in str(info.value) and str(info.value).endswith("valid: phash, dhash, ahash, whash")
+    assert isinstance(info.value, UserError)  # a stage ends with the message, not a traceback
+
+
+def test_sets_inherit_fetch_keys(tmp_path):
+    base = {"input": "data/raw", "folder": {"labels_csv": "labels.csv"}, "demo": {"seed": 7}}
+    sets = [{"name": "train2020", "source": "folder", "input": "data/raw/cassava2020",
+             "folder": {"images": "train_images", "labels_csv": "train.csv", "label_map": "map.json"}},
+            {"name": "train2019", "source": "folder", "input": "data/raw/cassava2019", "folder": {"images": "train"}},
+            {"name": "extra", "source": "demo", "input": "elsewhere", "demo": {"n_distinct": 10}}]
+    fetch = load(tmp_path, "fetch", {"fetch": {**base, "sets": sets}})
+    first, second, third = fetch.sets
+    assert (first.name, first.source, first.input) == ("train2020", "folder", "data/raw/cassava2020")
+    assert (first.folder.images, first.folder.labels_csv, first.folder.label_map) == ("train_images", "train.csv",
+                                                                                      "map.json")
+    # keys a set leaves out, at any depth, are fetch's own
+    assert (second.folder.images, second.folder.labels_csv, second.folder.label_map) == ("train", "labels.csv", "")
+    assert second.kaggle == fetch.kaggle and second.tfrecords == fetch.tfrecords and second.demo.seed == 7
+    assert third.demo.n_distinct == 10 and third.demo.seed == 7 and third.demo.n_duplicates == fetch.demo.n_duplicates
+    with pytest.raises(ParamsError, match=r"fetch.sets\[1\].input \(data/other\) must lie under fetch.input"):
+        load(tmp_path, "fetch", {"fetch": {"sets": [sets[0], {**sets[1], "input": "data/other"}]}})
+    with pytest.raises(ParamsError, match="set names must be unique"):
+        load(tmp_path, "fetch", {"fetch": {"sets": [sets[0], {**sets[1], "name": "train2020"}]}})
+    with pytest.raises(ParamsError, match=r"unknown parameter 'fetch.sets\[0\].folder.image' \(did you mean"):
+        load(tmp_path, "fetch", {"fetch": {"sets": [{**sets[1], "folder": {"image": "train"}}]}})
+    with pytest.raises(ParamsError, match=r"fetch.sets\[0\].source: unknown value 'foldr' \(did you mean 'folder'"):
+        load(tmp_path, "fetch", {"fetch": {"sets": [{**sets[1], "source": "foldr"}]}})

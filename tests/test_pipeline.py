@@ -57,10 +57,15 @@ def repo(tmp_path_factory):
     params = yaml.safe_load((path / "params.yaml").read_text())
     params["fetch"]["demo"].update(n_distinct=80, n_duplicates=27, n_label_conflicts=3, seed=1, n_test=12, n_cross=6)
     params["render"].update(max_groups=5, max_pair_figures=10)
-    params["evaluate"]["plant"]["n"] = 18
-    params["hash"]["methods"] = ["phash"]
+    params["plant"]["n"] = 18
+    params["hash"]["methods"] = ["dhash"]
+    params["cache"]["dir"] = str(tmp_path_factory.mktemp("content-cache"))  # shared with the clone below
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return path
+
+
+def metrics_of(repo, run):
+    return json.loads((repo / "reports" / "metrics" / f"{run}.json").read_text())
 
 
 def check_lists_to_act_on(repo, eps):
@@ -80,7 +85,7 @@ def check_lists_to_act_on(repo, eps):
 
 def check_html_report(page):
     """Self-contained: no remote reference; in Chromium every image loads and nothing is requested."""
-    from neardup.browser import have_chromium, load_page
+    from browser import have_chromium, load_page
 
     text = page.read_text()
     assert "http://" not in text and "https://" not in text and text.count("data:image/jpeg;base64,") >= 5
@@ -89,7 +94,17 @@ def check_html_report(page):
         assert loaded["requests"] == [] and 'data-images-ok="true"' in loaded["dom"], loaded["requests"]
 
 
-def test_dvc_repro_end_to_end(repo, dvc_env):
+def check_fresh_clone_is_clean(repo, env, tmp_path):
+    """Committed outputs are what a fresh clone's `dvc repro` makes: git status stays clean."""
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "outputs"], repo, env)
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    dvc("repro", cwd=clone, env=env)
+    assert sh(["git", "status", "--porcelain"], clone, env) == ""
+
+
+def test_dvc_repro_end_to_end(repo, dvc_env, tmp_path):
     env = dvc_env
     init_repo(repo, env)
     sh(["git", "add", "-A"], repo, env)
@@ -97,21 +112,22 @@ def test_dvc_repro_end_to_end(repo, dvc_env):
 
     params = yaml.safe_load((repo / "params.yaml").read_text())
     first = dvc("repro", cwd=repo, env=env)
-    lite, phash = "efficientnet-lite0-auto", "phash"
-    assert ran_stages(first) == {"fetch", "plant", f"embed@{lite}", f"embed_plants@{lite}", f"hash@{phash}",
-                                 f"cluster@{lite}", f"cluster_hash@{phash}", "evaluate", "act", "render"}
-    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
-    run = metrics["efficientnet-lite0_auto"]
-    assert metrics["dataset"] == {"n_images": 125, "n_skipped": 2, "n_truth_copies": 33, "n_planted": 18}
+    lite, dhash = "efficientnet-lite0-auto", "dhash"
+    assert ran_stages(first) == {"fetch", "plant", f"embed@{lite}", f"embed_plants@{lite}", f"hash@{dhash}",
+                                 f"cluster@{lite}", f"cluster_hash@{dhash}", f"evaluate@{lite}",
+                                 f"evaluate_hash@{dhash}", "act", "render"}
+    run = metrics_of(repo, "efficientnet-lite0_auto")
+    assert run["dataset"] == {"n_images": 125, "n_skipped": 2, "n_truth_copies": 33, "n_planted": 18}
     assert run["n_embedded"] == 125 and run["n_skipped"] == 0
     # the 6 copies of train images planted into the test set land in the overlap matrix's test -> train cell
     assert run["overlap"]["test"]["train"] >= 5, run["overlap"]
     assert run["input_size"] == 224  # size auto: demo photos are larger than Lite0's native 224
     assert 0 < run["pair_f1"] <= 1 and 0 < run["pair_precision"] <= 1
     assert run["f1"] >= 0.9 and min(run["recall"], run["precision"]) >= 0.85, run  # demo now with a test set
-    assert run["ap"] > metrics["phash"]["ap"], (run["ap"], metrics["phash"]["ap"])
+    assert run["ap"] > metrics_of(repo, "dhash")["ap"], (run["ap"], metrics_of(repo, "dhash")["ap"])
+    assert set(metrics_of(repo, "dhash")) <= set(run)  # every run writes the same metric names
     assert run["n_label_conflicts"] >= 1 and 0 < run["planted_recall"] <= 1
-    assert set(run["planted"]) <= set(params["evaluate"]["plant"]["transforms"])
+    assert set(run["planted"]) <= set(params["plant"]["transforms"])
     assert run["n_pending"] == run["n_pairs"] - run["n_duplicate"]  # nothing reviewed yet
     groups_dir = repo / "reports" / "groups"
     assert list((groups_dir / "efficientnet-lite0_auto").glob("*.png"))
@@ -120,10 +136,15 @@ def test_dvc_repro_end_to_end(repo, dvc_env):
     assert len(list((repo / "reports" / "review").rglob("*.png"))) == 10
     # Planted copies never reach a reported list.
     for reported in [*(repo / "data" / "clusters").rglob("groups.csv"), *(repo / "data" / "clusters").rglob("pairs.csv"),
-                     repo / "reports" / "review_queue.csv", groups_dir / "label_conflicts.csv"]:
+                     *(repo / "data" / "evaluation").rglob("*.csv"), groups_dir / "label_conflicts.csv"]:
         assert "planted/" not in reported.read_text(), reported
+    # No timings in outputs (they go to logs/, which git ignores); floats in tracked tables are rounded.
+    assert "images_per_second" not in json.dumps(run) and (repo / "logs" / "timings.jsonl").is_file()
+    sweep = (repo / "reports" / "plots" / "eps" / "efficientnet-lite0_auto.csv").read_text()
+    assert max(len(v.replace(".", "").lstrip("0")) for v in re.findall(r"\d+\.\d+", sweep)) <= 6  # digits
     check_lists_to_act_on(repo, run["eps"])
     check_html_report(repo / "reports" / "index.html")
+    check_fresh_clone_is_clean(repo, env, tmp_path)
 
     # Nothing changed: nothing reruns.
     second = dvc("repro", cwd=repo, env=env)
@@ -137,15 +158,16 @@ def test_dvc_repro_end_to_end(repo, dvc_env):
     params["cluster"]["search"] = "approximate"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     third = dvc("repro", cwd=repo, env=env)
-    assert ran_stages(third) == {f"cluster@{lite}", f"cluster_hash@{phash}", "evaluate", "act", "render"}, third
+    assert ran_stages(third) == {f"cluster@{lite}", f"cluster_hash@{dhash}", f"evaluate@{lite}",
+                                 f"evaluate_hash@{dhash}", "act", "render"}, third
     assert embedding.stat().st_mtime_ns == stamp
     sweep = (repo / "reports" / "plots" / "eps" / "efficientnet-lite0_auto.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in sweep[1:]] == ["0.3", "0.5", "0.7"]
-    run = json.loads((repo / "reports" / "metrics.json").read_text())["efficientnet-lite0_auto"]
+    run = metrics_of(repo, "efficientnet-lite0_auto")
     assert run["search"] == "approximate" and run["search_recall"] == 1.0
 
     # Other planted copies: the plants are re-made and re-embedded, the real images are not.
-    params["evaluate"]["plant"]["seed"] = 7
+    params["plant"]["seed"] = 7
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     fourth = dvc("repro", cwd=repo, env=env)
     assert f"embed@{lite}" not in ran_stages(fourth) and {"plant", f"embed_plants@{lite}"} <= ran_stages(fourth)
@@ -154,28 +176,27 @@ def test_dvc_repro_end_to_end(repo, dvc_env):
     # Verdicts, keyed by content hash, count for every run proposing the same pair.
     import pandas as pd
 
-    queue = pd.read_csv(repo / "reports" / "review_queue.csv", dtype=str, keep_default_na=False)
-    shared = queue.groupby(["sha_a", "sha_b"]).filter(lambda g: g["run"].nunique() > 1).drop_duplicates(["sha_a", "sha_b"])
+    queues = [pd.read_csv(repo / "data" / "evaluation" / r / "queue.csv", dtype=str, keep_default_na=False)
+              for r in ("efficientnet-lite0_auto", dhash)]
+    shared = queues[0].merge(queues[1][["sha_a", "sha_b"]], on=["sha_a", "sha_b"]).drop_duplicates(["sha_a", "sha_b"])
     assert len(shared) >= 2
     verdicts = shared.head(2).assign(verdict=["duplicate", "different"], id_a=shared["a"], id_b=shared["b"])
     verdicts[["sha_a", "sha_b", "verdict", "id_a", "id_b"]].to_csv(repo / "data" / "reviewed_pairs.csv", index=False)
     fifth = dvc("repro", cwd=repo, env=env)
-    assert ran_stages(fifth) == {"evaluate", "act", "render"}, fifth
-    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
-    for name in ("efficientnet-lite0_auto", "phash"):
-        counted = metrics[name]["n_duplicate"] + metrics[name]["n_different"]
-        assert counted >= 1 and metrics[name]["precision_lower"] <= metrics[name]["precision_upper"]
+    assert ran_stages(fifth) == {f"evaluate@{lite}", f"evaluate_hash@{dhash}", "render"}, fifth
+    for name in ("efficientnet-lite0_auto", dhash):
+        counted = metrics_of(repo, name)["n_duplicate"] + metrics_of(repo, name)["n_different"]
+        assert counted >= 1 and metrics_of(repo, name)["precision_lower"] <= metrics_of(repo, name)["precision_upper"]
 
-    # A new size embeds only the new (model, size) pair.
+    # A new size embeds only the new (model, size) pair; the primary run (act) stays.
     params["embed"]["sizes"] = ["auto", 128]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sixth = dvc("repro", cwd=repo, env=env)
     small = "efficientnet-lite0-128"
-    assert ran_stages(sixth) == {f"embed@{small}", f"embed_plants@{small}", f"cluster@{small}", "evaluate",
-                                 "act", "render"}, sixth
+    assert ran_stages(sixth) == {f"embed@{small}", f"embed_plants@{small}", f"cluster@{small}", f"evaluate@{small}",
+                                 "render"}, sixth
     assert embedding.stat().st_mtime_ns == stamp
-    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
-    assert {"efficientnet-lite0_auto", "efficientnet-lite0_128", "phash"} <= set(metrics)
+    assert metrics_of(repo, "efficientnet-lite0_128")["input_size"] == 128
 
     # Metrics and plots are readable by DVC's own commands.
     shown = json.loads(dvc("metrics", "show", "--json", cwd=repo, env=env))
@@ -183,7 +204,7 @@ def test_dvc_repro_end_to_end(repo, dvc_env):
     plots = json.loads(dvc("plots", "show", "--json", "--split", cwd=repo, env=env))
     assert not plots.get("errors"), plots.get("errors")
     assert {f"reports/plots/{kind}/{run}.csv" for kind in ("eps", "pr")
-            for run in ("efficientnet-lite0_128", "efficientnet-lite0_auto", "phash")} == set(plots["data"])
+            for run in ("efficientnet-lite0_128", "efficientnet-lite0_auto", dhash)} <= set(plots["data"])
     dvc("plots", "show", "-o", "plots_html", cwd=repo, env=env)
     page = (repo / "plots_html" / "index.html").read_text()
     assert "cdn.jsdelivr" not in page and "vega-embed" in page  # offline template, libraries inlined
@@ -212,7 +233,7 @@ def test_dvc_repro_on_user_folders_as_two_sets(tmp_path, dvc_env, photos):
         {"name": "train2020", "source": "folder", "input": str(raw / "cassava2020"),
          "folder": {"images": "train_images", "labels_csv": "train.csv", "label_map": "label_num_to_disease_map.json"}},
         {"name": "train2019", "source": "folder", "input": str(raw / "cassava2019"), "folder": {"images": "train"}}])
-    params["hash"]["methods"] = []
+    params["hash"]["methods"] = ["dhash"]
     params["render"]["max_pair_figures"] = 5
     params["act"]["n_splits"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -222,9 +243,8 @@ def test_dvc_repro_on_user_folders_as_two_sets(tmp_path, dvc_env, photos):
 
     # Planted copies live in the pipeline's own folder; the user's data is untouched.
     assert {p: p.read_bytes() for p in raw.rglob("*") if p.is_file()} == before
-    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
-    assert metrics["dataset"] == {"n_images": 8, "n_skipped": 1, "n_truth_copies": 0, "n_planted": 8}
-    run = metrics["efficientnet-lite0_auto"]
+    run = metrics_of(repo, "efficientnet-lite0_auto")
+    assert run["dataset"] == {"n_images": 8, "n_skipped": 1, "n_truth_copies": 0, "n_planted": 8}
     assert "precision" not in run and "ap" not in run and 0 <= run["planted_recall"] <= 1
     assert run["planted_with_unrelated"] <= params["evaluate"]["max_unrelated"] or run["eps"] == min(params["cluster"]["eps"])
     assert run["overlap"]["train2019"]["train2020"] == 1 and run["overlap"]["train2020"]["train2019"] == 1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from neardup.browser import have_chromium, load_page
+from browser import have_chromium, load_page
 from conftest import REPO
 
 TEMPLATE = REPO / ".dvc" / "plots_template.html"

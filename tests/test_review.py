@@ -8,9 +8,12 @@ import pytest
 from PIL import Image
 
 from conftest import save
-from neardup.manifest import scan_files
-from neardup.review import (QUEUE_COLUMNS, REVIEW_COLUMNS, build_queue, draw_pair_figures, group_pairs_table,
-                            load_reviews, main, pair_key, review, reviewed_precision, save_reviews)
+from neardup.contract import read_queue, write_table
+from neardup.evaluate.queue import (QUEUE_COLUMNS, REVIEW_COLUMNS, build_queue, group_pairs_table, load_reviews,
+                                    pair_key, reviewed_precision, save_reviews)
+from neardup.images import scan_files
+from neardup.render.pairs import draw_pair_figures
+from neardup.review import main, review
 
 GROUPS = {0: ["astronaut.png", "astronaut_copy.png", "coffee.png", "coffee_q50.jpg"],
           1: ["chelsea.png", "rocket.png"], 2: ["china.png", "flower.png"]}
@@ -222,8 +225,10 @@ def test_cli_reviews_from_stdin(data, tmp_path, monkeypatch, capsys):
     figures = tmp_path / "reports" / "review" / "pairs"
     queue = draw_pair_figures(build_queue(pairs, load_reviews(tmp_path / "none.csv")), manifest, figures,
                               max_figures=1, thumb_size=64)
-    queue.to_csv(tmp_path / "queue.csv", index=False)
-    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    write_table(queue, tmp_path / "queue.csv")
+    back = read_queue(tmp_path / "queue.csv")
+    assert list(back.columns) == QUEUE_COLUMNS and np.allclose(back["distance"], queue["distance"])
+    write_table(manifest, tmp_path / "manifest.csv")
     monkeypatch.setattr("sys.stdin", io.StringIO("d\nn\nq\n"))
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -237,3 +242,10 @@ def test_cli_reviews_from_stdin(data, tmp_path, monkeypatch, capsys):
     assert (f"lite0_224: 8 pairs, {s['n_duplicate']} duplicate, {s['n_different']} different, 0 unsure, "
             f"{s['n_pending']} pending; precision {s['reviewed_precision']:.3f}") in out
     assert len(list(figures.rglob("*.png"))) == 3  # one drawn ahead, two drawn during the review
+
+
+def test_cli_help_names_the_module_to_run(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: python -m neardup.review ")

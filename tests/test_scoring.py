@@ -1,11 +1,15 @@
 """Exact blocked neighbour search and the pair scores built on it, checked against dense numpy."""
 import numpy as np
+import pandas as pd
 import pytest
 
-from neardup.clustering import cluster_run
-from neardup.neighbours import knn_distances, radius_search
-from neardup.scoring import (apply_whitening, descriptors, fit_whitening, hybrid_vectors, local_scale,
-                             mutual_knn, pair_graph)
+from neardup.cluster import cluster_run
+from neardup.cluster.scoring import apply_whitening, descriptors, fit_whitening, hybrid_vectors, local_scale, pair_graph
+from neardup.search import AUTO_APPROXIMATE_ABOVE, Search, knn_distances, pair_recall, radius_search
+from neardup.search.exact import smallest
+
+#: The cluster params cluster_run needs, at plain exact cosine.
+PLAIN = {"metric": "cosine", "normalize_k": 0, "search": "exact", "nprobe": 16, "block": 1024}
 
 
 def unit(x):
@@ -112,30 +116,15 @@ def test_normalisation_ranks_an_isolated_copy_above_a_crowded_series():
     assert norm[a, b] < series_norm.min()  # normalised: the copy comes first
 
 
-def test_mutual_knn_matches_dense_definition(points):
-    full = dense(points, "cosine")
-    np.fill_diagonal(full, np.inf)
-    graph = pair_graph(points, radius=2.0)  # every pair
-    for k in (1, 2, 3):
-        rank = np.argsort(np.argsort(full, axis=1, kind="stable"), axis=1, kind="stable")
-        near = rank < k
-        want = set(zip(*np.nonzero(near & near.T)))
-        got = mutual_knn(graph, k).tocoo()
-        assert set(zip(got.row.tolist(), got.col.tolist())) == want
-    # a chain a-b-c-d with growing gaps: mutual 1-NN keeps a-b and c-d, never b-c
-    line = np.array([[1.0, 0.0], [1.0, 0.05], [1.0, 0.15], [1.0, 0.2]], np.float32)
-    pruned = mutual_knn(pair_graph(line, radius=0.1), 1).toarray()
-    assert pruned[0, 1] > 0 and pruned[2, 3] > 0 and pruned[1, 2] == 0
-
-
-@pytest.mark.parametrize("options", [{"normalize_k": 3}, {"mutual_k": 2}, {"normalize_k": 3, "search": "approximate"}])
+@pytest.mark.parametrize("options", [{}, {"normalize_k": 3}, {"block": 7},
+                                     {"normalize_k": 3, "search": "approximate"}])
 def test_planted_copies_never_change_the_real_groups(points, options):
     ids = [f"img{i:03d}" for i in range(len(points))]
     eps = [0.05, 0.2, 0.4]
+    options = {**PLAIN, **options}
     alone, pairs_alone, _ = cluster_run(points, ids, [""] * len(ids), eps_values=eps, **options)
     rng = np.random.default_rng(3)
     copies = points[:20] + 0.01 * rng.normal(size=(20, points.shape[1])).astype(np.float32)
-    import pandas as pd
     truth = pd.DataFrame({"id": [f"planted/{i}" for i in range(20)], "original": ids[:20], "transform": "x"})
     groups, pairs, outcomes = cluster_run(points, ids, [""] * len(ids), eps_values=eps, plant_vectors=copies,
                                           plant_ids=truth["id"].tolist(), plant_truth=truth, **options)
@@ -176,7 +165,7 @@ def test_approximate_search_reports_its_recall_and_finds_the_close_pairs():
 
 
 def test_approximate_index_returns_exact_distances_and_keeps_no_copy():
-    from neardup.approximate import ApproximateIndex
+    from neardup.search.approximate import ApproximateIndex
 
     rng = np.random.default_rng(2)
     centres = rng.normal(size=(40, 32))
@@ -199,7 +188,7 @@ def test_approximate_index_returns_exact_distances_and_keeps_no_copy():
 
 
 def test_whitening_and_hybrid_in_row_blocks_equal_one_pass(points, monkeypatch):
-    import neardup.scoring as scoring
+    import neardup.cluster.scoring as scoring
 
     hashes = np.where(np.random.default_rng(4).random((len(points), 16)) < 0.5, -1.0, 1.0).astype(np.float32)
     one_pass = descriptors(points, whiten=1.0, hashes=hashes, hash_weight=0.2, fit_rows=150)
@@ -210,8 +199,6 @@ def test_whitening_and_hybrid_in_row_blocks_equal_one_pass(points, monkeypatch):
 
 
 def test_search_recall_is_reported_per_eps_and_matches_the_exact_graph():
-    from neardup.neighbours import pair_recall
-
     rng = np.random.default_rng(2)
     centres = rng.normal(size=(40, 32))
     points = unit((centres[rng.integers(40, size=3000)] + 0.5 * rng.normal(size=(3000, 32))).astype(np.float32))
@@ -228,3 +215,36 @@ def test_search_recall_is_reported_per_eps_and_matches_the_exact_graph():
     for t in (0.1, 0.3):
         want = [(i, j) for i, j, d in zip(e.row.tolist(), e.col.tolist(), e.data) if d <= t]
         assert got[t] == pytest.approx(sum(p in found for p in want) / len(want), abs=1e-3)
+
+
+def test_smallest_keeps_the_k_smallest_of_each_row():
+    values = np.random.default_rng(6).random((20, 9))
+    for k in (1, 4, 9):
+        assert np.array_equal(np.sort(smallest(values, k), axis=1), np.sort(values, axis=1)[:, :k])
+
+
+@pytest.mark.parametrize("mode", ["exact", "approximate"])
+def test_search_queries_extra_rows_against_the_real_rows_only(points, mode):
+    n_ref = 120
+    real, extra = points[:n_ref], points[n_ref:]
+    # nprobe above the number of cells: the approximate index visits every cell, so it is exact too
+    search = Search(points, n_ref=n_ref, mode=mode, nprobe=1000, block=16)
+    assert search.mode == mode and (search.index is None) == (mode == "exact")
+    knn = search.knn(3)
+    want = np.vstack([knn_distances(real, 3), knn_distances(extra, 3, reference=real)])
+    assert knn.shape == (len(points), 3) and np.allclose(knn, want, atol=1e-5)
+    full = dense(points, "cosine")
+    rows, cols, dist = search.radius(np.full(len(points), 0.7), "cosine")
+    assert np.allclose(dist, full[rows, cols], atol=1e-4)
+    got = {(min(r, c), max(r, c)) for r, c in zip(rows.tolist(), cols.tolist())}
+    if mode == "approximate":  # the index holds the real rows only
+        assert all(a < n_ref for a, _ in got)
+    got = {(a, b) for a, b in got if a < n_ref}  # every pair with a real image: real-real and copy-real
+    want = {(a, b) for a, b in zip(*np.nonzero(np.triu(full <= 0.7, k=1))) if a < n_ref}
+    assert len(want) > 100 and {(a, b) for a, b in got ^ want if abs(full[a, b] - 0.7) >= 1e-4} == set()
+
+
+def test_auto_search_switches_to_the_index_above_the_threshold(points):
+    assert AUTO_APPROXIMATE_ABOVE == 100_000
+    assert Search(points, n_ref=len(points), mode="auto", nprobe=4, block=64).mode == "exact"
+    assert Search(points, n_ref=AUTO_APPROXIMATE_ABOVE, mode="auto", nprobe=4, block=64).mode == "exact"

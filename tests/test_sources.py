@@ -14,18 +14,20 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from neardup.sources import (
+from neardup.contract import (
     MANIFEST_COLUMNS,
     SKIPPED_COLUMNS,
     TRUTH_COLUMNS,
     FetchResult,
     SourceError,
-    read_manifest,
+    UserError,
+    read_table,
+    read_truth,
     write_fetch_result,
 )
-from neardup.sources.demo import SHORT_SIDE, make_demo
-from neardup.sources.folder import scan_folder
-from neardup.sources.kaggle import download_competition
+from neardup.fetch.demo import SHORT_SIDE, make_demo
+from neardup.fetch.folder import scan_folder
+from neardup.fetch.kaggle import download_competition
 from neardup.transforms import EASY_TRANSFORMS, TRANSFORMS
 
 
@@ -47,11 +49,16 @@ def test_write_and_read_fetch_result(tmp_path):
     )
     skipped = pd.DataFrame([["x/c.txt", "not an image: cannot identify image file"]], columns=SKIPPED_COLUMNS)
     write_fetch_result(FetchResult(manifest, skipped, None), tmp_path / "out")
-    back = read_manifest(tmp_path / "out" / "manifest.csv")
-    assert back["label"].tolist() == ["0", ""]
-    assert back["width"].tolist() == [10, 30]
-    pd.testing.assert_frame_equal(back, manifest.astype({"width": "int64", "height": "int64"}), check_dtype=False)
+    back = read_table(tmp_path / "out" / "manifest.csv")
+    assert back["label"].tolist() == ["0", ""]  # an empty label stays '', not NaN
+    assert back["width"].tolist() == ["10", "30"]  # every column read as str
+    pd.testing.assert_frame_equal(back, manifest.astype(str))
     assert (tmp_path / "out" / "truth.csv").read_text().strip() == ",".join(TRUTH_COLUMNS)
+    assert read_truth(tmp_path / "out") is None  # a header-only truth: nothing known
+    assert read_truth(tmp_path / "nowhere") is None
+    truth = pd.DataFrame([["copy.jpg", "a.jpg", "jpeg"]], columns=TRUTH_COLUMNS)
+    write_fetch_result(FetchResult(manifest, skipped, truth), tmp_path / "out")
+    pd.testing.assert_frame_equal(read_truth(tmp_path / "out"), truth)
     with pytest.raises(ValueError, match="manifest must have columns"):
         write_fetch_result(FetchResult(manifest[["id"]], skipped), tmp_path / "bad")
 
@@ -101,8 +108,9 @@ def test_scan_folder(cassava_like):
 
 
 def test_scan_folder_errors(cassava_like, tmp_path):
-    with pytest.raises(SourceError, match="nowhere"):
+    with pytest.raises(SourceError, match="nowhere") as info:
         scan_folder(tmp_path / "nowhere")
+    assert isinstance(info.value, UserError)  # the stage ends with this message, not a traceback
     bad_csv = tmp_path / "labels.csv"
     bad_csv.write_text("image,target\n100.jpg,0\n")
     with pytest.raises(SourceError, match=r"labels\.csv.*image_id"):
@@ -199,7 +207,7 @@ def _example(tf, **features):
 
 def test_extract_tfrecords(tmp_path):
     tf = pytest.importorskip("tensorflow")
-    from neardup.sources.tfrecords import extract_tfrecords
+    from neardup.fetch.tfrecords import extract_tfrecords
 
     src = tmp_path / "tfrec"
     src.mkdir()
@@ -249,7 +257,7 @@ def test_download_without_kaggle_package(tmp_path):
 
 
 def test_download_without_credentials(tmp_path, monkeypatch):
-    import neardup.sources.kaggle as kaggle_source
+    import neardup.fetch.kaggle as kaggle_source
 
     monkeypatch.setattr(kaggle_source, "_kaggle_installed", lambda: True)
     for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):

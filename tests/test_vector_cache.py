@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, save
-from neardup.embedding import Embedder
-from neardup.manifest import scan_files
-from neardup.vector_cache import VectorCache, descriptor_key
+from neardup.embed import Embedder
+from neardup.images import scan_files
+from neardup.cache import VectorCache, descriptor_key
 
 
 def folder_of(tmp_path, n, seed=0):
@@ -56,9 +56,9 @@ SCRIPT = textwrap.dedent("""
     import sys
     from pathlib import Path
     sys.path.insert(0, {repo!r})
-    from neardup.embedding import Embedder
-    from neardup.tables import read_table
-    from neardup.vector_cache import VectorCache
+    from neardup.embed import Embedder
+    from neardup.contract import read_table
+    from neardup.cache import VectorCache
     manifest = read_table({manifest!r})
     Embedder("efficientnet-lite0", size=64, batch_size=4).embed_manifest(
         manifest, cache=VectorCache(Path({cache!r}), "k"), chunk_size=4)
@@ -89,7 +89,7 @@ def test_a_killed_run_resumes_and_gives_the_same_vectors(embedder, tmp_path):
 
 
 def test_hashes_are_cached_by_content_too(tmp_path):
-    from neardup.hashing import hash_manifest
+    from neardup.hash import hash_manifest
 
     manifest = folder_of(tmp_path, 6)
     plain = hash_manifest(manifest, method="dhash")
@@ -110,8 +110,8 @@ def test_hashes_are_cached_by_content_too(tmp_path):
 
 
 def test_a_rescan_decodes_only_new_content(tmp_path, monkeypatch):
-    import neardup.manifest as manifest_module
-    from neardup.vector_cache import InspectionCache
+    import neardup.images as manifest_module
+    from neardup.cache import InspectionCache
 
     first = folder_of(tmp_path, 5)
     (tmp_path / "img" / "0_broken.jpg").write_bytes(b"\xff\xd8\xff not really")

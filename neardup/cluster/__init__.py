@@ -1,0 +1,175 @@
+"""cluster: scored candidate pairs and DBSCAN groups for every eps of the sweep.
+
+The pair graph is built once for the largest eps (:func:`neardup.cluster.scoring.pair_graph`);
+every smaller eps is a filter of its edges, and DBSCAN (``min_samples=1``: every image is a core
+point, so groups are the connected parts of the eps graph) runs with ``metric='precomputed'`` on
+the sparse graph, so memory grows with the neighbours found rather than with N x N.
+
+Planted copies are clustered together with the real images; what happened to each
+(:func:`planted_outcomes`) is the measured recall on the user's own data.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from sklearn.cluster import DBSCAN
+
+from neardup.cluster.scoring import pair_graph
+from neardup.contract import GROUP_COLUMNS, OUTCOME_COLUMNS, PAIR_COLUMNS, groups_at
+
+log = logging.getLogger(__name__)
+
+
+def _explicit_filter(graph: sparse.csr_matrix, eps: float) -> sparse.csr_matrix:
+    coo = graph.tocoo()
+    keep = coo.data <= eps
+    return sparse.csr_matrix((coo.data[keep] + 0.0, (coo.row[keep], coo.col[keep])), shape=graph.shape)
+
+
+def dbscan_labels(graph: sparse.csr_matrix, *, eps: float) -> np.ndarray:
+    """DBSCAN (``min_samples=1``) labels from a precomputed sparse distance graph, shape (n,)."""
+    sub = _explicit_filter(graph, eps)
+    tiny = np.finfo(np.float64).tiny
+    # DBSCAN ignores stored zeros only if they are not explicit; keep zero distances by a tiny shift.
+    shifted = sparse.csr_matrix((np.maximum(sub.data, tiny), sub.indices, sub.indptr), shape=sub.shape)
+    return DBSCAN(eps=max(eps, tiny), min_samples=1, metric="precomputed").fit_predict(shifted)
+
+
+def groups_for_eps(graph: sparse.csr_matrix, ids, labels, *, eps: float) -> pd.DataFrame:
+    """Duplicate groups at one eps: one row per (group, image); singletons left out.
+
+    Groups are numbered 0, 1, ... in the order of their smallest member id, members sorted by id,
+    so the same inputs always give the same table. ``distance`` is the distance from the image to
+    its nearest other member of the group.
+    """
+    ids = np.asarray(ids, dtype=str)
+    labels_arr = np.asarray(labels, dtype=str)
+    cluster = dbscan_labels(graph, eps=eps)
+    sub = _explicit_filter(graph, eps).tolil()
+    members: dict[int, list[int]] = {}
+    for i, c in enumerate(cluster):
+        members.setdefault(int(c), []).append(i)
+    rows = []
+    ordered = sorted((sorted(m, key=lambda i: ids[i]) for m in members.values() if len(m) > 1),
+                     key=lambda m: ids[m[0]])
+    for group, member in enumerate(ordered):
+        inside = set(member)
+        for i in member:
+            near = [d for j, d in zip(sub.rows[i], sub.data[i]) if j in inside]
+            rows.append((float(eps), group, ids[i], labels_arr[i], float(min(near)) if near else float("nan")))
+    return pd.DataFrame(rows, columns=GROUP_COLUMNS)
+
+
+def graph_pairs(graph: sparse.csr_matrix, ids) -> pd.DataFrame:
+    """Every edge of the graph once, as ``a, b, distance`` with ``a < b`` (the candidate pairs)."""
+    ids = np.asarray(ids, dtype=str)
+    coo = sparse.triu(graph, k=1).tocoo()
+    a, b = ids[coo.row], ids[coo.col]
+    swap = a > b
+    a, b = np.where(swap, b, a), np.where(swap, a, b)
+    pairs = pd.DataFrame({"a": a, "b": b, "distance": coo.data.astype(float)}, columns=PAIR_COLUMNS)
+    return pairs.sort_values(["distance", "a", "b"], kind="stable", ignore_index=True)
+
+
+def sweep_graph(graph: sparse.csr_matrix, ids, labels, *, eps_values) -> pd.DataFrame:
+    """Groups for every eps of the sweep from one graph built at ``max(eps_values)`` or more.
+
+    Returns
+    -------
+    DataFrame with columns ``eps, group, id, label, distance``.
+    """
+    tables = []
+    for eps in sorted(float(e) for e in eps_values):
+        table = groups_for_eps(graph, ids, labels, eps=eps)
+        log.info("eps=%.4g: %d groups, %d images", eps, table["group"].nunique(), len(table))
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=GROUP_COLUMNS)
+
+
+def planted_outcomes(groups: pd.DataFrame, truth: pd.DataFrame, eps_values, real_groups=None) -> pd.DataFrame:
+    """What happened to each planted copy at each eps.
+
+    Parameters
+    ----------
+    groups : DataFrame with columns ``eps, group, id`` from clustering real images and copies together
+    truth : DataFrame with columns ``id, original, transform`` (the planted copies)
+    eps_values : sequence of float
+        The sweep (an eps where nothing grouped still gets its rows).
+    real_groups : DataFrame with columns ``eps, group, id``, optional
+        Groups of the real images alone: images already grouped with the original there (its real
+        duplicates) do not count as unrelated.
+
+    Returns
+    -------
+    DataFrame with columns :data:`neardup.contract.OUTCOME_COLUMNS`: ``found`` when the copy shares
+    a group with its original, ``with_unrelated`` when its group holds any image other than the
+    original's real group and the copies made from that group's images.
+    """
+    siblings = {}
+    for copy, original in zip(truth["id"], truth["original"]):
+        siblings.setdefault(original, {original}).add(copy)
+    rows = []
+    for eps in sorted(eps_values):
+        at = groups_at(groups, eps)
+        group_of = dict(zip(at["id"], at["group"]))
+        members = at.groupby("group")["id"].apply(set).to_dict()
+        real_members: dict = {}
+        if real_groups is not None:
+            for _, ids in groups_at(real_groups, eps).groupby("group")["id"]:
+                for i in ids:
+                    real_members[i] = set(ids)
+        for copy, original, transform in zip(truth["id"], truth["original"], truth["transform"]):
+            g = group_of.get(copy)
+            found = g is not None and group_of.get(original) == g
+            family = set().union(*(siblings.get(o, {o}) for o in real_members.get(original, {original})))
+            unrelated = g is not None and bool(members[g] - family)
+            rows.append((float(eps), copy, original, transform, found, unrelated))
+    return pd.DataFrame(rows, columns=OUTCOME_COLUMNS)
+
+
+def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, normalize_k: int, search: str,
+                nprobe: int, block: int, plant_vectors: np.ndarray | None = None, plant_ids=None,
+                plant_truth: pd.DataFrame | None = None, stats: dict | None = None):
+    """Cluster the real images, and the real images with planted copies, from one pair graph.
+
+    The graph is built once over real images and copies; the real images' graph is its sub-matrix
+    (neighbourhood scales come from real images only), so the reported groups are exactly those of
+    clustering the real images alone, and copies never appear in them.
+
+    Parameters
+    ----------
+    vectors : ndarray, shape (n, d)
+        Descriptors, already whitened / combined with a hash (see :mod:`neardup.cluster.scoring`).
+    ids, labels : sequences of str, length n
+    eps_values : sequence of float
+    metric, normalize_k, search, nprobe, block, stats
+        See :func:`neardup.cluster.scoring.pair_graph` (``cluster`` params).
+    plant_vectors : ndarray, shape (m, d), optional
+    plant_ids : sequence of str, length m
+    plant_truth : DataFrame with columns ``id, original, transform``
+
+    Returns
+    -------
+    groups : DataFrame ``eps, group, id, label, distance`` (real images only)
+    pairs : DataFrame ``a, b, distance``: every real pair of the graph within ``max(eps_values)``
+    outcomes : DataFrame from :func:`planted_outcomes` (empty without copies)
+    """
+    n = len(vectors)
+    has_plants = plant_vectors is not None and len(plant_vectors) > 0
+    everything = np.vstack([vectors, plant_vectors]) if has_plants else vectors
+    graph = pair_graph(everything, radius=max(float(e) for e in eps_values), metric=metric,
+                       normalize_k=normalize_k, n_reference=n, search=search, nprobe=nprobe, block=block,
+                       stats=stats, recall_at=eps_values)
+    log.info("pair graph: %d images (%d planted), %d edges", graph.shape[0], graph.shape[0] - n, graph.nnz // 2)
+    real = graph[:n][:, :n].tocsr()
+    groups = sweep_graph(real, ids, labels, eps_values=eps_values)
+    pairs = graph_pairs(real, ids)
+    if not has_plants:
+        return groups, pairs, pd.DataFrame(columns=OUTCOME_COLUMNS)
+    all_ids = np.concatenate([np.asarray(ids, dtype=str), np.asarray(plant_ids, dtype=str)])
+    all_groups = sweep_graph(graph, all_ids, [""] * len(all_ids), eps_values=eps_values)
+    truth = plant_truth[plant_truth["id"].isin(set(all_ids)) & plant_truth["original"].isin(set(ids))]
+    return groups, pairs, planted_outcomes(all_groups, truth, eps_values, real_groups=groups)

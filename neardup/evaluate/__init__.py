@@ -1,0 +1,193 @@
+"""evaluate: score one run over the eps sweep, choose the eps to act on, and list its pairs for review.
+
+Inputs are one run's cluster outputs (:mod:`neardup.contract`); outputs are the run's metrics (the
+same names in every run, so experiments compare), the plot data over the sweep, and, at the chosen
+eps, the groups and the review queue.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neardup.contract import (DIGITS, GROUPS, MANIFEST, PAIRS, PLANTED, QUEUE, REASON, SKIPPED, STATS, groups_at,
+                              read_groups, read_outcomes, read_pairs, read_table, read_truth, write_table)
+from neardup.evaluate.metrics import (average_precision, choose_eps, pair_sweep, recall_at_precision, sweep_scores,
+                                      truth_pairs)
+from neardup.evaluate.queue import build_queue, group_pairs_table, load_reviews, reviewed_precision
+
+log = logging.getLogger(__name__)
+
+
+def planted_summary(outcomes: pd.DataFrame, eps: float) -> dict:
+    """Recall of the planted copies overall and per transform (``recall_<name>``), and the share
+    landing with an unrelated image, at one eps; empty without copies."""
+    at = groups_at(outcomes, eps)
+    if not len(at):
+        return {}
+    summary = {"planted_recall": float(at["found"].mean()),
+               "planted_with_unrelated": float(at["with_unrelated"].mean())}
+    for transform, rows in at.groupby("transform"):
+        summary[f"recall_{transform}"] = float(rows["found"].mean())
+    return summary
+
+
+def overlap_matrix(groups: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """How many images of each set have a duplicate in each set.
+
+    Returns
+    -------
+    DataFrame, shape (n_sets, n_sets), index and columns the manifest's set names (sorted): cell
+    (A, B) counts the images of A in a group holding another image of B (the diagonal: another
+    image of A itself). Off the diagonal, that is leakage between the sets.
+    """
+    sets = sorted(manifest["set"].astype(str).unique())
+    out = pd.DataFrame(0, index=pd.Index(sets, name="images of"), columns=pd.Index(sets, name="with a duplicate in"))
+    if not len(groups):
+        return out
+    set_of = manifest.set_index(manifest["id"].astype(str))["set"].astype(str)
+    members = groups.assign(set=set_of.reindex(groups["id"].astype(str)).to_numpy())
+    per_group = members.groupby(["group", "set"]).size().unstack(fill_value=0).reindex(columns=sets, fill_value=0)
+    for a in sets:
+        mine = members[members["set"] == a]
+        if not len(mine):
+            continue
+        counts = per_group.loc[mine["group"].to_numpy()].to_numpy().copy()  # (n_images_of_a, n_sets)
+        counts[:, sets.index(a)] -= 1  # not the image itself
+        out.loc[a] = (counts > 0).sum(axis=0)
+    return out
+
+
+def _planted_sweep(outcomes: pd.DataFrame, eps_values) -> pd.DataFrame:
+    rows = [{"eps": float(e), **planted_summary(outcomes, e)} for e in sorted(eps_values)]
+    return pd.DataFrame(rows)[["eps", "planted_recall", "planted_with_unrelated"]] if len(outcomes) else \
+        pd.DataFrame({"eps": sorted(eps_values)})
+
+
+def pick_eps(sweep: pd.DataFrame, *, has_truth: bool, min_precision: float, max_unrelated: float,
+             fallback_eps: float) -> tuple[float, str]:
+    """The eps to act on and why (a sentence for the quality report).
+
+    With ground truth: best F1 among eps with precision >= ``min_precision``. Without it but with
+    planted copies: the eps finding most copies while at most ``max_unrelated`` of them land with an
+    unrelated image (of several, the largest: it finds most real duplicates). Otherwise ``fallback_eps``.
+    """
+    if has_truth:
+        eps = choose_eps(sweep, min_precision=min_precision, fallback_eps=fallback_eps)
+        return eps, f"best pairwise F1 on the ground truth among eps with precision >= {min_precision:g}"
+    if "planted_recall" in sweep and sweep["planted_recall"].notna().any():
+        ok = sweep[sweep["planted_with_unrelated"] <= max_unrelated]
+        if len(ok):
+            best = ok.sort_values(["planted_recall", "eps"], ascending=[False, False]).iloc[0]
+            return float(best["eps"]), (f"most planted copies found (the largest such eps) while at most "
+                                        f"{max_unrelated:.0%} of them land in a group with an unrelated image")
+    eps = choose_eps(sweep.assign(f1=math.nan), fallback_eps=fallback_eps)
+    return eps, "evaluate.fallback_eps (no ground truth and no usable planted copies)"
+
+
+def _scored_distance(pairs: pd.DataFrame):
+    """Distance lookup from the run's scored pairs (NaN for a pair only chained into its group)."""
+    known = dict(zip(zip(pairs["a"], pairs["b"]), pairs["distance"]))
+
+    def distance(a_ids, b_ids):
+        return np.array([known.get((a, b), np.nan) for a, b in zip(a_ids, b_ids)], dtype=float)
+
+    return distance
+
+
+def _rounded(metrics: dict) -> dict:
+    """Floats rounded to :data:`DIGITS` places, NaN left out (JSON has no NaN)."""
+    return {k: (round(v, DIGITS) if isinstance(v, float) else v) for k, v in metrics.items()
+            if not (isinstance(v, float) and math.isnan(v))}
+
+
+def evaluate_run(run: str, *, dataset: Path, plants_truth: Path, clusters: Path, reviews_path: Path,
+                 min_precision: float, max_unrelated: float, fallback_eps: float):
+    """Score one run over the sweep.
+
+    Parameters
+    ----------
+    run : str
+        The run key (``<model>_<size>`` or a hash method).
+    dataset : Path
+        The fetch stage's folder (manifest, skipped list, ground truth).
+    plants_truth : Path
+        The plant stage's ``truth.csv``.
+    clusters : Path
+        This run's cluster folder.
+    reviews_path : Path
+        The reviewed-pairs CSV (may be missing).
+    min_precision, max_unrelated, fallback_eps
+        The ``evaluate`` params. The eps sweep is the one the cluster stage ran (its ``stats.json``).
+
+    Returns
+    -------
+    metrics : dict
+        Flat metrics (the same names in every run) plus ``planted`` (recall per transform),
+        ``overlap`` (set x set) and ``dataset`` (image counts).
+    sweep : DataFrame, one row per eps
+    at : DataFrame, the groups at the chosen eps
+    queue : DataFrame, the review queue at the chosen eps
+    reason : str, why this eps
+    """
+    manifest = read_table(dataset / MANIFEST)
+    truth = read_truth(dataset)
+    stats = json.loads((clusters / STATS).read_text())
+    eps_values = stats["eps"]
+    groups, pairs, outcomes = (read_groups(clusters / GROUPS), read_pairs(clusters / PAIRS),
+                               read_outcomes(clusters / PLANTED))
+    true = None if truth is None else truth_pairs(truth, present=set(manifest["id"]) - set(stats["skipped_ids"]))
+    sweep = sweep_scores(groups, eps_values, true).merge(_planted_sweep(outcomes, eps_values), on="eps")
+    sweep = sweep.merge(pair_sweep(pairs, eps_values, true), on="eps")
+    eps, reason = pick_eps(sweep, has_truth=true is not None, min_precision=min_precision,
+                           max_unrelated=max_unrelated, fallback_eps=fallback_eps)
+    chosen = sweep[sweep["eps"] == eps].iloc[0]
+    at = groups_at(groups, eps)
+    queue = build_queue(group_pairs_table(at, manifest, run=run, distance=_scored_distance(pairs)),
+                        load_reviews(reviews_path))
+    metrics = {k: float(chosen[k]) for k in ("eps", "precision", "recall", "f1", "pair_precision", "pair_recall",
+                                             "pair_f1")}
+    metrics.update(ap=average_precision(pairs, true) if true is not None else math.nan,
+                   recall_at_p90=recall_at_precision(sweep, min_precision=0.9))
+    metrics.update({k: int(chosen[k]) for k in ("n_groups", "n_pairs", "n_label_conflicts")})
+    metrics.update(input_size=stats["input_size"], n_embedded=stats["n_embedded"],
+                   n_skipped=len(stats["skipped_ids"]))
+    planted = planted_summary(outcomes, eps)
+    metrics.update({k: v for k, v in planted.items() if not k.startswith("recall_")})
+    metrics.update({k: v for k, v in reviewed_precision(queue).items() if k != "n_pairs"})
+    metrics["search"] = stats["search"]
+    if "search_recall" in stats:  # the approximate search's recall at the chosen eps (else at the largest)
+        recall = stats.get("search_recall_by_eps", {}).get(f"{float(eps):g}", stats["search_recall"])
+        if recall is not None:
+            metrics["search_recall"] = recall
+    metrics = _rounded(metrics)
+    if planted:
+        metrics["planted"] = _rounded({k[len("recall_"):]: v for k, v in planted.items() if k.startswith("recall_")})
+    overlap = overlap_matrix(at, manifest)
+    metrics["overlap"] = {a: {b: int(n) for b, n in row.items()} for a, row in overlap.iterrows()}
+    n_planted = len(read_table(plants_truth)) if plants_truth.is_file() else 0
+    metrics["dataset"] = {"n_images": len(manifest), "n_skipped": len(read_table(dataset / SKIPPED)),
+                          "n_truth_copies": 0 if truth is None else len(truth), "n_planted": n_planted}
+    log.info("%s: eps %g (%s): %s", run, eps, reason, {k: v for k, v in metrics.items() if not isinstance(v, dict)})
+    return metrics, sweep, at, queue, reason
+
+
+def write_run(run: str, *, metrics: dict, sweep: pd.DataFrame, at: pd.DataFrame, queue: pd.DataFrame, reason: str,
+              metrics_path: Path, plots_dir: Path, out_dir: Path) -> None:
+    """Write one run's outputs: ``metrics_path`` (JSON), ``plots_dir/{eps,pr,transforms}/<run>.csv``
+    and, in ``out_dir``, the groups at the chosen eps, the review queue and the reason for the eps."""
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_table(sweep, plots_dir / "eps" / f"{run}.csv")
+    write_table(sweep[["recall", "precision", "eps"]].dropna(), plots_dir / "pr" / f"{run}.csv")
+    planted = metrics.get("planted", {})
+    write_table(pd.DataFrame({"transform": list(planted), "recall": list(planted.values())}),
+                plots_dir / "transforms" / f"{run}.csv")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_table(at, out_dir / GROUPS)
+    write_table(queue, out_dir / QUEUE)
+    (out_dir / REASON).write_text(reason + "\n")

@@ -1,0 +1,100 @@
+"""render: figures of duplicate groups (thumbnails with id, label, distance) and the label-conflict table.
+
+The quality report (:mod:`neardup.render.quality`), the HTML report (:mod:`neardup.render.html`) and
+the review figures (:mod:`neardup.render.pairs`) live beside this module.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from neardup.contract import groups_at, label_conflict_groups, write_table
+
+log = logging.getLogger(__name__)
+
+MAX_PER_FIGURE = 8
+CONFLICT_COLUMNS = ["run", "eps", "group", "id", "label", "set", "distance", "figure"]
+
+
+def thumbnail(path: str, size: int) -> np.ndarray:
+    """RGB thumbnail of ``path`` fitting in ``size x size``, shape (h, w, 3) uint8."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        im.thumbnail((size, size), Image.Resampling.BICUBIC)
+        return np.asarray(im)
+
+
+def group_figure(members: pd.DataFrame, out: Path, *, title: str, thumb_size: int = 160) -> None:
+    """Save one PNG showing a group's images side by side, each titled id / label / distance.
+
+    ``members``: rows of one group with columns ``id, path, label, distance``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = members.head(MAX_PER_FIGURE)
+    n = len(shown)
+    fig, axes = plt.subplots(1, n, figsize=(2.4 * n, 2.9), squeeze=False)
+    for ax, (_, row) in zip(axes[0], shown.iterrows()):
+        ax.imshow(thumbnail(row["path"], thumb_size))
+        ax.set_title(f"{row['id']}\nlabel: {row['label'] or '-'}\nd={float(row['distance']):.3f}", fontsize=7)
+        ax.axis("off")
+    more = len(members) - n
+    fig.suptitle(title + (f"  (+{more} more)" if more > 0 else ""), fontsize=9)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80, metadata={"Software": None})
+    plt.close(fig)
+
+
+def render_run(groups: pd.DataFrame, manifest: pd.DataFrame, out_dir: Path, *, run: str, eps: float,
+               max_groups: int, thumb_size: int) -> pd.DataFrame:
+    """Figures for the groups of one run at ``eps``, closest groups first, label conflicts always.
+
+    Returns
+    -------
+    DataFrame of label-conflict members (columns ``CONFLICT_COLUMNS``).
+    """
+    at = groups_at(groups, eps).copy()
+    at["distance"] = at["distance"].astype(float)
+    info = manifest.set_index("id")
+    at["path"] = info.loc[at["id"], "path"].to_numpy()
+    at["set"] = info.loc[at["id"], "set"].to_numpy()
+    conflicts = set(label_conflict_groups(at))
+    spread = at.groupby("group")["distance"].max().sort_values(kind="stable")
+    chosen = list(spread.index[:max_groups]) + sorted(conflicts - set(spread.index[:max_groups]))
+    rows = []
+    for group in tqdm(chosen, desc=f"render {run}", unit="group", leave=False):
+        members = at[at["group"] == group]
+        name = f"{'conflict_' if group in conflicts else ''}group_{group:04d}.png"
+        group_figure(members, out_dir / run / name, thumb_size=thumb_size,
+                     title=f"{run}  eps={eps:g}  group {group}  ({len(members)} images)")
+        if group in conflicts:
+            for _, m in members.iterrows():
+                rows.append((run, eps, group, m["id"], m["label"], m["set"], m["distance"], f"{run}/{name}"))
+    return pd.DataFrame(rows, columns=CONFLICT_COLUMNS)
+
+
+def render_all(groups: dict, manifest: pd.DataFrame, metrics: dict, out_dir: Path, *, runs,
+               max_groups: int, thumb_size: int) -> pd.DataFrame:
+    """Render every run at its chosen eps (``metrics[run]['eps']``) and write ``label_conflicts.csv``.
+
+    ``groups``: run -> that run's ``groups.csv`` table (every eps, or only the chosen one).
+    """
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    tables = [render_run(groups[run], manifest, out_dir, run=run, eps=float(metrics[run]["eps"]),
+                         max_groups=max_groups, thumb_size=thumb_size) for run in runs]
+    conflicts = pd.concat(tables, ignore_index=True)
+    write_table(conflicts, out_dir / "label_conflicts.csv")
+    log.info("rendered %s; %d label-conflict groups", out_dir, conflicts.groupby(["run", "group"]).ngroups)
+    return conflicts

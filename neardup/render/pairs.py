@@ -1,0 +1,62 @@
+"""Pair figures: the two images of a proposed pair side by side, for review."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from neardup.render import thumbnail
+
+log = logging.getLogger(__name__)
+
+
+def figure_name(row) -> str:
+    """Figure path of a queue row relative to the figures folder: ``<run>/pair_<hash of a, b>.png``."""
+    digest = hashlib.sha1(f"{row['a']}\0{row['b']}".encode()).hexdigest()[:16]
+    return f"{str(row['run']).replace('/', '_') or 'run'}/pair_{digest}.png"
+
+
+def pair_figure(row, manifest: pd.DataFrame, out: Path, *, thumb_size: int = 256) -> Path:
+    """Save a PNG of one pair: both images side by side with id, label, set; distance and verdict on top."""
+    from matplotlib.figure import Figure  # no pyplot: leaves the interactive backend alone
+
+    info = manifest.set_index("id")
+    fig = Figure(figsize=(6.4, 3.9), layout="tight")
+    for ax, image_id in zip(fig.subplots(1, 2), (row["a"], row["b"])):
+        m = info.loc[image_id]
+        label = m["label"] if m["label_name"] in ("", m["label"]) else f"{m['label']} ({m['label_name']})"
+        ax.imshow(thumbnail(m["path"], thumb_size))
+        ax.set_title(f"{image_id}\nlabel: {label or '-'}   set: {m['set'] or '-'}\n{m['width']}x{m['height']}",
+                     fontsize=7)
+        ax.axis("off")
+    same = "  byte-identical" if row["sha_a"] == row["sha_b"] else ""
+    verdict = f"  verdict: {row['verdict']}" if row.get("verdict") else ""
+    distance = float(row["distance"])
+    told = f"distance {distance:.4f}" if distance == distance else "joined through other group members"
+    fig.suptitle(f"{row['run']}  {told}{same}{verdict}", fontsize=9)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80, metadata={"Software": None})
+    return out
+
+
+def draw_pair_figures(queue: pd.DataFrame, manifest: pd.DataFrame, out_dir: Path, *, max_figures: int,
+                      thumb_size: int = 256) -> pd.DataFrame:
+    """Draw up to ``max_figures`` pair figures: pending pairs first, each part closest first.
+
+    Returns a copy of ``queue`` whose ``figure`` column holds the PNG path relative to ``out_dir``
+    (``<run>/pair_<hash>.png``) for drawn pairs and ``''`` for the others.
+    """
+    out_dir = Path(out_dir)
+    queue = queue.reset_index(drop=True)
+    queue["figure"] = ""
+    done = queue["verdict"].fillna("").astype(str) != "" if "verdict" in queue.columns else False
+    order = queue.assign(_done=done).sort_values(["_done", "distance", "a", "b"], na_position="last", kind="stable")
+    order = order.index[:max(0, max_figures)]
+    for idx in order:
+        name = figure_name(queue.loc[idx])
+        pair_figure(queue.loc[idx], manifest, out_dir / name, thumb_size=thumb_size)
+        queue.loc[idx, "figure"] = name
+    log.info("%d pair figures in %s", len(order), out_dir)
+    return queue

@@ -1,0 +1,97 @@
+"""``reports/quality.md``: the numbers a user chooses a model, size and eps by, on their own data."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+SUMMARY = [("eps", "chosen eps"), ("precision", "precision"), ("recall", "recall"), ("f1", "F1"),
+           ("pair_precision", "pair precision"), ("pair_recall", "pair recall"), ("pair_f1", "pair F1"), ("ap", "AP"),
+           ("recall_at_p90", "recall @ P>=0.9"), ("planted_recall", "planted recall"),
+           ("planted_with_unrelated", "planted with unrelated"), ("reviewed_precision", "reviewed precision"),
+           ("precision_lower", "precision lower bound"), ("precision_upper", "precision upper bound"),
+           ("n_pending", "pending pairs"), ("n_groups", "groups"), ("n_label_conflicts", "label-conflict groups"),
+           ("input_size", "input size (px)")]
+
+
+def cell(value) -> str:
+    if value is None or value == "" or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table of ``frame`` (index as the first column)."""
+    header = [frame.index.name or ""] + [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for index, row in frame.iterrows():
+        lines.append("| " + " | ".join([str(index)] + [cell(v) for v in row]) + " |")
+    return "\n".join(lines)
+
+
+def pr_curve_figure(plots_dir: Path, runs, out: Path) -> None:
+    """Precision against recall over the eps sweep, one line per run; and planted recall against eps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for run in runs:
+        sweep = pd.read_csv(plots_dir / "eps" / f"{run}.csv")
+        if sweep["precision"].notna().any():
+            left.plot(sweep["recall"], sweep["precision"], marker="o", label=run)
+        if "planted_recall" in sweep and sweep["planted_recall"].notna().any():
+            right.plot(sweep["eps"], sweep["planted_recall"], marker="o", label=run)
+    left.set(xlabel="recall", ylabel="precision", title="ground truth, over the eps sweep", xlim=(0, 1.02),
+             ylim=(0, 1.02))
+    right.set(xlabel="eps (distance)", ylabel="recall of planted copies", title="planted copies",
+              ylim=(0, 1.02))
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80, metadata={"Software": None})
+    plt.close(fig)
+
+
+def write_quality_report(metrics: dict, reasons: dict, plots_dir: Path, out: Path, *, runs, figure: Path) -> str:
+    """Write the quality report (markdown) and its figure; returns the markdown.
+
+    ``metrics``: ``{"dataset": {...}, run: {...}}``; ``reasons``: run -> why its eps was chosen.
+    """
+    pr_curve_figure(plots_dir, runs, figure)
+    summary = pd.DataFrame({run: {label: metrics[run].get(key) for key, label in SUMMARY} for run in runs},
+                           dtype=object)
+    summary.index.name = "metric"
+    transforms = pd.DataFrame({run: metrics[run].get("planted", {}) for run in runs})
+    transforms.index.name = "transform"
+    data = metrics["dataset"]
+    parts = [
+        "# Duplicate-detection quality",
+        f"Dataset: {data['n_images']} images ({data['n_skipped']} files skipped), "
+        f"{data['n_truth_copies']} known duplicates in the ground truth, {data['n_planted']} planted copies.",
+        "Precision / recall / F1 / AP are pairwise, against the dataset's ground truth (when it has one): "
+        "precision / recall / F1 count every pair inside the DBSCAN groups, pair precision / recall / F1 the "
+        "candidate pairs within eps before grouping (the gap between them is what chaining costs). "
+        "Planted recall: share of planted copies grouped with their original; planted with unrelated: share "
+        "landing in a group with any other image. Reviewed precision counts your verdicts "
+        "(`python -m neardup.review`); the bounds count pending and unsure pairs as all wrong / all right.",
+        "## Summary per run", markdown_table(summary),
+        "## Recall per transform (planted copies, at the chosen eps)",
+        markdown_table(transforms) if len(transforms) else "No planted copies (evaluate.plant.n is 0).",
+        f"## Precision-recall over the eps sweep\n\n![precision-recall]({Path(figure).relative_to(out.parent)})",
+        "## The chosen eps and why",
+        "\n".join(f"- **{run}**: eps {metrics[run]['eps']:g}: {reasons[run]}" for run in runs),
+    ]
+    text = "\n\n".join(parts) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return text
