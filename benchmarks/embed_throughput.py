@@ -61,7 +61,8 @@ def main() -> None:
             root = Path(tmp)
             files = make_photos(root, args.n_images)
         manifest = scan_files(files, root=root, set_name="bench").manifest
-        embedder = Embedder(args.model, size=args.size, batch_size=args.batch_size)
+        embedder = Embedder(args.model, size=args.size, weights="imagenet", batch_size=args.batch_size,
+                            pooling="max")
         modes = decode_modes(manifest["format"], manifest["width"].astype(int), manifest["height"].astype(int),
                              size=args.size, crop_fraction=embedder.crop_fraction)
         paths = manifest["path"].to_numpy()

@@ -1,8 +1,8 @@
 """Adding images to a large dataset: the vector cache against embedding everything from scratch.
 
 Writes ``--n`` small JPEGs (CIFAR-sized 32x32 by default, so 100,000 embed in minutes on a CPU),
-embeds them from scratch with an empty cache (model + the ``embed.hash`` hash, as the embed stage
-does), then adds ``--add`` new images and runs again with the cache the first run left: only the
+embeds them from scratch with an empty cache (the model and the dHash, as the embed and hash stages
+do), then adds ``--add`` new images and runs again with the cache the first run left: only the
 new ones should be decoded. Every step is timed in this one run, and the vectors of the old images
 are checked to be the same as the first run's. Not a test::
 
@@ -47,12 +47,13 @@ def write_images(folder: Path, first: int, n: int, *, side: int, seed: int = 0) 
 def embed(manifest: pd.DataFrame, cache_root: Path, *, model: str, batch_size: int):
     """What the embed stage does for one model: CNN vectors and dHash, both through the cache."""
     start = time.perf_counter()
-    embedder = Embedder(model, size="auto", batch_size=batch_size, pooling="max", manifest=manifest)
+    embedder = Embedder(model, size="auto", weights="imagenet", batch_size=batch_size, pooling="max",
+                        manifest=manifest)
     cache = VectorCache(cache_root, f"{model}_{embedder.size}")
     loaded = time.perf_counter()
     n_todo = int(sum(sha not in cache for sha in manifest["sha256"]))
     emb = embedder.embed_manifest(manifest, cache=cache)
-    hashes = hash_manifest(manifest, method="dhash", cache=VectorCache(cache_root, "dhash"))
+    hashes = hash_manifest(manifest, method="dhash", hash_size=8, cache=VectorCache(cache_root, "dhash"))
     return emb, hashes, n_todo, loaded - start, time.perf_counter() - start
 
 

@@ -19,42 +19,43 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from neardup.cluster import cluster_run
-from neardup.embed import Embedder, Embeddings
-from neardup.hash import hash_manifest
-from neardup.plant import plant_copies
-from neardup.cluster.scoring import descriptors
-from neardup.transforms import EASY_TRANSFORMS, HARD_TRANSFORMS
-from neardup.fetch.folder import scan_folder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-#: name -> (model, size, pooling, grayscale, whiten, hash, hash_weight, normalize_k, mutual_k, metric)
+from neardup.cluster import cluster_run  # noqa: E402
+from neardup.cluster.scoring import descriptors  # noqa: E402
+from neardup.contract import Embeddings  # noqa: E402
+from neardup.embed import Embedder  # noqa: E402
+from neardup.fetch.folder import scan_folder  # noqa: E402
+from neardup.hash import hash_manifest, is_hash_method  # noqa: E402
+from neardup.plant import plant_copies  # noqa: E402
+from neardup.transforms import EASY_TRANSFORMS, HARD_TRANSFORMS  # noqa: E402
+
+#: name -> (model, size, pooling, whiten, hash, hash_weight, normalize_k, metric)
 CONFIGS = {
-    "phash": ("phash", 0, "", False, 0.0, "", 0.0, 0, 0, "cosine"),
-    "dhash": ("dhash", 0, "", False, 0.0, "", 0.0, 0, 0, "cosine"),
-    "seed: lite0@224 avg euclidean": ("efficientnet-lite0", 224, "avg", False, 0.0, "", 0.0, 0, 0, "euclidean"),
-    "lite0@224 avg cosine": ("efficientnet-lite0", 224, "avg", False, 0.0, "", 0.0, 0, 0, "cosine"),
-    "lite0@224 max grey (0.2 default)": ("efficientnet-lite0", 224, "max", True, 0.0, "", 0.0, 0, 0, "cosine"),
-    "lite0@224 max": ("efficientnet-lite0", 224, "max", False, 0.0, "", 0.0, 0, 0, "cosine"),
-    "lite0@224 max +whiten": ("efficientnet-lite0", 224, "max", False, 1.0, "", 0.0, 0, 0, "cosine"),
-    "lite0@224 max +dhash": ("efficientnet-lite0", 224, "max", False, 0.0, "dhash", 0.2, 0, 0, "cosine"),
-    "lite0@224 max +whiten +dhash": ("efficientnet-lite0", 224, "max", False, 1.0, "dhash", 0.2, 0, 0, "cosine"),
-    "lite0@224 max +whiten +dhash +nn10": ("efficientnet-lite0", 224, "max", False, 1.0, "dhash", 0.2, 10, 0, "cosine"),
-    "lite0@auto max": ("efficientnet-lite0", "auto", "max", False, 0.0, "", 0.0, 0, 0, "cosine"),
-    "lite0@auto max +whiten": ("efficientnet-lite0", "auto", "max", False, 1.0, "", 0.0, 0, 0, "cosine"),
-    "lite0@auto max +dhash": ("efficientnet-lite0", "auto", "max", False, 0.0, "dhash", 0.2, 0, 0, "cosine"),
-    "lite0@auto max +whiten +dhash": ("efficientnet-lite0", "auto", "max", False, 1.0, "dhash", 0.2, 0, 0, "cosine"),
-    "lite0@auto max +whiten +phash": ("efficientnet-lite0", "auto", "max", False, 1.0, "phash", 0.2, 0, 0, "cosine"),
-    "lite0@auto max +whiten +dhash +nn10": ("efficientnet-lite0", "auto", "max", False, 1.0, "dhash", 0.2, 10, 0, "cosine"),
-    "lite0@auto max +whiten +dhash +mutual2": ("efficientnet-lite0", "auto", "max", False, 1.0, "dhash", 0.2, 0, 2, "cosine"),
-    "lite0@auto max +nn10": ("efficientnet-lite0", "auto", "max", False, 0.0, "", 0.0, 10, 0, "cosine"),
-    "lite0@auto gem +whiten +dhash": ("efficientnet-lite0", "auto", "gem", False, 1.0, "dhash", 0.2, 0, 0, "cosine"),
-    "lite2@auto max +whiten +dhash": ("efficientnet-lite2", "auto", "max", False, 1.0, "dhash", 0.2, 0, 0, "cosine"),
+    "phash": ("phash", 0, "", 0.0, "", 0.0, 0, "cosine"),
+    "dhash": ("dhash", 0, "", 0.0, "", 0.0, 0, "cosine"),
+    "seed: lite0@224 avg euclidean": ("efficientnet-lite0", 224, "avg", 0.0, "", 0.0, 0, "euclidean"),
+    "lite0@224 avg cosine": ("efficientnet-lite0", 224, "avg", 0.0, "", 0.0, 0, "cosine"),
+    "lite0@224 max": ("efficientnet-lite0", 224, "max", 0.0, "", 0.0, 0, "cosine"),
+    "lite0@224 max +whiten": ("efficientnet-lite0", 224, "max", 1.0, "", 0.0, 0, "cosine"),
+    "lite0@224 max +dhash": ("efficientnet-lite0", 224, "max", 0.0, "dhash", 0.2, 0, "cosine"),
+    "lite0@224 max +whiten +dhash": ("efficientnet-lite0", 224, "max", 1.0, "dhash", 0.2, 0, "cosine"),
+    "lite0@224 max +whiten +dhash +nn10": ("efficientnet-lite0", 224, "max", 1.0, "dhash", 0.2, 10, "cosine"),
+    "lite0@auto max": ("efficientnet-lite0", "auto", "max", 0.0, "", 0.0, 0, "cosine"),
+    "lite0@auto max +whiten": ("efficientnet-lite0", "auto", "max", 1.0, "", 0.0, 0, "cosine"),
+    "lite0@auto max +dhash": ("efficientnet-lite0", "auto", "max", 0.0, "dhash", 0.2, 0, "cosine"),
+    "lite0@auto max +whiten +dhash": ("efficientnet-lite0", "auto", "max", 1.0, "dhash", 0.2, 0, "cosine"),
+    "lite0@auto max +whiten +phash": ("efficientnet-lite0", "auto", "max", 1.0, "phash", 0.2, 0, "cosine"),
+    "lite0@auto max +whiten +dhash +nn10": ("efficientnet-lite0", "auto", "max", 1.0, "dhash", 0.2, 10, "cosine"),
+    "lite0@auto max +nn10": ("efficientnet-lite0", "auto", "max", 0.0, "", 0.0, 10, "cosine"),
+    "lite2@auto max +whiten +dhash": ("efficientnet-lite2", "auto", "max", 1.0, "dhash", 0.2, 0, "cosine"),
 }
 #: eps swept for the group F1: plain cosine distances of duplicates stay below 0.5, whitened ones run to ~0.9
 EPS = np.round(np.arange(0.02, 0.52, 0.02), 3)
@@ -124,16 +125,16 @@ def best_group_f1(groups: pd.DataFrame, true: set, judged) -> tuple[float, float
     return best
 
 
-def embed_cached(manifest, cache: Path, model: str, size, pooling: str, grayscale: bool) -> tuple[Embeddings, float]:
+def embed_cached(manifest, cache: Path, model: str, size, pooling: str) -> tuple[Embeddings, float]:
     """Embeddings (or hashes) of ``manifest`` and the seconds they took, computed once per cache dir."""
-    path = cache / f"{model}_{size}_{pooling}_{'grey' if grayscale else 'colour'}.npz"
+    path = cache / f"{model}_{size}_{pooling}.npz"
     timing = path.with_suffix(".seconds")
     if not path.is_file():
         start = time.perf_counter()
-        if model in ("phash", "dhash"):
-            emb = hash_manifest(manifest, method=model)
+        if is_hash_method(model):
+            emb = hash_manifest(manifest, method=model, hash_size=8)
         else:
-            emb = Embedder(model, size=size, pooling=pooling, grayscale=grayscale,
+            emb = Embedder(model, size=size, weights="imagenet", batch_size=32, pooling=pooling,
                            manifest=manifest).embed_manifest(manifest)
         emb.save(path)
         timing.write_text(f"{time.perf_counter() - start:.3f}")
@@ -177,20 +178,20 @@ def main() -> None:
     print("| method | AP | best pair F1 | R@P0.9 | best group F1 (eps) | seconds |" + (" recall by transform |" if kinds else "")
           + "\n|---|---|---|---|---|---|" + ("---|" if kinds else ""))
     for name in args.configs:
-        model, size, pooling, grey, whiten, hash_name, weight, normalize_k, mutual_k, metric = CONFIGS[name]
-        emb, seconds = embed_cached(manifest, cache, model, size, pooling, grey)
+        model, size, pooling, whiten, hash_name, weight, normalize_k, metric = CONFIGS[name]
+        emb, seconds = embed_cached(manifest, cache, model, size, pooling)
         start = time.perf_counter()
         hashes = None
         if hash_name:
-            h, hash_seconds = embed_cached(manifest, cache, hash_name, 0, "", False)
+            h, hash_seconds = embed_cached(manifest, cache, hash_name, 0, "")
             hashes, seconds = h.rows_for(emb.ids), seconds + hash_seconds
         vectors = descriptors(emb.vectors, whiten=whiten, hashes=hashes, hash_weight=weight)
         eps = (EPS_WHITENED if whiten else EPS) if metric == "cosine" else np.round(EPS * 40, 2)
         stats = {}
         groups, pairs, _ = cluster_run(vectors, emb.ids, [""] * len(emb.ids), eps_values=eps, metric=metric,
-                                       normalize_k=normalize_k, mutual_k=mutual_k,
+                                       normalize_k=normalize_k,
                                        search=args.search if metric == "cosine" else "exact", nprobe=args.nprobe,
-                                       stats=stats)
+                                       block=1024, stats=stats)
         seconds += time.perf_counter() - start
         scores = curve(pairs, true, judged, kinds)
         group_f1, group_eps = best_group_f1(groups, true, judged)

@@ -101,7 +101,7 @@ class InspectionCache:
     Parameters
     ----------
     root : Path
-        Cache root (``embed.cache``).
+        Cache root (``cache.dir``).
     key : str
         Folder name; bump it when the inspection changes.
     flush_every : int

@@ -4,8 +4,7 @@ A ``k``-bit hash is turned into a ``k``-dimensional float32 vector of ``-1`` / `
 coordinate per bit). Every such vector has norm ``sqrt(k)`` and two of them differing in ``h``
 bits have dot product ``k - 2h``, so their cosine distance is exactly ``2 * h / k``. The cosine
 DBSCAN of the cluster stage and the evaluation therefore work on hashes unchanged: the usual
-"Hamming distance <= 10 of 64 bits" rule is cosine distance ``<= 0.3125``
-(:func:`hamming_to_cosine`).
+"Hamming distance <= 10 of 64 bits" rule is cosine distance ``<= 0.3125``.
 
 The hashes are computed by :mod:`imagehash` on the decoded image converted to RGB (imagehash
 converts to greyscale itself), so the bits are exactly imagehash's own.

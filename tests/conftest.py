@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))  # tools/browser.py: `import browser`
 sys.path.insert(0, str(REPO / "tools"))  # browser.py: headless-Chromium helpers
 
 

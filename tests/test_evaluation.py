@@ -1,7 +1,9 @@
+import numpy as np
 import pandas as pd
 import pytest
 
-from neardup.contract import groups_at, label_conflict_groups
+from neardup.contract import (GROUP_COLUMNS, PAIR_COLUMNS, groups_at, label_conflict_groups, read_groups, read_pairs,
+                              run_key, run_keys, write_table)
 from neardup.evaluate.metrics import choose_eps, score_groups, sweep_scores, truth_pairs
 from neardup.evaluate.queue import group_pairs_table
 
@@ -93,3 +95,27 @@ def test_pair_sweep_scores_candidate_pairs_before_grouping():
     assert sweep["pair_recall"].tolist() == pytest.approx([0.0, 0.5, 0.5, 1.0])
     assert sweep["pair_f1"].iloc[-1] == pytest.approx(0.8)
     assert pair_sweep(pairs, [0.3], None)["pair_f1"].isna().all()
+
+
+def test_run_keys_primary_first_then_hash_baselines():
+    assert run_key("efficientnet-lite0", "auto") == "efficientnet-lite0_auto" and run_key("phash") == "phash"
+    assert run_keys(["efficientnet-lite0", "efficientnet-lite2"], ["auto", 96], ["phash", "dhash"]) == [
+        "efficientnet-lite0_auto", "efficientnet-lite0_96", "efficientnet-lite2_auto", "efficientnet-lite2_96",
+        "phash", "dhash"]
+
+
+def test_groups_and_pairs_survive_their_csv(tmp_path):
+    groups = pd.DataFrame({"eps": [0.1, 0.1, 0.3125, 0.3125, 0.3125], "group": [0, 0, 0, 0, 0],
+                           "id": ["a", "b", "a", "b", "c"], "label": ["cat", "", "cat", "", "dog"],
+                           "distance": [0.01234567891, 0.01234567891, 0.0123456789, 0.0123456789, np.nan]},
+                          columns=GROUP_COLUMNS)
+    write_table(groups, tmp_path / "groups.csv")
+    back = read_groups(tmp_path / "groups.csv")
+    assert back["eps"].dtype == float and back["group"].dtype == int and back["label"].tolist()[:2] == ["cat", ""]
+    assert np.isnan(back["distance"].iloc[-1])  # joined through other members: no distance of its own
+    assert back["distance"].iloc[0] == 0.0123457  # floats written to 6 significant digits: same params, same bytes
+    assert set(groups_at(back, 0.3125)["id"]) == {"a", "b", "c"}
+    assert label_conflict_groups(groups_at(back, 0.3125)) == [0] and label_conflict_groups(groups_at(back, 0.1)) == []
+    pairs = pd.DataFrame({"a": ["a", "a"], "b": ["b", "c"], "distance": [0.01, 0.3]}, columns=PAIR_COLUMNS)
+    write_table(pairs, tmp_path / "pairs.csv")
+    pd.testing.assert_frame_equal(read_pairs(tmp_path / "pairs.csv"), pairs)

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
+from conftest import REPO
 from neardup.contract import (
     MANIFEST_COLUMNS,
     SKIPPED_COLUMNS,
@@ -59,7 +61,7 @@ def test_write_and_read_fetch_result(tmp_path):
     truth = pd.DataFrame([["copy.jpg", "a.jpg", "jpeg"]], columns=TRUTH_COLUMNS)
     write_fetch_result(FetchResult(manifest, skipped, truth), tmp_path / "out")
     pd.testing.assert_frame_equal(read_truth(tmp_path / "out"), truth)
-    with pytest.raises(ValueError, match="manifest must have columns"):
+    with pytest.raises(ValueError, match=r"manifest\.csv must have columns"):
         write_fetch_result(FetchResult(manifest[["id"]], skipped), tmp_path / "bad")
 
 
@@ -297,12 +299,14 @@ def test_fetch_sets_prefix_ids_and_name_sets(tmp_path):
             arr = (np.random.default_rng(k + 10 * n).random((40, 50, 3)) * 255).astype(np.uint8)
             Image.fromarray(arr).save(folder / f"{k}.jpg")
     (tmp_path / "raw" / "c2020" / "labels.csv").write_text("image_id,label\n0.jpg,a\n1.jpg,b\n2.jpg,a\n")
-    text = f"""fetch:
-  input: {tmp_path / 'raw'}
-  sets:
+    sets = f"""
   - {{name: train2020, source: folder, input: {tmp_path / 'raw' / 'c2020'}, folder: {{images: img, labels_csv: labels.csv}}}}
   - {{name: train2019, source: folder, input: {tmp_path / 'raw' / 'c2019'}, folder: {{images: img}}}}
 """
+    params = yaml.safe_load((REPO / "params.yaml").read_text())  # every other key as in the repository
+    params["fetch"].update(input=str(tmp_path / "raw"), sets=[])
+    text = yaml.safe_dump(params).replace("  sets: []\n", "  sets:" + sets)
+    assert text.count("name: train20") == 2
     (tmp_path / "params.yaml").write_text(text)
     res = fetch_dataset(load_params("fetch", tmp_path / "params.yaml"), tmp_path / "out")
     assert res.manifest["id"].tolist() == ["train2019/0.jpg", "train2019/1.jpg", "train2020/0.jpg",

@@ -1,4 +1,5 @@
 """The content-hash vector cache: only new images are embedded, a killed run resumes."""
+import json
 import os
 import signal
 import subprocess
@@ -11,9 +12,9 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, save
+from neardup.cache import CACHE_VERSION, VectorCache, descriptor_key, vector_cache
 from neardup.embed import Embedder
 from neardup.images import scan_files
-from neardup.cache import VectorCache, descriptor_key
 
 
 def folder_of(tmp_path, n, seed=0):
@@ -32,9 +33,22 @@ def test_cache_round_trip_and_partial_files_are_ignored(tmp_path):
     assert descriptor_key(model="m", size=96) == descriptor_key(size=96, model="m") != descriptor_key(model="m")
 
 
+def test_vector_cache_is_one_folder_per_setting_and_off_without_a_root(tmp_path):
+    assert vector_cache("", model="m", size=96) is None  # cache.dir: '' turns it off
+    settings = {"model": "efficientnet-lite0", "size": 96, "pooling": "max", "weights": "imagenet"}
+    cache = vector_cache(str(tmp_path), **settings)
+    assert cache.folder == tmp_path / descriptor_key(**settings, version=CACHE_VERSION)
+    assert vector_cache(str(tmp_path), **{**settings, "pooling": "avg"}).folder != cache.folder
+    cache.add(["s1"], np.ones((1, 4)))
+    written = json.loads((cache.folder / "settings.json").read_text())
+    assert written == {**settings, "version": CACHE_VERSION}  # for people reading the cache
+    again = vector_cache(str(tmp_path), **settings)
+    assert len(again) == 1 and np.array_equal(again.get("s1"), np.ones(4, np.float32))
+
+
 @pytest.fixture(scope="module")
 def embedder():
-    return Embedder("efficientnet-lite0", size=64, batch_size=4)
+    return Embedder("efficientnet-lite0", size=64, weights="imagenet", batch_size=4, pooling="avg")
 
 
 def test_only_new_images_are_embedded(embedder, tmp_path):
@@ -60,7 +74,7 @@ SCRIPT = textwrap.dedent("""
     from neardup.contract import read_table
     from neardup.cache import VectorCache
     manifest = read_table({manifest!r})
-    Embedder("efficientnet-lite0", size=64, batch_size=4).embed_manifest(
+    Embedder("efficientnet-lite0", size=64, weights="imagenet", batch_size=4, pooling="avg").embed_manifest(
         manifest, cache=VectorCache(Path({cache!r}), "k"), chunk_size=4)
 """)
 
@@ -92,19 +106,19 @@ def test_hashes_are_cached_by_content_too(tmp_path):
     from neardup.hash import hash_manifest
 
     manifest = folder_of(tmp_path, 6)
-    plain = hash_manifest(manifest, method="dhash")
+    plain = hash_manifest(manifest, method="dhash", hash_size=8)
     cache = VectorCache(tmp_path / "cache", "h")
-    first = hash_manifest(manifest, method="dhash", cache=cache, chunk_size=4)
+    first = hash_manifest(manifest, method="dhash", hash_size=8, cache=cache, chunk_size=4)
     assert len(cache) == 6 and np.array_equal(first.vectors, plain.vectors)
     # the cached images are not decoded again: even a file emptied since hashes from the cache
     (tmp_path / "img" / "0_000.jpg").write_bytes(b"")
-    again = hash_manifest(manifest, method="dhash", cache=VectorCache(tmp_path / "cache", "h"))
+    again = hash_manifest(manifest, method="dhash", hash_size=8, cache=VectorCache(tmp_path / "cache", "h"))
     assert np.isnan(again.images_per_second) and np.array_equal(again.vectors, first.vectors)
     # a new image is hashed, a broken new one is skipped with its reason, nothing is lost
     bigger = pd.concat([manifest, folder_of(tmp_path, 2, seed=1)]).reset_index(drop=True)
     (tmp_path / "img" / "1_001.jpg").write_bytes(b"not a jpeg")
     bigger.loc[bigger["id"].str.endswith("1_001.jpg"), "sha256"] = "changed"
-    grown = hash_manifest(bigger, method="dhash", cache=VectorCache(tmp_path / "cache", "h"))
+    grown = hash_manifest(bigger, method="dhash", hash_size=8, cache=VectorCache(tmp_path / "cache", "h"))
     assert len(grown.ids) == 7 and grown.skipped["id"].tolist() == [bigger["id"].iloc[-1]]
     assert "could not be hashed" in grown.skipped["reason"].iloc[0] and len(VectorCache(tmp_path / "cache", "h")) == 7
 

@@ -86,7 +86,7 @@ def write_quality_report(metrics: dict, reasons: dict, plots_dir: Path, out: Pat
         "(`python -m neardup.review`); the bounds count pending and unsure pairs as all wrong / all right.",
         "## Summary per run", markdown_table(summary),
         "## Recall per transform (planted copies, at the chosen eps)",
-        markdown_table(transforms) if len(transforms) else "No planted copies (evaluate.plant.n is 0).",
+        markdown_table(transforms) if len(transforms) else "No planted copies (plant.n is 0).",
         f"## Precision-recall over the eps sweep\n\n![precision-recall]({Path(figure).relative_to(out.parent)})",
         "## The chosen eps and why",
         "\n".join(f"- **{run}**: eps {metrics[run]['eps']:g}: {reasons[run]}" for run in runs),
