@@ -40,7 +40,8 @@ GROUP_COLUMNS = ["eps", "group", "id", "label", "distance"]
 PAIR_COLUMNS = ["a", "b", "distance"]
 OUTCOME_COLUMNS = ["eps", "id", "original", "transform", "found", "with_unrelated"]
 
-#: Decimal places of every float written to a table or metrics file (same params = same bytes).
+#: Precision of every float written out, so a rerun gives the same bytes: significant digits in CSV
+#: tables (:func:`write_table`), decimal places in the metrics JSON (:mod:`neardup.evaluate`).
 DIGITS = 6
 
 
@@ -106,7 +107,7 @@ def write_fetch_result(result: FetchResult, out_dir: Path) -> None:
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:
-    """Write a CSV of the contract with floats rounded to :data:`DIGITS` places."""
+    """Write a CSV of the contract with floats to :data:`DIGITS` significant digits."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False, float_format=f"%.{DIGITS}g")

@@ -34,13 +34,17 @@ def _check(cond: bool, message: str) -> None:
         raise ParamsError(message)
 
 
+def _did_you_mean(value, valid, prefix: str = "") -> str:
+    """`` (did you mean '<prefix><closest>'?)`` for the closest of ``valid``, or '' when none is close."""
+    close = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1)
+    return f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+
+
 def check_choice(value, valid, where: str) -> None:
     """Raise :class:`ParamsError` naming ``where`` unless ``value`` is one of ``valid`` (with a "did you mean")."""
-    if value in valid:
-        return
-    close = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise ParamsError(f"{where}: unknown value {value!r}{hint}; valid: {', '.join(map(str, valid))}")
+    if value not in valid:
+        raise ParamsError(f"{where}: unknown value {value!r}{_did_you_mean(value, valid)}; "
+                          f"valid: {', '.join(map(str, valid))}")
 
 
 def _convert(value, kind, where: str, base=None):
@@ -65,9 +69,8 @@ def _build(cls, raw: Any, where: str, base=None):
     names = [f.name for f in dataclasses.fields(cls)]
     for key in raw:
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean '{where}.{close[0]}'?)" if close else ""
-            raise ParamsError(f"unknown parameter '{where}.{key}'{hint}; valid keys: {', '.join(names)}")
+            raise ParamsError(f"unknown parameter '{where}.{key}'{_did_you_mean(key, names, f'{where}.')}; "
+                              f"valid keys: {', '.join(names)}")
     values = {}
     for name in names:
         if name in raw:

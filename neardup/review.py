@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from neardup.contract import QUEUE, UserError, read_queue
+from neardup.contract import QUEUE, UserError, read_queue, read_table
 from neardup.evaluate.queue import (REVIEW_COLUMNS, build_queue, load_reviews, pair_key,
                                     reviewed_precision, save_reviews)
 from neardup.render.pairs import figure_name, pair_figure
@@ -95,20 +95,22 @@ def _window_show():
     return show
 
 
-def _defaults(root: Path) -> dict:
-    """Paths and the primary run of the DVC project at ``root`` (``dvc.yaml`` vars, ``params.yaml``)."""
+def _defaults(root: Path, run: str | None) -> dict:
+    """Paths of the DVC project at ``root`` (``dvc.yaml`` vars) for ``run`` (default: the primary run,
+    from ``params.yaml``)."""
     import yaml
 
-    from neardup.contract import MANIFEST, run_key
+    from neardup.contract import MANIFEST, run_keys
     from neardup.params import load_params
 
     paths = {}
     for entry in yaml.safe_load((root / "dvc.yaml").read_text()).get("vars", []):
         if isinstance(entry, dict):
             paths.update(entry.get("paths", {}))
-    embed = load_params("embed", root / "params.yaml")
-    run = run_key(embed.models[0], embed.sizes[0])
-    return {"run": run, "queue": str(root / paths["evaluation"] / run / QUEUE),
+    if run is None:
+        embed = load_params("embed", root / "params.yaml")
+        run = run_keys(embed.models, embed.sizes)[0]
+    return {"queue": str(root / paths["evaluation"] / run / QUEUE),
             "manifest": str(root / paths["dataset"] / MANIFEST), "reviews": str(root / paths["reviews"]),
             "figures": str(root / paths["review_figures"])}
 
@@ -126,20 +128,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        defaults = _defaults(Path.cwd())
+        defaults = _defaults(Path.cwd(), args.run)
     except (OSError, KeyError, UserError) as exc:
         defaults = {}
         if not (args.queue and args.manifest and args.reviews and args.figures):
             parser.error(f"run from the DVC project's root or give every path ({exc})")
-    if args.run and not args.queue:
-        args.queue = str(Path(defaults["queue"]).parent.parent / args.run / QUEUE)
     for key in ("queue", "manifest", "reviews", "figures"):
         setattr(args, key, getattr(args, key) or defaults[key])
     if not Path(args.queue).is_file():
         parser.error(f"{args.queue}: no review queue; run `dvc repro` first")
     queue = read_queue(args.queue)
-    queue["distance"] = pd.to_numeric(queue["distance"].replace("", "nan"))
-    manifest = pd.read_csv(args.manifest, dtype=str, keep_default_na=False)
+    manifest = read_table(args.manifest)
     show = _window_show() if args.open else None
     if args.open and show is None:
         print("no display: printing figure paths instead")

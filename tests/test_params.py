@@ -39,6 +39,14 @@ def load(tmp_path, group: str, changes: dict):
     return load_params(group, write(tmp_path, changes))
 
 
+def assert_rejected(tmp_path, cases):
+    """Each ``(changes, message)``: loading the changed group raises a ParamsError matching ``message``."""
+    for changes, message in cases:
+        group = next(iter(changes))
+        with pytest.raises(ParamsError, match=message):
+            load(tmp_path, group, changes)
+
+
 def test_repository_params_are_valid_for_every_group():
     assert set(params_module.GROUPS) == {"fetch", "plant", "embed", "hash", "cluster", "evaluate", "act", "render",
                                          "cache"} == set(REPO_PARAMS)
@@ -56,23 +64,27 @@ def test_repository_params_are_valid_for_every_group():
 
 
 def test_missing_key_is_named(tmp_path):
-    with pytest.raises(ParamsError, match=r"^missing parameter 'embed.batch_size': add it to params.yaml$"):
-        load(tmp_path, "embed", {"embed": {"batch_size": DROP}})
-    with pytest.raises(ParamsError, match=r"missing parameter 'fetch.demo.seed'"):
-        load(tmp_path, "fetch", {"fetch": {"demo": {"seed": DROP}}})
-    with pytest.raises(ParamsError, match=r"missing params group 'hash'"):
-        load(tmp_path, "hash", {"hash": DROP})
+    assert_rejected(tmp_path, [
+        ({"embed": {"batch_size": DROP}},
+         r"^missing parameter 'embed.batch_size': add it to params.yaml$"),
+        ({"fetch": {"demo": {"seed": DROP}}},
+         r"missing parameter 'fetch.demo.seed'"),
+        ({"hash": DROP},
+         r"missing params group 'hash'"),
+    ])
     with pytest.raises(ParamsError, match="params file not found"):
         load_params("cluster", tmp_path / "nope.yaml")
 
 
 def test_typo_names_the_key_and_suggests(tmp_path):
-    with pytest.raises(ParamsError, match=r"unknown parameter 'cluster.metirc' \(did you mean 'cluster.metric'\?\)"):
-        load(tmp_path, "cluster", {"cluster": {"metirc": "cosine"}})
-    with pytest.raises(ParamsError, match=r"unknown parameter 'fetch.demo.n_dupes'.*did you mean 'fetch.demo.n_duplicates'"):
-        load(tmp_path, "fetch", {"fetch": {"demo": {"n_dupes": 3}}})
-    with pytest.raises(ParamsError, match=r"unknown parameter 'plant.tranforms' \(did you mean 'plant.transforms'\?\)"):
-        load(tmp_path, "plant", {"plant": {"tranforms": ["jpeg"]}})
+    assert_rejected(tmp_path, [
+        ({"cluster": {"metirc": "cosine"}},
+         r"unknown parameter 'cluster.metirc' \(did you mean 'cluster.metric'\?\)"),
+        ({"fetch": {"demo": {"n_dupes": 3}}},
+         r"unknown parameter 'fetch.demo.n_dupes'.*did you mean 'fetch.demo.n_duplicates'"),
+        ({"plant": {"tranforms": ["jpeg"]}},
+         r"unknown parameter 'plant.tranforms' \(did you mean 'plant.transforms'\?\)"),
+    ])
     # knobs that no longer exist are rejected, not silently ignored
     for group, key in (("cluster", "min_samples"), ("cluster", "mutual_k"), ("embed", "grayscale"),
                        ("embed", "hash"), ("hash", "hash_size")):
@@ -83,20 +95,22 @@ def test_typo_names_the_key_and_suggests(tmp_path):
 
 
 def test_wrong_types_are_named(tmp_path):
-    with pytest.raises(ParamsError, match=r"^embed.batch_size must be an integer, got '32'$"):
-        load(tmp_path, "embed", {"embed": {"batch_size": "32"}})
-    with pytest.raises(ParamsError, match=r"embed.batch_size must be an integer, got True"):
-        load(tmp_path, "embed", {"embed": {"batch_size": True}})
-    with pytest.raises(ParamsError, match=r"act.n_splits must be an integer, got 2.5"):
-        load(tmp_path, "act", {"act": {"n_splits": 2.5}})
-    with pytest.raises(ParamsError, match=r"cluster.eps must be a non-empty list of positive numbers, got \['abc'\]"):
-        load(tmp_path, "cluster", {"cluster": {"eps": ["abc"]}})
-    with pytest.raises(ParamsError, match=r"cluster.whiten must be a number, got 'high'"):
-        load(tmp_path, "cluster", {"cluster": {"whiten": "high"}})
-    with pytest.raises(ParamsError, match=r"cache.dir must be a string, got 3"):
-        load(tmp_path, "cache", {"cache": {"dir": 3}})
-    with pytest.raises(ParamsError, match=r"fetch.demo: expected a mapping of parameters"):
-        load(tmp_path, "fetch", {"fetch": {"demo": 5}})
+    assert_rejected(tmp_path, [
+        ({"embed": {"batch_size": "32"}},
+         r"^embed.batch_size must be an integer, got '32'$"),
+        ({"embed": {"batch_size": True}},
+         r"embed.batch_size must be an integer, got True"),
+        ({"act": {"n_splits": 2.5}},
+         r"act.n_splits must be an integer, got 2.5"),
+        ({"cluster": {"eps": ["abc"]}},
+         r"cluster.eps must be a non-empty list of positive numbers, got \['abc'\]"),
+        ({"cluster": {"whiten": "high"}},
+         r"cluster.whiten must be a number, got 'high'"),
+        ({"cache": {"dir": 3}},
+         r"cache.dir must be a string, got 3"),
+        ({"fetch": {"demo": 5}},
+         r"fetch.demo: expected a mapping of parameters"),
+    ])
     # a single value where a list is expected is a list of one; an integer where a number is expected is a float
     assert load(tmp_path, "hash", {"hash": {"methods": "phash"}}).methods == ("phash",)
     whiten = load(tmp_path, "cluster", {"cluster": {"whiten": 2}}).whiten
@@ -104,33 +118,32 @@ def test_wrong_types_are_named(tmp_path):
 
 
 def test_bad_values(tmp_path):
-    with pytest.raises(ParamsError, match="cluster.metric: unknown value 'manhattan'.*valid: cosine, euclidean"):
-        load(tmp_path, "cluster", {"cluster": {"metric": "manhattan"}})
-    with pytest.raises(ParamsError, match="cluster.eps"):
-        load(tmp_path, "cluster", {"cluster": {"eps": [0.1, -1]}})
-    with pytest.raises(ParamsError, match=r"cluster.eps: cosine distances lie in \[0, 2\]"):
-        load(tmp_path, "cluster", {"cluster": {"eps": [0.1, 2.5]}})
-    with pytest.raises(ParamsError, match=r"fetch.source: unknown value 's3'"):
-        load(tmp_path, "fetch", {"fetch": {"source": "s3"}})
-    with pytest.raises(ParamsError, match=r"embed.pooling: unknown value 'gem'"):
-        load(tmp_path, "embed", {"embed": {"pooling": "gem"}})
-    with pytest.raises(ParamsError, match=r"plant.n must be an integer >= 0"):
-        load(tmp_path, "plant", {"plant": {"n": -3}})
-    with pytest.raises(ParamsError, match=r"plant.transforms must list at least one transform"):
-        load(tmp_path, "plant", {"plant": {"transforms": []}})
-    for changes, key in [({"embed": {"sizes": ["big"]}}, "embed.sizes"),
-                         ({"embed": {"sizes": [16]}}, "embed.sizes"),
-                         ({"hash": {"size": 1}}, "hash.size"),
-                         ({"cluster": {"hash_weight": 1.0}}, "cluster.hash_weight"),
-                         ({"cluster": {"whiten": -1}}, "cluster.whiten"),
-                         ({"cluster": {"search": "fast"}}, "cluster.search"),
-                         ({"cluster": {"metric": "euclidean", "eps": [3.0]}}, "need metric 'cosine'"),
-                         ({"evaluate": {"min_precision": 1.5}}, "evaluate.min_precision"),
-                         ({"act": {"n_splits": 1}}, "act.n_splits"),
-                         ({"render": {"thumb_size": 8}}, "render.thumb_size")]:
-        group = next(iter(changes))
-        with pytest.raises(ParamsError, match=key):
-            load(tmp_path, group, changes)
+    assert_rejected(tmp_path, [
+        ({"cluster": {"metric": "manhattan"}},
+         "cluster.metric: unknown value 'manhattan'.*valid: cosine, euclidean"),
+        ({"cluster": {"eps": [0.1, -1]}},
+         "cluster.eps"),
+        ({"cluster": {"eps": [0.1, 2.5]}},
+         r"cluster.eps: cosine distances lie in \[0, 2\]"),
+        ({"fetch": {"source": "s3"}},
+         r"fetch.source: unknown value 's3'"),
+        ({"embed": {"pooling": "gem"}},
+         r"embed.pooling: unknown value 'gem'"),
+        ({"plant": {"n": -3}},
+         r"plant.n must be an integer >= 0"),
+        ({"plant": {"transforms": []}},
+         r"plant.transforms must list at least one transform"),
+    ])
+    assert_rejected(tmp_path, [({"embed": {"sizes": ["big"]}}, "embed.sizes"),
+                               ({"embed": {"sizes": [16]}}, "embed.sizes"),
+                               ({"hash": {"size": 1}}, "hash.size"),
+                               ({"cluster": {"hash_weight": 1.0}}, "cluster.hash_weight"),
+                               ({"cluster": {"whiten": -1}}, "cluster.whiten"),
+                               ({"cluster": {"search": "fast"}}, "cluster.search"),
+                               ({"cluster": {"metric": "euclidean", "eps": [3.0]}}, "need metric 'cosine'"),
+                               ({"evaluate": {"min_precision": 1.5}}, "evaluate.min_precision"),
+                               ({"act": {"n_splits": 1}}, "act.n_splits"),
+                               ({"render": {"thumb_size": 8}}, "render.thumb_size")])
     seed = {"metric": "euclidean", "eps": [3.0], "whiten": 0, "hash_weight": 0, "normalize_k": 0}
     assert load(tmp_path, "cluster", {"cluster": seed}).metric == "euclidean"
 
@@ -176,11 +189,13 @@ def test_sets_inherit_fetch_keys(tmp_path):
     assert (second.folder.images, second.folder.labels_csv, second.folder.label_map) == ("train", "labels.csv", "")
     assert second.kaggle == fetch.kaggle and second.tfrecords == fetch.tfrecords and second.demo.seed == 7
     assert third.demo.n_distinct == 10 and third.demo.seed == 7 and third.demo.n_duplicates == fetch.demo.n_duplicates
-    with pytest.raises(ParamsError, match=r"fetch.sets\[1\].input \(data/other\) must lie under fetch.input"):
-        load(tmp_path, "fetch", {"fetch": {"sets": [sets[0], {**sets[1], "input": "data/other"}]}})
-    with pytest.raises(ParamsError, match="set names must be unique"):
-        load(tmp_path, "fetch", {"fetch": {"sets": [sets[0], {**sets[1], "name": "train2020"}]}})
-    with pytest.raises(ParamsError, match=r"unknown parameter 'fetch.sets\[0\].folder.image' \(did you mean"):
-        load(tmp_path, "fetch", {"fetch": {"sets": [{**sets[1], "folder": {"image": "train"}}]}})
-    with pytest.raises(ParamsError, match=r"fetch.sets\[0\].source: unknown value 'foldr' \(did you mean 'folder'"):
-        load(tmp_path, "fetch", {"fetch": {"sets": [{**sets[1], "source": "foldr"}]}})
+    assert_rejected(tmp_path, [
+        ({"fetch": {"sets": [sets[0], {**sets[1], "input": "data/other"}]}},
+         r"fetch.sets\[1\].input \(data/other\) must lie under fetch.input"),
+        ({"fetch": {"sets": [sets[0], {**sets[1], "name": "train2020"}]}},
+         "set names must be unique"),
+        ({"fetch": {"sets": [{**sets[1], "folder": {"image": "train"}}]}},
+         r"unknown parameter 'fetch.sets\[0\].folder.image' \(did you mean"),
+        ({"fetch": {"sets": [{**sets[1], "source": "foldr"}]}},
+         r"fetch.sets\[0\].source: unknown value 'foldr' \(did you mean 'folder'"),
+    ])
