@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from neardup.contract import display_labels
+from neardup.params import ParamsError
 
 log = logging.getLogger(__name__)
 
@@ -60,23 +61,36 @@ def leakage_safe_folds(manifest: pd.DataFrame, groups: pd.DataFrame, *, n_splits
     -------
     DataFrame ``id, set, label, group, fold`` with one row per manifest image, sorted by id;
     ``group`` is the duplicate group (-1 for images without duplicates).
+
+    Raises
+    ------
+    ParamsError
+        Naming ``act.n_splits`` when the images (a duplicate group counting once) cannot fill that many folds.
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
     if n_splits < 2:
-        raise ValueError(f"n_splits must be >= 2, got {n_splits}")
+        raise ParamsError(f"act.n_splits must be >= 2, got {n_splits}")
     images = manifest.assign(id=manifest["id"].astype(str)).sort_values("id", ignore_index=True)
-    if len(images) < n_splits:
-        raise ValueError(f"{len(images)} images cannot be split into {n_splits} folds; lower act.n_splits")
     group_of = dict(zip(groups["id"].astype(str), groups["group"].astype(int)))
-    dup_group = np.array([group_of.get(i, -1) for i in images["id"]])
+    dup_group = np.array([group_of.get(i, -1) for i in images["id"]], dtype=int)
     cv_group = np.where(dup_group >= 0, dup_group, dup_group.max(initial=0) + 1 + np.arange(len(images)))
+    n_units = len(np.unique(cv_group))  # a duplicate group goes to one fold whole
+    if n_units < n_splits:
+        what = f"lower act.n_splits to at most {n_units}" if n_units >= 2 else "folds need 2 or more distinct images"
+        raise ParamsError(f"act.n_splits is {n_splits} but the {len(images)} image(s) can fill only {n_units} "
+                          f"fold(s) (a duplicate group stays in one fold): {what}")
     labels = display_labels(images).to_numpy()
+    strata = labels
+    if len(labels) and pd.Series(labels).value_counts().max() < n_splits:
+        log.warning("act: every label has fewer than act.n_splits (%d) images; the folds are not stratified "
+                    "by label", n_splits)
+        strata = np.zeros(len(labels), int)  # scikit-learn refuses to stratify such labels at all
     folds = np.full(len(images), -1)
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
-        for fold, (_, test) in enumerate(splitter.split(np.zeros(len(images)), labels, cv_group)):
+        for fold, (_, test) in enumerate(splitter.split(np.zeros(len(images)), strata, cv_group)):
             folds[test] = fold
     return pd.DataFrame({"id": images["id"], "set": images["set"].astype(str), "label": labels,
                          "group": dup_group, "fold": folds})[FOLD_COLUMNS]
@@ -87,3 +101,13 @@ def fold_balance(folds: pd.DataFrame) -> pd.DataFrame:
     share = pd.crosstab(folds["fold"], folds["label"], normalize="index")
     overall = folds["label"].value_counts(normalize=True)
     return share - overall.reindex(share.columns)
+
+
+def primary_block(run: str, metrics: dict) -> dict:
+    """The primary run's metrics under names that do not depend on the run, in one top-level
+    ``primary`` block: the run's name as ``run``, its flat metrics and its per-transform planted
+    recall (``planted``). Experiments on other models or sizes then compare column by column
+    (``dvc metrics diff``, ``dvc exp show``), and as no other file has these names, ``dvc exp show``
+    heads the columns ``primary.ap`` and so on, without the file's path."""
+    flat = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+    return {"primary": {"run": run, **flat, **({"planted": metrics["planted"]} if "planted" in metrics else {})}}

@@ -17,8 +17,10 @@ Folders (each written by one stage, see ``dvc.yaml``)::
 """
 from __future__ import annotations
 
+import csv
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +35,12 @@ GROUPS, PAIRS, PLANTED, STATS = "groups.csv", "pairs.csv", "planted.csv", "stats
 QUEUE, REASON = "queue.csv", "reason.txt"
 
 # --- columns ------------------------------------------------------------------------------------
-MANIFEST_COLUMNS = ["id", "path", "label", "label_name", "set", "sha256", "width", "height", "format"]
+MANIFEST_COLUMNS = ["id", "path", "label", "label_name", "set", "sha256", "width", "height", "format", "frames",
+                    "orientation", "pixel_sha256"]
 SKIPPED_COLUMNS = ["path", "reason"]
 TRUTH_COLUMNS = ["id", "original", "transform"]
 GROUP_COLUMNS = ["eps", "group", "id", "label", "distance"]
-PAIR_COLUMNS = ["a", "b", "distance"]
+PAIR_COLUMNS = ["a", "b", "distance", "nearest"]
 OUTCOME_COLUMNS = ["eps", "id", "original", "transform", "found", "with_unrelated"]
 
 #: Precision of every float written out, so a rerun gives the same bytes: significant digits in CSV
@@ -91,6 +94,60 @@ def _check_columns(df: pd.DataFrame, columns: list[str], what: str) -> None:
         raise ValueError(f"{what} must have columns {columns}, got {list(df.columns)}")
 
 
+# --- CSV cells: no formula injection ------------------------------------------------------------
+#: A text cell starting with one of these (after any leading ``'``) is written with one more leading
+#: ``'``, so a spreadsheet shows it as text instead of running it as a formula (OWASP "CSV injection").
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_FIRST = frozenset("=+-@\t\r'")
+
+
+def _text_columns(table: pd.DataFrame):
+    return [c for c in table.columns
+            if pd.api.types.is_object_dtype(table[c]) or pd.api.types.is_string_dtype(table[c])]
+
+
+def _replace_cells(table: pd.DataFrame, change) -> pd.DataFrame:
+    """``table`` with ``change(cell)`` (a new str, or None to keep it) applied to the str cells of its
+    text columns that start with a character of :data:`_FIRST`; a copy when a cell changes."""
+    out = table
+    for column in _text_columns(table):
+        cells = table[column].to_numpy(dtype=object)
+        known: dict[str, str | None] = {}  # labels such as "-1" repeat
+        new = {}
+        for i in [i for i, v in enumerate(cells) if isinstance(v, str) and v[:1] in _FIRST]:
+            if cells[i] not in known:
+                known[cells[i]] = change(str(cells[i]))
+            if known[cells[i]] is not None:
+                new[i] = known[cells[i]]
+        if new:
+            cells = cells.copy()
+            cells[list(new)] = list(new.values())
+            out = out.copy() if out is table else out
+            out[column] = cells
+    return out
+
+
+def escape_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its text cells that start with ``= + - @``, tab or CR (after any ``'``) given one
+    more leading ``'``; cells that are numbers (``-1``) stay as they are. :func:`unescape_cells`
+    reverses it exactly. Returns a copy when a cell changes, else ``table`` itself."""
+    return _replace_cells(table, lambda v: "'" + v if _FORMULA.match(v) and not _NUMBER.fullmatch(v) else None)
+
+
+def unescape_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` as read from a CSV of the contract, with the ``'`` that :func:`escape_cells` added
+    removed again. Returns a copy when a cell changes, else ``table`` itself."""
+    return _replace_cells(table, lambda v: v[1:] if v[0] == "'" and _FORMULA.match(v, 1) else None)
+
+
+def _to_csv(table: pd.DataFrame, path: Path, **kwargs) -> None:
+    table = escape_cells(table)
+    # pandas quotes cells holding a newline but not a bare CR, which readers take for a line end
+    has_cr = any(isinstance(v, str) and "\r" in v for c in _text_columns(table) for v in table[c].to_numpy(object))
+    table.to_csv(path, index=False, **({"quoting": csv.QUOTE_ALL} if has_cr else {}), **kwargs)
+
+
 def write_fetch_result(result: FetchResult, out_dir: Path) -> None:
     """Write ``manifest.csv``, ``skipped.csv`` and ``truth.csv`` (header only when ``truth`` is None)."""
     out_dir = Path(out_dir)
@@ -99,23 +156,36 @@ def write_fetch_result(result: FetchResult, out_dir: Path) -> None:
                                  (result.skipped, SKIPPED_COLUMNS, SKIPPED), (truth, TRUTH_COLUMNS, TRUTH)):
         _check_columns(table, columns, name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result.manifest.to_csv(out_dir / MANIFEST, index=False)
-    result.skipped.to_csv(out_dir / SKIPPED, index=False)
-    truth.to_csv(out_dir / TRUTH, index=False)
+    _to_csv(result.manifest, out_dir / MANIFEST)
+    _to_csv(result.skipped, out_dir / SKIPPED)
+    _to_csv(truth, out_dir / TRUTH)
     log.info("wrote %s: %d images, %d skipped, %d known duplicates", out_dir, len(result.manifest),
              len(result.skipped), len(truth))
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:
-    """Write a CSV of the contract with floats to :data:`DIGITS` significant digits."""
+    """Write a CSV of the contract with floats to :data:`DIGITS` significant digits and text cells
+    that a spreadsheet would run as a formula prefixed with ``'`` (:func:`escape_cells`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False, float_format=f"%.{DIGITS}g")
+    _to_csv(table, path, float_format=f"%.{DIGITS}g")
 
 
 def read_table(path) -> pd.DataFrame:
-    """A CSV of the contract with every column as str ('' for empty cells)."""
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+    """A CSV of the contract with every column as str ('' for empty cells), cells as they were
+    before :func:`write_table` escaped them."""
+    return unescape_cells(pd.read_csv(path, dtype=str, keep_default_na=False))
+
+
+def read_manifest(path) -> pd.DataFrame:
+    """The dataset's ``manifest.csv`` (as :func:`read_table`); a :class:`UserError` when it lists no image."""
+    path = Path(path)
+    manifest = read_table(path)
+    if not len(manifest):
+        raise UserError(f"{path} lists no images, so there is nothing to compare: fetch found no readable image "
+                        f"(why each file was skipped is in {path.with_name(SKIPPED)}); check fetch.source and "
+                        f"fetch.input in params.yaml")
+    return manifest
 
 
 def read_truth(dataset: Path) -> pd.DataFrame | None:
@@ -132,9 +202,19 @@ def read_groups(path: Path) -> pd.DataFrame:
         distance=pd.to_numeric(groups["distance"], errors="coerce"))
 
 
+def content_keys(manifest: pd.DataFrame) -> np.ndarray:
+    """A key per manifest row that is equal for images with the same content: the decoded pixels'
+    hash (``pixel_sha256``) where the manifest has it, else the file's ``sha256``, shape (n,)."""
+    keys = manifest["sha256"].fillna("").astype(str).to_numpy(dtype=object)
+    if "pixel_sha256" in manifest.columns:
+        pixels = manifest["pixel_sha256"].fillna("").astype(str).to_numpy(dtype=object)
+        keys = np.where(pixels != "", "pixels:" + pixels, keys)
+    return keys.astype(str)
+
+
 def read_pairs(path: Path) -> pd.DataFrame:
-    """``pairs.csv``: the scored candidate pairs, ``distance`` as float."""
-    return read_table(path).astype({"distance": float})
+    """``pairs.csv``: the scored candidate pairs, ``distance`` as float, ``nearest`` as int (0 / 1)."""
+    return read_table(path).astype({"distance": float, "nearest": int})
 
 
 def read_outcomes(path: Path) -> pd.DataFrame:

@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageFile
 from tqdm.auto import tqdm
 
 from neardup.contract import Embeddings
+from neardup.decode import open_rgb
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +75,7 @@ def hash_image(path: str | os.PathLike, *, method: str, hash_size: int) -> np.nd
     import imagehash
 
     function = getattr(imagehash, _IMAGEHASH_FUNCTIONS[method])
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        with Image.open(path) as im:
-            im.load()
-            rgb = im.convert("RGB")
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+    rgb = open_rgb(path, max_pixels=None)  # the shared decoder (upright, first frame); checked at fetch
     bits = np.asarray(function(rgb, hash_size=int(hash_size)).hash, dtype=bool).reshape(-1)
     return bits
 

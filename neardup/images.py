@@ -2,7 +2,8 @@
 
 Each file is fully decoded (not just its header read), so truncated or corrupt images
 are caught here and listed in the *skipped* table with a reason, instead of crashing
-a later stage.
+a later stage. Decoding is :func:`neardup.decode.decode_image`, the one decoder every stage uses
+(:func:`neardup.decode.open_rgb`), so the pixels checked here are the pixels every stage sees.
 """
 
 from __future__ import annotations
@@ -10,19 +11,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping
 
 import pandas as pd
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from neardup.contract import MANIFEST_COLUMNS, SKIPPED_COLUMNS, FetchResult, empty_frame
+from neardup.decode import ImageTooLarge, decode_image, pixel_sha256
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+#: The fields of :func:`inspect_image`'s info dict (and of the manifest they fill).
+INFO_FIELDS = ("width", "height", "format", "frames", "orientation", "pixel_sha256")
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -34,35 +39,40 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def inspect_image(path: str | os.PathLike) -> tuple[dict | None, str | None]:
-    """Fully decode the image at ``path`` and describe it.
+def inspect_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> tuple[dict | None, str | None]:
+    """Fully decode the image at ``path`` (as :func:`open_rgb` does) and describe it.
 
     Parameters
     ----------
     path : str or PathLike
         Any file.
+    max_pixels : int, optional
+        Cap on width x height (``fetch.max_pixels``), checked from the header before decoding.
 
     Returns
     -------
     info : dict or None
-        ``{'width': int, 'height': int, 'format': str}`` (PIL format name such as
-        ``'JPEG'``) when the file decodes, else ``None``.
+        When the file decodes: ``width`` and ``height`` (of the upright image, int), ``format``
+        (Pillow's name such as ``'JPEG'``), ``frames`` (int; only the first is used),
+        ``orientation`` (the EXIF orientation applied, 1 = none) and ``pixel_sha256``
+        (:func:`pixel_sha256`). Else ``None``.
     reason : str or None
         ``None`` when the file decodes, else a sentence starting with one of
-        ``"empty file"``, ``"truncated image: "``, ``"not an image: "`` or ``"unreadable: "``.
+        ``"empty file"``, ``"too large: "``, ``"truncated image: "``, ``"not an image: "`` or ``"unreadable: "``.
     """
     try:
         if os.path.getsize(path) == 0:
             return None, "empty file"
     except OSError as exc:
         return None, f"unreadable: {exc.strerror or exc}"
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
-        with Image.open(path) as im:
-            im.load()
-            info = {"width": int(im.width), "height": int(im.height), "format": str(im.format)}
+        decoded = decode_image(path, max_pixels=max_pixels)
+        rgb = decoded.image
+        info = {"width": int(rgb.width), "height": int(rgb.height), "format": decoded.format,
+                "frames": decoded.frames, "orientation": decoded.orientation, "pixel_sha256": pixel_sha256(rgb)}
         return info, None
+    except ImageTooLarge as exc:
+        return None, str(exc)
     except UnidentifiedImageError:
         return None, "not an image: cannot identify image file"
     except OSError as exc:
@@ -72,8 +82,6 @@ def inspect_image(path: str | os.PathLike) -> tuple[dict | None, str | None]:
         return None, f"unreadable: {msg}"
     except Exception as exc:  # noqa: BLE001 - decoders raise many types (SyntaxError, ValueError, ...)
         return None, f"unreadable: {type(exc).__name__}: {exc}"
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
 def _relative_id(path: Path, root: Path) -> str:
@@ -126,6 +134,7 @@ def scan_files(
     labels: Mapping[str, str] | None = None,
     label_names: Mapping[str, str] | None = None,
     cache=None,
+    max_pixels: int | None = None,
 ) -> FetchResult:
     """Hash and decode ``paths`` and sort them into a manifest and a skipped list.
 
@@ -147,6 +156,9 @@ def scan_files(
     cache : neardup.cache.InspectionCache, optional
         Inspection results by content sha256: a file whose content was inspected before is only
         hashed, not decoded again.
+    max_pixels : int, optional
+        ``fetch.max_pixels``: images whose header announces more pixels are skipped ("too large: ...")
+        without being decoded.
 
     Returns
     -------
@@ -168,14 +180,25 @@ def scan_files(
     for image_id in tqdm(ids, desc=f"scan {set_name}", unit="file", leave=False):
         path = by_id[image_id]
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):  # reading a FIFO or a device would block for ever
+                skipped.append({"path": str(path), "reason": "special file: not an image"})
+                continue
             digest = sha256_file(path)
         except OSError as exc:
             skipped.append({"path": str(path), "reason": f"unreadable: {exc.strerror or exc}"})
             continue
         known = cache.get(digest) if cache is not None else None
-        info, reason = known if known is not None else inspect_image(path)
-        if cache is not None and known is None:
-            cache.put(digest, info, reason)
+        if known is not None and known[0] is not None and not set(INFO_FIELDS) <= set(known[0]):
+            known = None  # written before the info had all its fields: inspect again
+        if known is not None:
+            info, reason = known
+            if info is not None and max_pixels is not None and info["width"] * info["height"] > max_pixels:
+                info, reason = None, str(ImageTooLarge(info["width"], info["height"], max_pixels))
+        else:
+            info, reason = inspect_image(path, max_pixels=max_pixels)
+            # "too large" depends on the cap, not on the content: never cached
+            if cache is not None and not (reason or "").startswith("too large"):
+                cache.put(digest, info, reason)
         if info is None:
             skipped.append({"path": str(path), "reason": reason})
             continue
@@ -198,7 +221,7 @@ def scan_files(
 
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS) if rows else empty_frame(MANIFEST_COLUMNS)
     if rows:
-        manifest = manifest.astype({"width": "int64", "height": "int64"})
+        manifest = manifest.astype({"width": "int64", "height": "int64", "frames": "int64", "orientation": "int64"})
     skipped_df = (
         pd.DataFrame(skipped, columns=SKIPPED_COLUMNS).sort_values("path", ignore_index=True)
         if skipped else empty_frame(SKIPPED_COLUMNS)

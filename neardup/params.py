@@ -20,9 +20,13 @@ import yaml
 from neardup.contract import UserError
 
 SOURCES = ("demo", "folder", "kaggle", "tfrecords")
+SYMLINKS = ("none", "inside", "all")
 METRICS = ("cosine", "euclidean")
 SEARCHES = ("exact", "approximate", "auto")
 POOLINGS = ("avg", "max")
+#: Lists that dvc.yaml expands into one stage per entry (``matrix``): DVC cannot read a single value
+#: there, so these must be YAML lists (other list params also take a single value as a list of one).
+MATRIX_KEYS = ("embed.models", "embed.sizes", "hash.methods")
 
 
 class ParamsError(UserError, ValueError):
@@ -53,6 +57,8 @@ def _convert(value, kind, where: str, base=None):
     if dataclasses.is_dataclass(kind):
         return _build(kind, value, where, base=base)
     if kind is tuple:
+        _check(isinstance(value, (list, tuple)) or where not in MATRIX_KEYS,
+               f"{where} must be a list, e.g. [{value}], got {value!r} (dvc.yaml makes one stage per entry)")
         return tuple(value) if isinstance(value, (list, tuple)) else (value,)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -141,8 +147,11 @@ class SetParams:
     tfrecords: TfrecordsParams
 
     def validate(self, where: str) -> None:
-        _check(bool(self.name) and "/" not in self.name and self.name == self.name.strip(),
-               f"{where}.name must be a non-empty set name without '/', got {self.name!r}")
+        # the name becomes a folder (data/dataset/sets/<name>) and the id prefix <name>/
+        _check(bool(self.name) and self.name == self.name.strip() and self.name not in (".", "..")
+               and not any(c in self.name for c in "/\\\0"),
+               f"{where}.name must be a plain folder name (not empty, not '.' or '..', no '/', '\\' or NUL, "
+               f"no surrounding spaces), got {self.name!r}")
         check_choice(self.source, SOURCES, f"{where}.source")
 
 
@@ -155,10 +164,14 @@ class FetchParams:
     folder: FolderParams
     kaggle: KaggleParams
     tfrecords: TfrecordsParams
+    max_pixels: int
+    symlinks: str
     sets: tuple
 
     def validate(self, where: str) -> None:
         check_choice(self.source, SOURCES, f"{where}.source")
+        _check(self.max_pixels >= 1, f"{where}.max_pixels must be an integer >= 1, got {self.max_pixels}")
+        check_choice(self.symlinks, SYMLINKS, f"{where}.symlinks")
         sets = tuple(_build(SetParams, s, f"{where}.sets[{i}]", base=self) for i, s in enumerate(self.sets))
         object.__setattr__(self, "sets", sets)
         names = [s.name for s in sets]
@@ -192,6 +205,7 @@ class EmbedParams:
 
     def validate(self, where: str) -> None:
         _check(len(self.models) > 0, f"{where}.models must list at least one model")
+        _check(len(self.sizes) > 0, f"{where}.sizes must list at least one size (or auto)")
         for size in self.sizes:
             _check(size == "auto" or (isinstance(size, int) and 32 <= size <= 1024),
                    f"{where}.sizes: each size must be 'auto' or an integer in 32..1024, got {size!r}")
@@ -206,6 +220,7 @@ class HashParams:
     size: int
 
     def validate(self, where: str) -> None:
+        _check(len(self.methods) > 0, f"{where}.methods must list at least one hash (cluster.hash among them)")
         _check(self.size >= 2, f"{where}.size must be >= 2, got {self.size}")
 
 
@@ -217,6 +232,7 @@ class ClusterParams:
     hash: str
     hash_weight: float
     normalize_k: int
+    candidates: int
     search: str
     nprobe: int
     block_size: int
@@ -232,6 +248,7 @@ class ClusterParams:
         _check(self.whiten >= 0, f"{where}.whiten must be >= 0 (0: off), got {self.whiten}")
         _check(0 <= self.hash_weight < 1, f"{where}.hash_weight must lie in [0, 1), got {self.hash_weight}")
         _check(self.normalize_k >= 0, f"{where}.normalize_k must be >= 0 (0: off), got {self.normalize_k}")
+        _check(self.candidates >= 1, f"{where}.candidates must be >= 1, got {self.candidates}")
         check_choice(self.search, SEARCHES, f"{where}.search")
         _check(self.nprobe >= 1 and self.block_size >= 1, f"{where}.nprobe and {where}.block_size must be >= 1")
         if self.whiten or self.hash_weight or self.normalize_k:
@@ -242,12 +259,18 @@ class ClusterParams:
 class EvaluateParams:
     min_precision: float
     max_unrelated: float
+    max_group_share: float
+    max_grouped_share: float
+    max_pairs_per_image: float
     fallback_eps: float
+    max_queue: int
 
     def validate(self, where: str) -> None:
-        _check(0.0 <= self.min_precision <= 1.0, f"{where}.min_precision must lie in [0, 1]")
-        _check(0.0 <= self.max_unrelated <= 1.0, f"{where}.max_unrelated must lie in [0, 1]")
+        for name in ("min_precision", "max_unrelated", "max_group_share", "max_grouped_share"):
+            _check(0.0 <= getattr(self, name) <= 1.0, f"{where}.{name} must lie in [0, 1], got {getattr(self, name)}")
+        _check(self.max_pairs_per_image > 0, f"{where}.max_pairs_per_image must be > 0, got {self.max_pairs_per_image}")
         _check(self.fallback_eps > 0, f"{where}.fallback_eps must be > 0")
+        _check(self.max_queue >= 1, f"{where}.max_queue must be >= 1, got {self.max_queue}")
 
 
 @dataclass(frozen=True)

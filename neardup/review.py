@@ -6,6 +6,7 @@ reviewed-pairs file (see :mod:`neardup.evaluate.queue`), saving after each answe
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -112,7 +113,7 @@ def _defaults(root: Path, run: str | None) -> dict:
         run = run_keys(embed.models, embed.sizes)[0]
     return {"queue": str(root / paths["evaluation"] / run / QUEUE),
             "manifest": str(root / paths["dataset"] / MANIFEST), "reviews": str(root / paths["reviews"]),
-            "figures": str(root / paths["review_figures"])}
+            "figures": str(root / paths["review_figures"]), "metrics": root / paths["metrics"] / f"{run}.json"}
 
 
 def main(argv=None) -> int:
@@ -138,6 +139,11 @@ def main(argv=None) -> int:
     if not Path(args.queue).is_file():
         parser.error(f"{args.queue}: no review queue; run `dvc repro` first")
     queue = read_queue(args.queue)
+    metrics = defaults.get("metrics")
+    left_out = json.loads(metrics.read_text()).get("n_queue_left_out", 0) if metrics and metrics.is_file() else 0
+    if left_out:
+        print(f"the queue holds the {len(queue)} closest pairs; {left_out} more pairs inside the groups were left "
+              "out (raise evaluate.max_queue, or choose a smaller eps, to see them)")
     manifest = read_table(args.manifest)
     show = _window_show() if args.open else None
     if args.open and show is None:

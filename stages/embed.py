@@ -3,7 +3,7 @@ import time
 from pathlib import Path
 
 from neardup.cache import vector_cache
-from neardup.contract import read_table
+from neardup.contract import read_manifest, read_table
 from neardup.embed import Embedder
 from neardup.embed.models import MODEL_NAMES
 from neardup.params import check_choice, load_params
@@ -19,7 +19,7 @@ def main() -> None:
     check_choice(args.model, MODEL_NAMES, "embed.models")
     size = args.size if args.size == "auto" else int(args.size)
     embedder = Embedder(args.model, size=size, weights=params.weights, batch_size=params.batch_size,
-                        pooling=params.pooling, manifest=read_table(args.size_from or args.manifest))
+                        pooling=params.pooling, manifest=read_manifest(args.size_from or args.manifest))
     cache_dir = load_params("cache").dir
     # vectors by content hash: only new images are embedded, a killed run resumes
     cache = vector_cache(cache_dir, model=args.model, size=embedder.size, pooling=params.pooling,

@@ -10,11 +10,9 @@ from neardup.runner import parse_args, run_stage
 def main() -> None:
     args = parse_args(__doc__, ("--run", {}), ("--dataset", {}), ("--plants-truth", {}), ("--clusters", {}),
                       ("--reviews", {}), ("--metrics", {}), ("--plots", {}), ("--out", {}))
-    params = load_params("evaluate")
     metrics, sweep, at, queue, reason = evaluate_run(
         args.run, dataset=Path(args.dataset), plants_truth=Path(args.plants_truth), clusters=Path(args.clusters),
-        reviews_path=Path(args.reviews), min_precision=params.min_precision,
-        max_unrelated=params.max_unrelated, fallback_eps=params.fallback_eps)
+        reviews_path=Path(args.reviews), params=load_params("evaluate"))
     write_run(args.run, metrics=metrics, sweep=sweep, at=at, queue=queue, reason=reason,
               metrics_path=Path(args.metrics), plots_dir=Path(args.plots), out_dir=Path(args.out))
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from neardup.contract import GROUPS, QUEUE, REASON, read_groups, read_queue, read_table, run_keys
+from neardup.contract import GROUPS, QUEUE, REASON, read_groups, read_manifest, read_queue, run_keys
 from neardup.params import load_params
 from neardup.render import render_all
 from neardup.render.html import write_html_report
@@ -20,12 +20,12 @@ def main() -> None:
                       ("--out", {}), ("--review-figures", {}), ("--quality", {}), ("--html", {}))
     embed, hashes, render = load_params("embed"), load_params("hash"), load_params("render")
     runs = run_keys(embed.models, embed.sizes, hashes.methods)  # the sweep; the first is the primary run
+    manifest = read_manifest(Path(args.manifest))
     evaluation = Path(args.evaluation)
     per_run = {run: json.loads((Path(args.metrics) / f"{run}.json").read_text()) for run in runs}
     metrics = {"dataset": per_run[runs[0]]["dataset"], **per_run}
     reasons = {run: (evaluation / run / REASON).read_text().strip() for run in runs}
     groups = {run: read_groups(evaluation / run / GROUPS) for run in runs}  # at each run's chosen eps
-    manifest = read_table(Path(args.manifest))
     render_all(groups, manifest, metrics, Path(args.out), runs=runs, max_groups=render.max_groups,
                thumb_size=render.thumb_size)
     Path(args.review_figures).mkdir(parents=True, exist_ok=True)  # an output even when nothing is proposed
@@ -36,7 +36,7 @@ def main() -> None:
     overlap = {run: pd.DataFrame(per_run[run].get("overlap", {})).T for run in runs}
     write_html_report(Path(args.html), metrics=metrics, runs=runs, groups=groups, manifest=manifest,
                       overlap=overlap, figures={"Precision-recall over the eps sweep": figure},
-                      thumb_size=render.thumb_size, max_groups=render.max_groups)
+                      thumb_size=render.thumb_size, max_groups=render.max_groups, reasons=reasons)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,18 @@
-"""Shared fixtures: real photos from installed packages, and an isolated environment for DVC."""
+"""Shared fixtures: real photos from installed packages, an isolated environment for DVC, and the
+stage commands of dvc.yaml to run a stage's process as `dvc repro` runs it."""
 from __future__ import annotations
 
+import itertools
 import os
+import re
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +29,17 @@ def photos() -> dict[str, np.ndarray]:
     china, flower = load_sample_images().images
     return {"astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(),
             "rocket": data.rocket(), "china": china, "flower": flower}
+
+
+def tf_example(tf, **features) -> bytes:
+    """One serialised ``tf.train.Example``: int values as int64 features, the rest as bytes."""
+    feats = {}
+    for key, value in features.items():
+        if isinstance(value, int):
+            feats[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        else:
+            feats[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
 
 
 def save(array: np.ndarray, path: Path, **kwargs) -> Path:
@@ -44,3 +61,48 @@ def dvc_env(tmp_path_factory, monkeypatch):
     bindir = str(Path(os.sys.executable).parent)
     monkeypatch.setenv("PATH", bindir + os.pathsep + os.environ.get("PATH", ""))
     return dict(os.environ)
+
+
+DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
+#: The pipeline's paths (dvc.yaml ``vars``), e.g. ``PATHS["dataset"] == "data/dataset"``.
+PATHS = {k: v for block in DVC_YAML["vars"] for k, v in block.items()}["paths"]
+
+
+def _lookup(scope: dict, expr: str):
+    """The value of a dvc.yaml interpolation such as ``paths.dataset`` or ``embed.models[0]``."""
+    value = scope
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", expr):
+        value = value[int(index)] if index else value[name]
+    return value
+
+
+def stage_commands(params: dict):
+    """``(stage, argv)`` of every stage of dvc.yaml with ``params`` (a params.yaml mapping), in the
+    file's order, matrix stages expanded; ``argv`` runs the stage's runner with this Python."""
+    scope = {**params, "paths": PATHS}
+
+    def resolve(text, s):
+        return re.sub(r"\$\{([^}]+)\}", lambda m: str(_lookup(s, m.group(1))), text)
+
+    for name, stage in DVC_YAML["stages"].items():
+        matrix = stage.get("matrix", {})
+        values = [_lookup(scope, str(v)[2:-1]) if str(v).startswith("${") else v for v in matrix.values()]
+        for combo in itertools.product(*values):
+            argv = shlex.split(resolve(stage["cmd"], {**scope, "item": dict(zip(matrix, combo))}))
+            assert argv[:2] == ["python", "-m"], argv
+            yield name, [sys.executable, *argv[1:]]
+
+
+def run_stage_process(argv, cwd) -> subprocess.CompletedProcess:
+    """Run a stage's runner in ``cwd`` (which holds its params.yaml), importing this checkout's code."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "NEARDUP_LOG_LEVEL": "WARNING"}
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def assert_clean_error(proc, pattern: str) -> str:
+    """Exit code 2, no traceback, and one ERROR line whose message matches ``pattern``; returns it."""
+    errors = [line for line in proc.stderr.splitlines() if " ERROR " in line]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(errors) == 1, proc.stderr[-3000:]
+    message = errors[0].split(" ERROR neardup: ", 1)[1]
+    assert re.search(pattern, message), message
+    return message

@@ -5,7 +5,7 @@ import pytest
 from neardup.contract import (GROUP_COLUMNS, PAIR_COLUMNS, groups_at, label_conflict_groups, read_groups, read_pairs,
                               run_key, run_keys, write_table)
 from neardup.evaluate.metrics import choose_eps, score_groups, sweep_scores, truth_pairs
-from neardup.evaluate.queue import group_pairs_table
+from neardup.evaluate.queue import capped_group_pairs
 
 
 def groups(*members, eps=0.1, labels=None):
@@ -33,9 +33,9 @@ def test_scores_hand_computed():
     assert s["recall"] == pytest.approx(0.5)
     assert s["f1"] == pytest.approx(0.5)
     manifest = pd.DataFrame({"id": ["a", "a1", "x", "b", "b1"], "sha256": ["1", "2", "3", "4", "5"]})
-    table = group_pairs_table(g, manifest, run="r")
+    table, left_out = capped_group_pairs(g, manifest, run="r", max_pairs=100)
     assert set(zip(table["a"], table["b"])) == {("a", "a1"), ("a", "x"), ("a1", "x"), ("b", "b1")}
-    assert len(table) == s["n_pairs"]
+    assert len(table) == s["n_pairs"] and left_out == 0
 
 
 def test_empty_grouping():
@@ -116,6 +116,7 @@ def test_groups_and_pairs_survive_their_csv(tmp_path):
     assert back["distance"].iloc[0] == 0.0123457  # floats written to 6 significant digits: same params, same bytes
     assert set(groups_at(back, 0.3125)["id"]) == {"a", "b", "c"}
     assert label_conflict_groups(groups_at(back, 0.3125)) == [0] and label_conflict_groups(groups_at(back, 0.1)) == []
-    pairs = pd.DataFrame({"a": ["a", "a"], "b": ["b", "c"], "distance": [0.01, 0.3]}, columns=PAIR_COLUMNS)
+    pairs = pd.DataFrame({"a": ["a", "a"], "b": ["b", "c"], "distance": [0.01, 0.3], "nearest": [1, 0]},
+                         columns=PAIR_COLUMNS)
     write_table(pairs, tmp_path / "pairs.csv")
     pd.testing.assert_frame_equal(read_pairs(tmp_path / "pairs.csv"), pairs)

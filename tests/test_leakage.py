@@ -6,6 +6,7 @@ import pytest
 from neardup.act import choose_keepers, fold_balance, leakage_safe_folds
 from neardup.contract import display_labels
 from neardup.evaluate import overlap_matrix
+from neardup.params import ParamsError
 
 
 def manifest(rows):
@@ -82,7 +83,25 @@ def test_folds_keep_every_duplicate_group_together_and_stay_balanced():
 
 
 def test_fold_errors_say_what_to_do():
-    with pytest.raises(ValueError, match="n_splits"):
+    with pytest.raises(ParamsError, match="act.n_splits must be >= 2"):
         leakage_safe_folds(M, groups(), n_splits=1, seed=0)
-    with pytest.raises(ValueError, match="lower act.n_splits"):
+    with pytest.raises(ParamsError, match=r"^act.n_splits is 20 but the 8 image\(s\) can fill only 8 fold\(s\) "
+                                          r".*: lower act.n_splits to at most 8$"):
         leakage_safe_folds(M, groups(), n_splits=20, seed=0)
+    # a duplicate group fills one fold: 8 images in 3 groups and 1 single image are 4 fold units
+    with pytest.raises(ParamsError, match="can fill only 4 fold.*at most 4$"):
+        leakage_safe_folds(M, groups(["a1", "a2"], ["b1", "b2"], ["c1", "c2", "c3"]), n_splits=5, seed=0)
+    with pytest.raises(ParamsError, match="can fill only 1 fold.*folds need 2 or more distinct images$"):
+        leakage_safe_folds(M.iloc[:1], groups(), n_splits=2, seed=0)
+    with pytest.raises(ParamsError, match="can fill only 1 fold"):
+        leakage_safe_folds(M.iloc[:2], groups(["a1", "a2"]), n_splits=2, seed=0)
+
+
+def test_folds_of_a_few_images_with_rare_labels_are_made_unstratified(caplog):
+    few = M[M["id"].isin(["a1", "b1", "c1"])]  # three labels of one image each: scikit-learn cannot stratify
+    with caplog.at_level("WARNING", logger="neardup.act"):
+        folds = leakage_safe_folds(few, groups(), n_splits=3, seed=0)
+    assert sorted(folds["fold"]) == [0, 1, 2] and "not stratified by label" in caplog.text
+    folds = leakage_safe_folds(M.iloc[:3], groups(["a1", "a2"]), n_splits=2, seed=0)
+    assert folds.set_index("id")["fold"]["a1"] == folds.set_index("id")["fold"]["a2"]
+    assert sorted(folds["fold"].unique()) == [0, 1]

@@ -41,7 +41,10 @@ def test_inspect_good_images(tmp_path, name, mode, fmt):
     _rgb(64, 48).convert(mode).save(path, fmt)
     info, reason = inspect_image(path)
     assert reason is None
-    assert info == {"width": 64, "height": 48, "format": fmt}
+    with Image.open(path) as im:
+        rgb = im.convert("RGB").tobytes()
+    pixels = hashlib.sha256(b"RGB 64x48\n" + rgb).hexdigest()
+    assert info == {"width": 64, "height": 48, "format": fmt, "frames": 1, "orientation": 1, "pixel_sha256": pixels}
 
 
 def test_inspect_truncated_jpeg(tmp_path):

@@ -4,7 +4,7 @@ import copy
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, assert_clean_error, run_stage_process, stage_commands
 from neardup import params as params_module
 from neardup.contract import UserError
 from neardup.embed.models import MODEL_NAMES
@@ -90,6 +90,8 @@ def test_typo_names_the_key_and_suggests(tmp_path):
                        ("embed", "hash"), ("hash", "hash_size")):
         with pytest.raises(ParamsError, match=f"unknown parameter '{group}.{key}'"):
             load(tmp_path, group, {group: {key: 1}})
+    assert_rejected(tmp_path, [({"act": {"run": "dataset"}},
+                                r"^unknown parameter 'act.run'; valid keys: prefer_set, n_splits, seed$")])
     with pytest.raises(ParamsError, match="unknown value 'report'.*valid: fetch, plant"):
         load_params("report", REPO / "params.yaml")
 
@@ -110,9 +112,19 @@ def test_wrong_types_are_named(tmp_path):
          r"cache.dir must be a string, got 3"),
         ({"fetch": {"demo": 5}},
          r"fetch.demo: expected a mapping of parameters"),
+        ({"render": {"max_groups": "ten"}},
+         r"^render.max_groups must be an integer, got 'ten'$"),
+        # dvc.yaml makes a stage per entry of these, and DVC cannot read a single value there
+        ({"hash": {"methods": "phash"}},
+         r"^hash.methods must be a list, e.g. \[phash\], got 'phash' \(dvc.yaml makes one stage per entry\)$"),
+        ({"embed": {"models": "efficientnet-lite0"}},
+         r"^embed.models must be a list, e.g. \[efficientnet-lite0\]"),
+        ({"embed": {"sizes": "auto"}},
+         r"^embed.sizes must be a list, e.g. \[auto\]"),
     ])
-    # a single value where a list is expected is a list of one; an integer where a number is expected is a float
-    assert load(tmp_path, "hash", {"hash": {"methods": "phash"}}).methods == ("phash",)
+    # elsewhere a single value where a list is expected is a list of one; an integer where a number is expected
+    # is a float
+    assert load(tmp_path, "plant", {"plant": {"transforms": "jpeg"}}).transforms == ("jpeg",)
     whiten = load(tmp_path, "cluster", {"cluster": {"whiten": 2}}).whiten
     assert whiten == 2.0 and isinstance(whiten, float)
 
@@ -133,6 +145,14 @@ def test_bad_values(tmp_path):
          r"plant.n must be an integer >= 0"),
         ({"plant": {"transforms": []}},
          r"plant.transforms must list at least one transform"),
+        ({"plant": {"n": -1}},
+         r"^plant.n must be an integer >= 0, got -1$"),
+        ({"cluster": {"eps": []}},
+         r"^cluster.eps must be a non-empty list of positive numbers, got \[\]$"),
+        ({"embed": {"sizes": []}},
+         r"^embed.sizes must list at least one size"),
+        ({"hash": {"methods": []}},
+         r"^hash.methods must list at least one hash"),
     ])
     assert_rejected(tmp_path, [({"embed": {"sizes": ["big"]}}, "embed.sizes"),
                                ({"embed": {"sizes": [16]}}, "embed.sizes"),
@@ -199,3 +219,23 @@ def test_sets_inherit_fetch_keys(tmp_path):
         ({"fetch": {"sets": [{**sets[1], "source": "foldr"}]}},
          r"fetch.sets\[0\].source: unknown value 'foldr' \(did you mean 'folder'"),
     ])
+
+
+# Each case as a user meets it: the stage's runner, started as dvc.yaml starts it, in a folder whose
+# params.yaml has the one change; one line naming the param, exit code 2, no traceback.
+RUNNER_CASES = [
+    ("cluster", {"cluster": {"eps": ["abc"]}}, r"^cluster.eps must be a non-empty list of positive numbers"),
+    ("embed", {"embed": {"batch_size": "32"}}, r"^embed.batch_size must be an integer, got '32'$"),
+    ("render", {"render": {"max_groups": "ten"}}, r"^render.max_groups must be an integer, got 'ten'$"),
+    ("hash", {"hash": {"methods": "phash"}}, r"^hash.methods must be a list, e.g. \[phash\]"),
+    ("act", {"act": {"run": "dataset"}}, r"^unknown parameter 'act.run'; valid keys: prefer_set, n_splits, seed$"),
+    ("cluster", {"cluster": {"eps": []}}, r"^cluster.eps must be a non-empty list of positive numbers, got \[\]$"),
+    ("plant", {"plant": {"n": -1}}, r"^plant.n must be an integer >= 0, got -1$"),
+]
+
+
+@pytest.mark.parametrize("stage, changes, message", RUNNER_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(RUNNER_CASES)])
+def test_a_stage_runner_names_the_bad_param_in_one_line(tmp_path, stage, changes, message):
+    argv = dict(stage_commands(REPO_PARAMS))[stage]  # the repository's arguments: the params fail first
+    write(tmp_path, changes)
+    assert_clean_error(run_stage_process(argv, tmp_path), message)

@@ -45,7 +45,11 @@ def dvc(*args, cwd, env):
 
 
 def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
+    """The stages a `dvc repro` ran, but fetch_input: it is `always_changed` (checks fetch.input for entries
+    DVC cannot hash) and runs every time; the assertion here makes sure of that."""
+    ran = set(re.findall(r"Running stage '([^']+)'", output))
+    assert "fetch_input" in ran, output
+    return ran - {"fetch_input"}
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +92,7 @@ def check_html_report(page):
     from browser import have_chromium, load_page
 
     text = page.read_text()
+    assert "The chosen eps and why" in text and "<td>**chosen**</td>" not in text and "<td>chosen</td>" in text
     assert "http://" not in text and "https://" not in text and text.count("data:image/jpeg;base64,") >= 5
     if have_chromium():
         loaded = load_page(page)
@@ -143,6 +148,10 @@ def test_dvc_repro_end_to_end(repo, dvc_env, tmp_path):
     sweep = (repo / "reports" / "plots" / "eps" / "efficientnet-lite0_auto.csv").read_text()
     assert max(len(v.replace(".", "").lstrip("0")) for v in re.findall(r"\d+\.\d+", sweep)) <= 6  # digits
     check_lists_to_act_on(repo, run["eps"])
+    primary = json.loads((repo / "reports" / "primary" / "metrics.json").read_text())["primary"]
+    assert primary["run"] == "efficientnet-lite0_auto" and primary["ap"] == run["ap"] and primary["planted"] == run["planted"]
+    reason = (repo / "data" / "evaluation" / "efficientnet-lite0_auto" / "reason.txt").read_text()
+    assert reason.count("**chosen**") == 1 and reason.count("\n| ") == len(params["cluster"]["eps"]) + 1
     check_html_report(repo / "reports" / "index.html")
     check_fresh_clone_is_clean(repo, env, tmp_path)
 
@@ -183,7 +192,8 @@ def test_dvc_repro_end_to_end(repo, dvc_env, tmp_path):
     verdicts = shared.head(2).assign(verdict=["duplicate", "different"], id_a=shared["a"], id_b=shared["b"])
     verdicts[["sha_a", "sha_b", "verdict", "id_a", "id_b"]].to_csv(repo / "data" / "reviewed_pairs.csv", index=False)
     fifth = dvc("repro", cwd=repo, env=env)
-    assert ran_stages(fifth) == {f"evaluate@{lite}", f"evaluate_hash@{dhash}", "render"}, fifth
+    # act reruns too: the primary run's metrics (reports/primary/) now count the verdicts
+    assert ran_stages(fifth) == {f"evaluate@{lite}", f"evaluate_hash@{dhash}", "act", "render"}, fifth
     for name in ("efficientnet-lite0_auto", dhash):
         counted = metrics_of(repo, name)["n_duplicate"] + metrics_of(repo, name)["n_different"]
         assert counted >= 1 and metrics_of(repo, name)["precision_lower"] <= metrics_of(repo, name)["precision_upper"]
@@ -208,6 +218,39 @@ def test_dvc_repro_end_to_end(repo, dvc_env, tmp_path):
     dvc("plots", "show", "-o", "plots_html", cwd=repo, env=env)
     page = (repo / "plots_html" / "index.html").read_text()
     assert "cdn.jsdelivr" not in page and "vega-embed" in page  # offline template, libraries inlined
+    check_experiments_compare(repo, env)
+
+
+def readme_exp_show() -> list[str]:
+    """The narrow `dvc exp show` command the README documents."""
+    import shlex
+
+    line = next(line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("dvc exp show --drop"))
+    return shlex.split(line.split("  #")[0])[1:]
+
+
+def check_experiments_compare(repo, env):
+    """Two experiments with different primary runs (Lite0 at 128 px vs at auto = 224 px) compare column by
+    column: the primary block has the same names, `dvc metrics diff` pairs them, `dvc exp show` (the README's
+    narrow command) keeps the Experiment column and fits 120 columns, `dvc plots diff` overlays the curves."""
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "sweep auto + 128"], repo, env)  # HEAD: primary run efficientnet-lite0_auto
+    dvc("exp", "run", "-n", "small", "-S", "embed.sizes=[128]", cwd=repo, env=env)
+    primary = json.loads((repo / "reports" / "primary" / "metrics.json").read_text())["primary"]
+    assert primary["run"] == "efficientnet-lite0_128" and primary["input_size"] == 128
+    diff = json.loads(dvc("metrics", "diff", "--all", "HEAD", "small", "--json", cwd=repo, env=env))
+    rows = diff["reports/primary/metrics.json"]
+    for key in ("primary.ap", "primary.f1", "primary.eps", "primary.input_size"):
+        assert rows[key]["old"] is not None and rows[key]["new"] is not None, (key, rows.get(key))
+    assert rows["primary.input_size"] == {"old": 224, "new": 128, "diff": -96}
+    table = sh([sys.executable, "-m", "dvc", *readme_exp_show(), "--no-pager"], repo, {**env, "COLUMNS": "120"})
+    lines = [line for line in table.splitlines() if line.strip()]
+    assert "Experiment" in lines[1] and "primary.ap" in lines[1] and "embed.sizes" in lines[1], table
+    assert any("small" in line and "[128]" in line for line in lines), table
+    assert max(len(line.rstrip()) for line in lines) <= 120 and "…" not in table, table  # nothing cut off
+    plots = json.loads(dvc("plots", "diff", "HEAD", "small", "--json", "--split", cwd=repo, env=env))
+    charts = plots["data"]["reports/primary/eps.csv"]
+    assert len(charts) == 1 and charts[0]["revisions"] == ["HEAD", "small"], charts  # one chart, both curves
 
 
 def test_dvc_repro_on_user_folders_as_two_sets(tmp_path, dvc_env, photos):
@@ -246,7 +289,9 @@ def test_dvc_repro_on_user_folders_as_two_sets(tmp_path, dvc_env, photos):
     run = metrics_of(repo, "efficientnet-lite0_auto")
     assert run["dataset"] == {"n_images": 8, "n_skipped": 1, "n_truth_copies": 0, "n_planted": 8}
     assert "precision" not in run and "ap" not in run and 0 <= run["planted_recall"] <= 1
-    assert run["planted_with_unrelated"] <= params["evaluate"]["max_unrelated"] or run["eps"] == min(params["cluster"]["eps"])
+    reason = (repo / "data" / "evaluation" / "efficientnet-lite0_auto" / "reason.txt").read_text()
+    assert run["planted_with_unrelated"] <= params["evaluate"]["max_unrelated"] or "smallest" in reason.splitlines()[0]
+    assert run["grouped_share"] <= params["evaluate"]["max_grouped_share"] and run["largest_group"] <= 5
     assert run["overlap"]["train2019"]["train2020"] == 1 and run["overlap"]["train2020"]["train2019"] == 1
     skipped = (repo / "data" / "dataset" / "skipped.csv").read_text()
     assert "broken.jpg" in skipped and "truncated" in skipped

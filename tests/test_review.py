@@ -1,4 +1,5 @@
 import io
+import itertools
 import math
 import shutil
 
@@ -9,7 +10,7 @@ from PIL import Image
 
 from conftest import save
 from neardup.contract import read_queue, write_table
-from neardup.evaluate.queue import (QUEUE_COLUMNS, REVIEW_COLUMNS, build_queue, group_pairs_table, load_reviews,
+from neardup.evaluate.queue import (QUEUE_COLUMNS, REVIEW_COLUMNS, build_queue, capped_group_pairs, load_reviews,
                                     pair_key, reviewed_precision, save_reviews)
 from neardup.images import scan_files
 from neardup.render.pairs import draw_pair_figures
@@ -58,6 +59,16 @@ def scripted(answers, asked):
         except StopIteration:
             raise EOFError from None
     return ask
+
+
+def group_pairs_table(groups, manifest, *, run, distance=None):
+    """Every pair inside the groups (the queue, uncapped), scored by ``distance(a_ids, b_ids)`` when given."""
+    scored = None
+    if distance is not None:
+        combos = [p for _, ids in groups.groupby("group")["id"] for p in itertools.combinations(sorted(set(ids)), 2)]
+        a, b = [x for x, _ in combos], [y for _, y in combos]
+        scored = pd.DataFrame({"a": a, "b": b, "distance": np.asarray(distance(a, b), float), "nearest": 1})
+    return capped_group_pairs(groups, manifest, run=run, pairs=scored, max_pairs=10**6)[0]
 
 
 @pytest.fixture
@@ -204,8 +215,9 @@ def test_load_reviews_validates_and_save_is_atomic(tmp_path):
 
 def test_draw_pair_figures_pending_first(data, tmp_path):
     manifest, pairs = data
-    reviewed = pd.DataFrame([[*pair_key(*pairs.loc[0, ["sha_a", "sha_b"]]), "different", "", ""]],
-                            columns=REVIEW_COLUMNS)
+    unique = pairs[~pairs["a"].str.startswith("astronaut") & ~pairs["b"].str.startswith("astronaut")].index[0]
+    reviewed = pd.DataFrame([[*pair_key(*pairs.loc[unique, ["sha_a", "sha_b"]]), "different", "", ""]],
+                            columns=REVIEW_COLUMNS)  # a pair no other pair shares its content key with
     queue = build_queue(pairs, reviewed)
     out_dir = tmp_path / "reports" / "review" / "pairs"
     drawn = draw_pair_figures(queue, manifest, out_dir, max_figures=6, thumb_size=64)

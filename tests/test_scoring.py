@@ -9,7 +9,7 @@ from neardup.search import AUTO_APPROXIMATE_ABOVE, Search, knn_distances, pair_r
 from neardup.search.exact import smallest
 
 #: The cluster params cluster_run needs, at plain exact cosine.
-PLAIN = {"metric": "cosine", "normalize_k": 0, "search": "exact", "nprobe": 16, "block": 1024}
+PLAIN = {"metric": "cosine", "normalize_k": 0, "candidates": 10, "search": "exact", "nprobe": 16, "block": 1024}
 
 
 def unit(x):

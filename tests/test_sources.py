@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, tf_example
 from neardup.contract import (
     MANIFEST_COLUMNS,
     SKIPPED_COLUMNS,
@@ -45,8 +45,8 @@ def _jpeg_bytes(seed: int, w: int = 48, h: int = 40) -> bytes:
 
 def test_write_and_read_fetch_result(tmp_path):
     manifest = pd.DataFrame(
-        [["a.jpg", "x/a.jpg", "0", "zero", "train", "ab" * 32, 10, 20, "JPEG"],
-         ["b.jpg", "x/b.jpg", "", "", "train", "cd" * 32, 30, 40, "PNG"]],
+        [["a.jpg", "x/a.jpg", "0", "zero", "train", "ab" * 32, 10, 20, "JPEG", 1, 1, "ef" * 32],
+         ["b.jpg", "x/b.jpg", "", "", "train", "cd" * 32, 30, 40, "PNG", 3, 6, "01" * 32]],
         columns=MANIFEST_COLUMNS,
     )
     skipped = pd.DataFrame([["x/c.txt", "not an image: cannot identify image file"]], columns=SKIPPED_COLUMNS)
@@ -197,16 +197,6 @@ def test_demo_invalid(tmp_path):
 # ---------------------------------------------------------------- TFRecords
 
 
-def _example(tf, **features):
-    feats = {}
-    for key, value in features.items():
-        if isinstance(value, int):
-            feats[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-        else:
-            feats[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
-
-
 def test_extract_tfrecords(tmp_path):
     tf = pytest.importorskip("tensorflow")
     from neardup.fetch.tfrecords import extract_tfrecords
@@ -215,16 +205,16 @@ def test_extract_tfrecords(tmp_path):
     src.mkdir()
     good = {k: _jpeg_bytes(k) for k in range(4)}
     with tf.io.TFRecordWriter(str(src / "ld_train00-3.tfrec")) as w:
-        w.write(_example(tf, image=good[0], image_name=b"1000.jpg", target=0))
-        w.write(_example(tf, image=good[1], image_name=b"1001.jpg", target=4))
-        w.write(_example(tf, image=b"\xff\xd8\xff\xe0 not really a jpeg", image_name=b"1002.jpg", target=2))
+        w.write(tf_example(tf, image=good[0], image_name=b"1000.jpg", target=0))
+        w.write(tf_example(tf, image=good[1], image_name=b"1001.jpg", target=4))
+        w.write(tf_example(tf, image=b"\xff\xd8\xff\xe0 not really a jpeg", image_name=b"1002.jpg", target=2))
     with tf.io.TFRecordWriter(str(src / "ld_test01-3.tfrec")) as w:
-        w.write(_example(tf, image=good[2]))  # no name, no target
-        w.write(_example(tf, image=good[3], target=1))  # no name
-        w.write(_example(tf, image_name=b"empty.jpg", target=1))  # no image
+        w.write(tf_example(tf, image=good[2]))  # no name, no target
+        w.write(tf_example(tf, image=good[3], target=1))  # no name
+        w.write(tf_example(tf, image_name=b"empty.jpg", target=1))  # no image
     with tf.io.TFRecordWriter(str(src / "ld_zz02-1.tfrec")) as w:
-        w.write(_example(tf, image=good[0], image_name=b"2000.jpg", target=0))
-        w.write(_example(tf, image=good[1], image_name=b"2001.jpg", target=0))
+        w.write(tf_example(tf, image=good[0], image_name=b"2000.jpg", target=0))
+        w.write(tf_example(tf, image=good[1], image_name=b"2001.jpg", target=0))
     data = (src / "ld_zz02-1.tfrec").read_bytes()
     (src / "ld_zz02-1.tfrec").write_bytes(data[:-10])  # second record truncated
     label_map = tmp_path / "map.json"

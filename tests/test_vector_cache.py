@@ -1,6 +1,8 @@
 """The content-hash vector cache: only new images are embedded, a killed run resumes."""
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import pytest
 
 from conftest import REPO, save
 from neardup.cache import CACHE_VERSION, VectorCache, descriptor_key, vector_cache
+from neardup.contract import write_table
 from neardup.embed import Embedder
 from neardup.images import scan_files
 
@@ -44,6 +47,97 @@ def test_vector_cache_is_one_folder_per_setting_and_off_without_a_root(tmp_path)
     assert written == {**settings, "version": CACHE_VERSION}  # for people reading the cache
     again = vector_cache(str(tmp_path), **settings)
     assert len(again) == 1 and np.array_equal(again.get("s1"), np.ones(4, np.float32))
+
+
+def two_chunks(tmp_path):
+    """A cache folder with two chunks written by VectorCache.add: ``{chunk file: (sha256s, vectors)}``."""
+    cache = VectorCache(tmp_path, "k")
+    written = {}
+    for sha256s, seed in ((["a", "b"], 0), (["c", "d", "e"], 1)):
+        vectors = np.random.default_rng(seed).random((len(sha256s), 4)).astype(np.float32)
+        before = set(cache.folder.glob("chunk_*.npz"))
+        cache.add(sha256s, vectors)
+        (chunk,) = set(cache.folder.glob("chunk_*.npz")) - before
+        written[chunk] = (sha256s, vectors)
+    return written
+
+
+def test_a_fresh_chunk_round_trips_with_its_checksum(tmp_path, caplog):
+    written = two_chunks(tmp_path)
+    for chunk in written:
+        with np.load(chunk) as z:
+            assert set(z.files) == {"sha256", "vectors", "checksum"} and len(str(z["checksum"])) == 64
+    with caplog.at_level("WARNING", logger="neardup.cache"):
+        again = VectorCache(tmp_path, "k")
+    assert not caplog.records and len(again) == 5
+    for sha256s, vectors in written.values():
+        for sha, vector in zip(sha256s, vectors):
+            assert np.array_equal(again.get(sha), vector)
+    assert all(chunk.is_file() for chunk in written)
+
+
+def _truncate(chunk, written):
+    chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
+
+
+def _garbage(chunk, written):
+    chunk.write_bytes(np.random.default_rng(0).bytes(300))
+
+
+def _copied_over(chunk, written):
+    other = next(c for c in written if c != chunk)
+    chunk.write_bytes(other.read_bytes())  # a valid chunk, under the wrong name
+
+
+def _edited(chunk, written):
+    with np.load(chunk) as z:
+        arrays = {name: z[name] for name in z.files}
+    arrays["vectors"] = arrays["vectors"] + 1  # a valid npz with the old checksum
+    np.savez(chunk, **arrays)
+
+
+def _no_checksum(chunk, written):
+    with np.load(chunk) as z:
+        arrays = {name: z[name] for name in z.files if name != "checksum"}
+    np.savez(chunk, **arrays)  # as written before chunks carried checksums
+
+
+@pytest.mark.parametrize("damage, why", [
+    (_truncate, "is unreadable"), (_garbage, "is unreadable"),
+    (_copied_over, r"holds the content of chunk_[0-9a-f]{20}\.npz \(copied over another chunk's name\)"),
+    (_edited, "fails its checksum"), (_no_checksum, "has no checksum array"),
+])
+def test_a_damaged_chunk_is_deleted_with_one_warning_and_its_vectors_are_not_served(tmp_path, caplog, damage, why):
+    written = two_chunks(tmp_path)
+    (bad, (bad_shas, _)), (good, (good_shas, good_vectors)) = sorted(written.items(), key=lambda kv: len(kv[1][0]))
+    damage(bad, written)
+    with caplog.at_level("WARNING", logger="neardup.cache"):
+        cache = VectorCache(tmp_path, "k")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"cache chunk {bad} ") and re.search(why, warnings[0])
+    assert "deleted it; its entries will be computed again" in warnings[0]
+    assert not bad.exists() and good.is_file()
+    assert not any(sha in cache for sha in bad_shas) and len(cache) == len(good_shas)
+    assert all(np.array_equal(cache.get(s), v) for s, v in zip(good_shas, good_vectors))
+    # the next add writes a good chunk again, which the next opening serves without a warning
+    caplog.clear()
+    cache.add(bad_shas, np.ones((len(bad_shas), 4)))
+    with caplog.at_level("WARNING", logger="neardup.cache"):
+        assert len(VectorCache(tmp_path, "k")) == len(bad_shas) + len(good_shas) and not caplog.records
+
+
+def test_a_damaged_chunk_is_recomputed_by_the_hash_stage(tmp_path, caplog):
+    from neardup.hash import hash_manifest
+
+    manifest = folder_of(tmp_path, 4)
+    first = hash_manifest(manifest, method="dhash", hash_size=8, cache=VectorCache(tmp_path / "cache", "h"))
+    (chunk,) = (tmp_path / "cache" / "h").glob("chunk_*.npz")
+    _edited(chunk, {})
+    with caplog.at_level("WARNING", logger="neardup.cache"):
+        again = hash_manifest(manifest, method="dhash", hash_size=8, cache=VectorCache(tmp_path / "cache", "h"))
+    assert sum("fails its checksum" in r.getMessage() for r in caplog.records) == 1
+    assert again.images_per_second > 0 and np.array_equal(again.vectors, first.vectors)  # hashed again, the same
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +175,7 @@ SCRIPT = textwrap.dedent("""
 
 def test_a_killed_run_resumes_and_gives_the_same_vectors(embedder, tmp_path):
     manifest = folder_of(tmp_path, 60)
-    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    write_table(manifest, tmp_path / "manifest.csv")
     script = SCRIPT.format(repo=str(REPO), manifest=str(tmp_path / "manifest.csv"), cache=str(tmp_path / "cache"))
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -135,7 +229,7 @@ def test_a_rescan_decodes_only_new_content(tmp_path, monkeypatch):
     assert cold.manifest.equals(first)
     decoded = []
     real_inspect = manifest_module.inspect_image
-    monkeypatch.setattr(manifest_module, "inspect_image", lambda p: decoded.append(p) or real_inspect(p))
+    monkeypatch.setattr(manifest_module, "inspect_image", lambda p, **kw: decoded.append(p) or real_inspect(p, **kw))
     # a new file and a file whose content changed are decoded; the other five come from the cache
     save(np.zeros((40, 40, 3), np.uint8), tmp_path / "img" / "0_new.jpg")
     save(np.full((40, 40, 3), 200, np.uint8), tmp_path / "img" / "0_003.jpg")
@@ -146,3 +240,35 @@ def test_a_rescan_decodes_only_new_content(tmp_path, monkeypatch):
     keep = ~warm.manifest["id"].isin(["0_003.jpg", "0_new.jpg"])
     assert warm.manifest[keep].reset_index(drop=True).equals(cold.manifest[cold.manifest["id"] != "0_003.jpg"]
                                                              .reset_index(drop=True))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "edit", "swap", "old_format"])
+def test_a_damaged_scan_cache_chunk_is_discarded_with_a_warning(tmp_path, caplog, damage):
+    """The scan (inspection) cache is verified too: a bad chunk is deleted, named in one warning, and its
+    files are inspected again; nothing raises."""
+    from neardup.cache import InspectionCache
+
+    first = InspectionCache(tmp_path, flush_every=2)
+    for k in range(4):  # two chunks of two entries
+        first.put(f"{k:064x}", {"width": k + 1, "height": 1, "format": "PNG"}, None)
+    first.flush()
+    chunks = sorted(first.folder.glob("chunk_*.json"))
+    assert len(chunks) == 2 and len(InspectionCache(tmp_path)) == 4
+    target, other = chunks
+    if damage == "truncate":
+        target.write_text(target.read_text()[:25])
+    elif damage == "garbage":
+        target.write_bytes(b"\xff\x00not json")
+    elif damage == "edit":
+        data = json.loads(target.read_text())
+        data["rows"][0][1]["width"] = 99  # valid JSON, the checksum left as it was
+        target.write_text(json.dumps(data))
+    elif damage == "swap":
+        target.write_text(other.read_text())
+    else:
+        target.write_text(json.dumps(json.loads(target.read_text())["rows"]))
+    caplog.set_level(logging.WARNING, logger="neardup.cache")
+    again = InspectionCache(tmp_path)
+    assert len(again) == 2 and not target.exists() and other.exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and target.name in warnings[0]

@@ -1,6 +1,6 @@
 """cluster: scored candidate pairs and DBSCAN groups for every eps of the sweep.
 
-The pair graph is built once for the largest eps (:func:`neardup.cluster.scoring.pair_graph`);
+The pair graph is built once for the largest eps (:func:`neardup.cluster.scoring.scored_graph`);
 every smaller eps is a filter of its edges, and DBSCAN (``min_samples=1``: every image is a core
 point, so groups are the connected parts of the eps graph) runs with ``metric='precomputed'`` on
 the sparse graph, so memory grows with the neighbours found rather than with N x N.
@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import sparse
 from sklearn.cluster import DBSCAN
 
-from neardup.cluster.scoring import pair_graph
+from neardup.cluster.scoring import scored_graph, symmetric_graph
 from neardup.contract import GROUP_COLUMNS, OUTCOME_COLUMNS, PAIR_COLUMNS, groups_at
 
 log = logging.getLogger(__name__)
@@ -63,15 +63,49 @@ def groups_for_eps(graph: sparse.csr_matrix, ids, labels, *, eps: float) -> pd.D
     return pd.DataFrame(rows, columns=GROUP_COLUMNS)
 
 
-def graph_pairs(graph: sparse.csr_matrix, ids) -> pd.DataFrame:
-    """Every edge of the graph once, as ``a, b, distance`` with ``a < b`` (the candidate pairs)."""
+def graph_pairs(graph: sparse.csr_matrix, ids, nearest: sparse.csr_matrix | None = None) -> pd.DataFrame:
+    """Every edge of the graph once, as ``a, b, distance, nearest`` with ``a < b`` (the candidate pairs).
+
+    ``nearest`` (bool, the graph's entries): whether the pair is among one image's nearest
+    neighbours (see :func:`neardup.cluster.scoring.scored_graph`); all False when not given.
+    """
     ids = np.asarray(ids, dtype=str)
     coo = sparse.triu(graph, k=1).tocoo()
     a, b = ids[coo.row], ids[coo.col]
     swap = a > b
     a, b = np.where(swap, b, a), np.where(swap, a, b)
-    pairs = pd.DataFrame({"a": a, "b": b, "distance": coo.data.astype(float)}, columns=PAIR_COLUMNS)
+    near = (np.zeros(len(a), bool) if nearest is None or not len(a)
+            else np.asarray(nearest.tocsr()[coo.row, coo.col]).ravel().astype(bool))
+    pairs = pd.DataFrame({"a": a, "b": b, "distance": coo.data.astype(float), "nearest": near.astype(int)},
+                         columns=PAIR_COLUMNS)
     return pairs.sort_values(["distance", "a", "b"], kind="stable", ignore_index=True)
+
+
+def same_content_edges(content) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs ``(rows, cols)`` joining images with the same content key: each image to the first
+    of its kind (a star, not a clique, so many copies of one image cost one edge each); empty keys
+    join nothing."""
+    content = np.asarray(content, dtype=str)
+    order = np.flatnonzero(content != "")  # an empty key: content unknown
+    order = order[np.argsort(content[order], kind="stable")]
+    keys = content[order]
+    starts = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
+    head = order[np.maximum.accumulate(np.where(starts, np.arange(len(keys)), 0))] if len(keys) else order
+    copy = head != order
+    return head[copy].astype(np.int64), order[copy].astype(np.int64)
+
+
+def with_exact_copies(graph: sparse.csr_matrix, nearest: sparse.csr_matrix, content):
+    """``graph`` and ``nearest`` with every pair of equal content keys (first rows) at distance 0."""
+    rows, cols = same_content_edges(content)
+    if not len(rows):
+        return graph, nearest
+    log.info("%d image(s) with the same content as another: distance 0", len(rows))
+    coo, near = graph.tocoo(), nearest.tocsr()
+    flags = np.asarray(near[coo.row, coo.col]).ravel().astype(bool) if coo.nnz else np.zeros(0, bool)
+    return symmetric_graph(np.concatenate([coo.row, rows]), np.concatenate([coo.col, cols]),
+                           np.concatenate([coo.data, np.zeros(len(rows))]), graph.shape[0],
+                           flags=np.concatenate([flags, np.ones(len(rows), bool)]))
 
 
 def sweep_graph(graph: sparse.csr_matrix, ids, labels, *, eps_values) -> pd.DataFrame:
@@ -89,7 +123,8 @@ def sweep_graph(graph: sparse.csr_matrix, ids, labels, *, eps_values) -> pd.Data
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=GROUP_COLUMNS)
 
 
-def planted_outcomes(groups: pd.DataFrame, truth: pd.DataFrame, eps_values, real_groups=None) -> pd.DataFrame:
+def planted_outcomes(groups: pd.DataFrame, truth: pd.DataFrame, eps_values, real_graph=None,
+                     real_ids=None) -> pd.DataFrame:
     """What happened to each planted copy at each eps.
 
     Parameters
@@ -98,41 +133,58 @@ def planted_outcomes(groups: pd.DataFrame, truth: pd.DataFrame, eps_values, real
     truth : DataFrame with columns ``id, original, transform`` (the planted copies)
     eps_values : sequence of float
         The sweep (an eps where nothing grouped still gets its rows).
-    real_groups : DataFrame with columns ``eps, group, id``, optional
-        Groups of the real images alone: images already grouped with the original there (its real
-        duplicates) do not count as unrelated.
+    real_graph : csr_matrix, shape (n, n), optional
+        The real images' pair graph, ``real_ids`` its row ids: images within eps of the original
+        *directly* (its own duplicates) are family; images only chained in through others are not.
 
     Returns
     -------
     DataFrame with columns :data:`neardup.contract.OUTCOME_COLUMNS`: ``found`` when the copy shares
-    a group with its original, ``with_unrelated`` when its group holds any image other than the
-    original's real group and the copies made from that group's images.
+    a group with its original, ``with_unrelated`` when its group holds any image outside the family:
+    the original, the images directly within eps of it, and the copies made from those.
     """
     siblings = {}
     for copy, original in zip(truth["id"], truth["original"]):
         siblings.setdefault(original, {original}).add(copy)
+    row_of = {} if real_ids is None else {i: r for r, i in enumerate(np.asarray(real_ids, dtype=str))}
+    real_ids = None if real_ids is None else np.asarray(real_ids, dtype=str)
+    graph = None if real_graph is None else real_graph.tocsr()
+
+    def neighbours(r: int, eps: float) -> np.ndarray:
+        start, stop = graph.indptr[r], graph.indptr[r + 1]
+        return graph.indices[start:stop][graph.data[start:stop] <= eps + 1e-12]
+
+    def direct(original: str, eps: float) -> set:
+        r = row_of.get(original)
+        if graph is None or r is None:
+            return {original}
+        family, todo = {r, *neighbours(r, eps).tolist()}, [r]
+        while todo:  # images with the same content as a family member (joined at distance 0) are family
+            for j in neighbours(todo.pop(), 0.0).tolist():
+                if j not in family:
+                    family.add(j)
+                    todo.append(j)
+        return set(real_ids[sorted(family)].tolist())
+
     rows = []
     for eps in sorted(eps_values):
         at = groups_at(groups, eps)
         group_of = dict(zip(at["id"], at["group"]))
         members = at.groupby("group")["id"].apply(set).to_dict()
-        real_members: dict = {}
-        if real_groups is not None:
-            for _, ids in groups_at(real_groups, eps).groupby("group")["id"]:
-                for i in ids:
-                    real_members[i] = set(ids)
         for copy, original, transform in zip(truth["id"], truth["original"], truth["transform"]):
             g = group_of.get(copy)
             found = g is not None and group_of.get(original) == g
-            family = set().union(*(siblings.get(o, {o}) for o in real_members.get(original, {original})))
-            unrelated = g is not None and bool(members[g] - family)
+            unrelated = False
+            if g is not None:
+                family = set().union(*(siblings.get(o, {o}) for o in direct(original, eps)))
+                unrelated = bool(members[g] - family)
             rows.append((float(eps), copy, original, transform, found, unrelated))
     return pd.DataFrame(rows, columns=OUTCOME_COLUMNS)
 
 
-def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, normalize_k: int, search: str,
-                nprobe: int, block: int, plant_vectors: np.ndarray | None = None, plant_ids=None,
-                plant_truth: pd.DataFrame | None = None, stats: dict | None = None):
+def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, normalize_k: int, candidates: int,
+                search: str, nprobe: int, block: int, content=None, plant_vectors: np.ndarray | None = None,
+                plant_ids=None, plant_truth: pd.DataFrame | None = None, stats: dict | None = None):
     """Cluster the real images, and the real images with planted copies, from one pair graph.
 
     The graph is built once over real images and copies; the real images' graph is its sub-matrix
@@ -145,8 +197,11 @@ def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, no
         Descriptors, already whitened / combined with a hash (see :mod:`neardup.cluster.scoring`).
     ids, labels : sequences of str, length n
     eps_values : sequence of float
-    metric, normalize_k, search, nprobe, block, stats
-        See :func:`neardup.cluster.scoring.pair_graph` (``cluster`` params).
+    metric, normalize_k, candidates, search, nprobe, block, stats
+        See :func:`neardup.cluster.scoring.scored_graph` (``cluster`` params).
+    content : sequence of str, length n, optional
+        A content key per image (the decoded pixels' hash): images with the same key are
+        duplicates at distance 0 at every eps, whatever their vectors and neighbourhoods.
     plant_vectors : ndarray, shape (m, d), optional
     plant_ids : sequence of str, length m
     plant_truth : DataFrame with columns ``id, original, transform``
@@ -154,22 +209,25 @@ def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, no
     Returns
     -------
     groups : DataFrame ``eps, group, id, label, distance`` (real images only)
-    pairs : DataFrame ``a, b, distance``: every real pair of the graph within ``max(eps_values)``
+    pairs : DataFrame ``a, b, distance, nearest``: every real pair within ``max(eps_values)`` and
+        each image's ``candidates`` nearest neighbours
     outcomes : DataFrame from :func:`planted_outcomes` (empty without copies)
     """
     n = len(vectors)
     has_plants = plant_vectors is not None and len(plant_vectors) > 0
     everything = np.vstack([vectors, plant_vectors]) if has_plants else vectors
-    graph = pair_graph(everything, radius=max(float(e) for e in eps_values), metric=metric,
-                       normalize_k=normalize_k, n_reference=n, search=search, nprobe=nprobe, block=block,
-                       stats=stats, recall_at=eps_values)
+    graph, nearest = scored_graph(everything, radius=max(float(e) for e in eps_values), candidates=candidates,
+                                  metric=metric, normalize_k=normalize_k, n_reference=n, search=search,
+                                  nprobe=nprobe, block=block, stats=stats, recall_at=eps_values)
+    if content is not None:
+        graph, nearest = with_exact_copies(graph, nearest, content)
     log.info("pair graph: %d images (%d planted), %d edges", graph.shape[0], graph.shape[0] - n, graph.nnz // 2)
     real = graph[:n][:, :n].tocsr()
     groups = sweep_graph(real, ids, labels, eps_values=eps_values)
-    pairs = graph_pairs(real, ids)
+    pairs = graph_pairs(real, ids, nearest[:n][:, :n])
     if not has_plants:
         return groups, pairs, pd.DataFrame(columns=OUTCOME_COLUMNS)
     all_ids = np.concatenate([np.asarray(ids, dtype=str), np.asarray(plant_ids, dtype=str)])
     all_groups = sweep_graph(graph, all_ids, [""] * len(all_ids), eps_values=eps_values)
     truth = plant_truth[plant_truth["id"].isin(set(all_ids)) & plant_truth["original"].isin(set(ids))]
-    return groups, pairs, planted_outcomes(all_groups, truth, eps_values, real_groups=groups)
+    return groups, pairs, planted_outcomes(all_groups, truth, eps_values, real_graph=real, real_ids=ids)

@@ -114,6 +114,16 @@ def hybrid_vectors(cnn: np.ndarray, hashes: np.ndarray, *, hash_weight: float) -
     return out
 
 
+def _scale_of(near: np.ndarray, k: int) -> np.ndarray:
+    """Mean of the k-th .. (2k-1)-th nearest distances per row (NaN rows: the median of the others)."""
+    scale = near[:, k - 1:2 * k - 1]
+    scale = np.where(np.isfinite(scale), scale, np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows without any neighbour: NaN, filled below
+        out = np.nanmean(scale, axis=1) if scale.size else np.zeros(len(near))
+    return np.nan_to_num(out, nan=float(np.nanmedian(out)) if np.isfinite(out).any() else 0.0)
+
+
 def local_scale(points: np.ndarray, *, k: int, n_reference: int | None = None, search=None) -> np.ndarray:
     """Each image's neighbourhood scale: mean cosine distance to its k-th .. (2k-1)-th neighbour.
 
@@ -127,22 +137,27 @@ def local_scale(points: np.ndarray, *, k: int, n_reference: int | None = None, s
     points = np.asarray(points, dtype=np.float32)
     n_ref = len(points) if n_reference is None else int(n_reference)
     search = search or Search(points, n_ref=n_ref, mode="exact", nprobe=0, block=1024)
-    scale = search.knn(2 * k - 1)[:, k - 1:]
-    scale = np.where(np.isfinite(scale), scale, np.nan)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # rows without any neighbour: NaN, filled below
-        out = np.nanmean(scale, axis=1) if scale.size else np.zeros(len(points))
-    return np.nan_to_num(out, nan=float(np.nanmedian(out)) if np.isfinite(out).any() else 0.0)
+    return _scale_of(search.knn(2 * k - 1), k)
 
 
-def pair_graph(points: np.ndarray, *, radius: float, metric: str = "cosine", normalize_k: int = 0,
-               n_reference: int | None = None, search: str = "exact", nprobe: int = 16,
-               block: int = 1024, stats: dict | None = None, recall_at=None) -> sparse.csr_matrix:
-    """Sparse symmetric graph of every pair whose (normalised) distance is at most ``radius``.
+def pair_graph(points: np.ndarray, *, radius: float, **options) -> sparse.csr_matrix:
+    """The graph of :func:`scored_graph` without the nearest-neighbour candidates (same options)."""
+    return scored_graph(points, radius=radius, candidates=0, **options)[0]
+
+
+def scored_graph(points: np.ndarray, *, radius: float, candidates: int, metric: str = "cosine",
+                 normalize_k: int = 0, n_reference: int | None = None, search: str = "exact", nprobe: int = 16,
+                 block: int = 1024, stats: dict | None = None, recall_at=None):
+    """Sparse symmetric graph of every pair whose (normalised) distance is at most ``radius``, plus
+    each real image's ``candidates`` nearest neighbours whatever their distance.
 
     With ``normalize_k`` > 0 the distance is ``d(a, b) + median(s) - (s_a + s_b) / 2`` (clipped at
     0), ``s`` from :func:`local_scale`: pairs in crowded neighbourhoods move apart, pairs in
     sparse ones move closer, on the same scale as plain cosine distance.
+
+    The nearest-neighbour candidates (by plain distance, ties included, among the first
+    ``n_reference`` rows) are a set of pairs that depends on the images only, not on ``radius``:
+    scores over them (average precision) compare across runs with different eps sweeps.
 
     ``search``: ``exact`` (blocked products, ``block`` rows at a time), ``approximate`` (the cell
     index of :mod:`neardup.search.approximate`, ``nprobe`` cells per query, exact distances; cosine only;
@@ -156,11 +171,13 @@ def pair_graph(points: np.ndarray, *, radius: float, metric: str = "cosine", nor
 
     Returns
     -------
-    csr_matrix, shape (n, n), float64; zero distances stored explicitly, no self-loops.
+    graph : csr_matrix, shape (n, n), float64; zero distances stored explicitly, no self-loops.
+    nearest : csr_matrix, shape (n, n), bool, the same entries as ``graph``: True where the pair is
+        among the ``candidates`` nearest of one of its images.
     """
     n = len(points)
     if n == 0:
-        return sparse.csr_matrix((0, 0))
+        return sparse.csr_matrix((0, 0)), sparse.csr_matrix((0, 0), dtype=bool)
     if search not in SEARCHES:
         raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
     if (normalize_k or search == "approximate") and metric != "cosine":
@@ -168,9 +185,16 @@ def pair_graph(points: np.ndarray, *, radius: float, metric: str = "cosine", nor
     n_ref = n if n_reference is None else int(n_reference)
     searcher = Search(points, n_ref=n_ref, mode=search if metric == "cosine" else "exact", nprobe=nprobe,
                       block=block, metric=metric)
+    depth = max(2 * normalize_k - 1 if normalize_k else 0, candidates)
+    near = searcher.knn(depth) if depth else np.zeros((n, 0))
+    ball = np.zeros(n)  # each real row's distance to its candidates-th nearest real row (ties included)
+    if candidates:
+        # the candidates-th distance, or the farthest found when fewer exist (a tiny dataset: all pairs)
+        found = np.where(np.isfinite(near[:n_ref, :candidates]), near[:n_ref, :candidates], -np.inf)
+        ball[:n_ref] = np.maximum(found.max(axis=1), 0.0) + 1e-6  # + float32 round-off between searches
     score = None
     if normalize_k:
-        scale = local_scale(points, k=normalize_k, n_reference=n_ref, search=searcher)
+        scale = _scale_of(near, normalize_k)
         centre = float(np.median(scale[:n_ref]))
 
         def score(a, b, d):
@@ -178,42 +202,49 @@ def pair_graph(points: np.ndarray, *, radius: float, metric: str = "cosine", nor
 
         # a qualifying pair is found from the endpoint with the larger scale
         radii = radius - centre + scale
-        rows, cols, dist = searcher.radius(radii, metric)
-        dist = score(rows, cols, dist)
-        keep = dist <= radius
-        rows, cols, dist = rows[keep], cols[keep], dist[keep]
     else:
         radii = np.full(n, float(radius))
-        rows, cols, dist = searcher.radius(radii, metric)
+    rows, cols, raw = searcher.radius(np.maximum(radii, ball), metric)
+    dist = raw if score is None else score(rows, cols, raw)
+    is_near = raw <= ball[rows]
+    keep = (dist <= radius) | is_near
+    rows, cols, dist, is_near = rows[keep], cols[keep], dist[keep], is_near[keep]
     if stats is not None:
         stats["search"] = searcher.mode
         if searcher.mode == "approximate":
-            real = (rows < n_ref) & (cols < n_ref)
+            within = (dist <= radius) & (rows < n_ref) & (cols < n_ref)
             levels = [float(t) for t in (() if recall_at is None else recall_at) if t <= radius]
             levels = sorted({float(radius), *levels})
-            recall = pair_recall(searcher.points[:n_ref], rows[real], cols[real], levels, radius=radii[:n_ref],
+            recall = pair_recall(searcher.points[:n_ref], rows[within], cols[within], levels, radius=radii[:n_ref],
                                  score=score)
             recall = {t: (None if np.isnan(r) else round(r, 4)) for t, r in recall.items()}  # None: no pair
             stats["search_recall"] = recall[float(radius)]
             stats["search_recall_by_eps"] = {f"{t:g}": r for t, r in recall.items()}
-    graph = symmetric_graph(rows, cols, dist, n)
+    graph, nearest = symmetric_graph(rows, cols, dist, n, flags=is_near)
     if stats is not None:
         stats["n_edges"] = int(graph.nnz)  # both directions of every pair
-    return graph
+    return graph, nearest
 
 
-def symmetric_graph(rows, cols, dist, n: int) -> sparse.csr_matrix:
+def symmetric_graph(rows, cols, dist, n: int, *, flags=None):
     """(n, n) csr graph with both directions of every edge at the smaller of their distances.
 
     float32 round-off can make d(a, b) != d(b, a) or find an edge from one side only at the
-    boundary; the union with the smaller distance makes the graph exactly symmetric.
+    boundary; the union with the smaller distance makes the graph exactly symmetric. With
+    ``flags`` (bool per edge), also returns the (n, n) bool csr matrix, True where any direction
+    of the edge was flagged.
     """
     rows, cols, dist = np.concatenate([rows, cols]), np.concatenate([cols, rows]), np.concatenate([dist, dist])
     order = np.lexsort((dist, cols, rows))
     rows, cols, dist = rows[order], cols[order], dist[order]
     first = np.ones(len(rows), bool)
     first[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
-    return sparse.csr_matrix((dist[first], (rows[first], cols[first])), shape=(n, n))
+    graph = sparse.csr_matrix((dist[first], (rows[first], cols[first])), shape=(n, n))
+    if flags is None:
+        return graph
+    flags = np.concatenate([flags, flags])[order]
+    any_flag = np.logical_or.reduceat(flags, np.flatnonzero(first)) if len(flags) else flags
+    return graph, sparse.csr_matrix((any_flag, (rows[first], cols[first])), shape=(n, n), dtype=bool)
 
 
 def descriptors(vectors: np.ndarray, *, whiten: float = 0.0, hashes: np.ndarray | None = None,

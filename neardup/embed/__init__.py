@@ -50,10 +50,10 @@ def detect_strategy():
 
 
 def _pil_decode(path):
-    from PIL import Image
+    from neardup.decode import open_rgb
 
-    with Image.open(path.decode() if isinstance(path, bytes) else path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    # the decoder every stage shares: first frame, EXIF orientation applied, RGB (checked at fetch: no cap)
+    return np.asarray(open_rgb(path.decode() if isinstance(path, bytes) else path, max_pixels=None), dtype=np.uint8)
 
 
 #: Decode modes, one per image: Pillow, ``tf.io.decode_image``, or JPEG with DCT downscaling 1/2/4/8.
@@ -61,12 +61,15 @@ PIL_DECODE, TF_DECODE = 0, 1
 JPEG_RATIOS = (1, 2, 4, 8)
 
 
-def decode_modes(formats, widths, heights, *, size: int, crop_fraction: float) -> np.ndarray:
+def decode_modes(formats, widths, heights, *, size: int, crop_fraction: float, orientations=None) -> np.ndarray:
     """Choose how each image is decoded.
 
     JPEGs are decoded at the largest DCT scale 1/r (r in 1, 2, 4, 8) that still leaves the crop at
     least ``size`` pixels, which skips most of the decoding work for photos much larger than the
-    model input; other TensorFlow formats use ``decode_image``; the rest go through Pillow.
+    model input; other TensorFlow formats use ``decode_image``; the rest go through Pillow. Images
+    with an EXIF orientation other than 1 (``orientations``, the manifest column) always go through
+    Pillow (:func:`neardup.decode.open_rgb`): TensorFlow's decoders ignore EXIF, and every stage must
+    see the same upright pixels.
 
     Returns
     -------
@@ -78,6 +81,8 @@ def decode_modes(formats, widths, heights, *, size: int, crop_fraction: float) -
     for k, ratio in enumerate(JPEG_RATIOS):
         modes = np.where((formats == "JPEG") & (short / ratio >= size), 2 + k, modes)
     modes = np.where((formats == "JPEG") & (modes == TF_DECODE), 2, modes)  # small JPEGs: ratio 1
+    if orientations is not None:
+        modes = np.where(np.asarray(orientations, dtype=int) != 1, PIL_DECODE, modes)
     return modes.astype(np.int32)
 
 
@@ -219,7 +224,8 @@ class Embedder:
         paths = manifest["path"].astype(str).to_numpy()
         sha = manifest["sha256"].astype(str).to_numpy()
         modes = decode_modes(manifest["format"], manifest["width"].astype(int), manifest["height"].astype(int),
-                             size=self.size, crop_fraction=self.crop_fraction)
+                             size=self.size, crop_fraction=self.crop_fraction,
+                             orientations=manifest["orientation"] if "orientation" in manifest else None)
         vectors: dict[int, np.ndarray] = {}
 
         def run(indices, modes, desc):

@@ -11,14 +11,14 @@ import logging
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from neardup.contract import (DIGITS, GROUPS, MANIFEST, PAIRS, PLANTED, QUEUE, REASON, SKIPPED, STATS, groups_at,
                               read_groups, read_outcomes, read_pairs, read_table, read_truth, write_table)
-from neardup.evaluate.metrics import (average_precision, choose_eps, pair_sweep, recall_at_precision, sweep_scores,
-                                      truth_pairs)
-from neardup.evaluate.queue import build_queue, group_pairs_table, load_reviews, reviewed_precision
+from neardup.evaluate.eps import growth_sweep, pick_eps
+from neardup.evaluate.metrics import average_precision, pair_sweep, recall_at_precision, sweep_scores, truth_pairs
+from neardup.evaluate.queue import build_queue, capped_group_pairs, load_reviews, reviewed_precision
+from neardup.params import EvaluateParams
 
 log = logging.getLogger(__name__)
 
@@ -68,37 +68,6 @@ def _planted_sweep(outcomes: pd.DataFrame, eps_values) -> pd.DataFrame:
         pd.DataFrame({"eps": sorted(eps_values)})
 
 
-def pick_eps(sweep: pd.DataFrame, *, has_truth: bool, min_precision: float, max_unrelated: float,
-             fallback_eps: float) -> tuple[float, str]:
-    """The eps to act on and why (a sentence for the quality report).
-
-    With ground truth: best F1 among eps with precision >= ``min_precision``. Without it but with
-    planted copies: the eps finding most copies while at most ``max_unrelated`` of them land with an
-    unrelated image (of several, the largest: it finds most real duplicates). Otherwise ``fallback_eps``.
-    """
-    if has_truth:
-        eps = choose_eps(sweep, min_precision=min_precision, fallback_eps=fallback_eps)
-        return eps, f"best pairwise F1 on the ground truth among eps with precision >= {min_precision:g}"
-    if "planted_recall" in sweep and sweep["planted_recall"].notna().any():
-        ok = sweep[sweep["planted_with_unrelated"] <= max_unrelated]
-        if len(ok):
-            best = ok.sort_values(["planted_recall", "eps"], ascending=[False, False]).iloc[0]
-            return float(best["eps"]), (f"most planted copies found (the largest such eps) while at most "
-                                        f"{max_unrelated:.0%} of them land in a group with an unrelated image")
-    eps = choose_eps(sweep.assign(f1=math.nan), fallback_eps=fallback_eps)
-    return eps, "evaluate.fallback_eps (no ground truth and no usable planted copies)"
-
-
-def _scored_distance(pairs: pd.DataFrame):
-    """Distance lookup from the run's scored pairs (NaN for a pair only chained into its group)."""
-    known = dict(zip(zip(pairs["a"], pairs["b"]), pairs["distance"]))
-
-    def distance(a_ids, b_ids):
-        return np.array([known.get((a, b), np.nan) for a, b in zip(a_ids, b_ids)], dtype=float)
-
-    return distance
-
-
 def _rounded(metrics: dict) -> dict:
     """Floats rounded to :data:`DIGITS` places, NaN left out (JSON has no NaN)."""
     return {k: (round(v, DIGITS) if isinstance(v, float) else v) for k, v in metrics.items()
@@ -106,7 +75,7 @@ def _rounded(metrics: dict) -> dict:
 
 
 def evaluate_run(run: str, *, dataset: Path, plants_truth: Path, clusters: Path, reviews_path: Path,
-                 min_precision: float, max_unrelated: float, fallback_eps: float):
+                 params: EvaluateParams):
     """Score one run over the sweep.
 
     Parameters
@@ -121,8 +90,10 @@ def evaluate_run(run: str, *, dataset: Path, plants_truth: Path, clusters: Path,
         This run's cluster folder.
     reviews_path : Path
         The reviewed-pairs CSV (may be missing).
-    min_precision, max_unrelated, fallback_eps
-        The ``evaluate`` params. The eps sweep is the one the cluster stage ran (its ``stats.json``).
+    params : EvaluateParams
+        The ``evaluate`` params: the rule that chooses the eps (:mod:`neardup.evaluate.eps`) and
+        ``max_queue``, the most pairs the review queue holds (closest first). The eps sweep is the
+        one the cluster stage ran (its ``stats.json``).
 
     Returns
     -------
@@ -132,7 +103,7 @@ def evaluate_run(run: str, *, dataset: Path, plants_truth: Path, clusters: Path,
     sweep : DataFrame, one row per eps
     at : DataFrame, the groups at the chosen eps
     queue : DataFrame, the review queue at the chosen eps
-    reason : str, why this eps
+    reason : str, why this eps (a sentence, then a markdown table judging each eps)
     """
     manifest = read_table(dataset / MANIFEST)
     truth = read_truth(dataset)
@@ -140,25 +111,32 @@ def evaluate_run(run: str, *, dataset: Path, plants_truth: Path, clusters: Path,
     eps_values = stats["eps"]
     groups, pairs, outcomes = (read_groups(clusters / GROUPS), read_pairs(clusters / PAIRS),
                                read_outcomes(clusters / PLANTED))
-    true = None if truth is None else truth_pairs(truth, present=set(manifest["id"]) - set(stats["skipped_ids"]))
+    present = set(manifest["id"]) - set(stats["skipped_ids"])
+    true = None if truth is None else truth_pairs(truth, present=present)
     sweep = sweep_scores(groups, eps_values, true).merge(_planted_sweep(outcomes, eps_values), on="eps")
     sweep = sweep.merge(pair_sweep(pairs, eps_values, true), on="eps")
-    eps, reason = pick_eps(sweep, has_truth=true is not None, min_precision=min_precision,
-                           max_unrelated=max_unrelated, fallback_eps=fallback_eps)
+    sweep = sweep.merge(growth_sweep(groups, manifest, eps_values, present=present), on="eps")
+    eps, reason = pick_eps(sweep, params, has_truth=true is not None)
     chosen = sweep[sweep["eps"] == eps].iloc[0]
     at = groups_at(groups, eps)
-    queue = build_queue(group_pairs_table(at, manifest, run=run, distance=_scored_distance(pairs)),
-                        load_reviews(reviews_path))
+    proposed, left_out = capped_group_pairs(at, manifest, run=run, pairs=pairs, max_pairs=params.max_queue)
+    queue = build_queue(proposed, load_reviews(reviews_path))
+    if left_out:
+        log.warning("%s: the review queue holds the closest %d of %d pairs at eps %g; %d left out (raise "
+                    "evaluate.max_queue to see more)", run, len(queue), len(queue) + left_out, eps, left_out)
     metrics = {k: float(chosen[k]) for k in ("eps", "precision", "recall", "f1", "pair_precision", "pair_recall",
-                                             "pair_f1")}
-    metrics.update(ap=average_precision(pairs, true) if true is not None else math.nan,
+                                             "pair_f1", "grouped_share", "pairs_per_image")}
+    # AP over each image's nearest neighbours: the same candidate pairs whatever the eps sweep
+    nearest = pairs[pairs["nearest"] == 1]
+    metrics.update(ap=average_precision(nearest, true) if true is not None else math.nan,
                    recall_at_p90=recall_at_precision(sweep, min_precision=0.9))
-    metrics.update({k: int(chosen[k]) for k in ("n_groups", "n_pairs", "n_label_conflicts")})
+    metrics.update({k: int(chosen[k]) for k in ("n_groups", "n_pairs", "n_label_conflicts", "largest_group")})
     metrics.update(input_size=stats["input_size"], n_embedded=stats["n_embedded"],
-                   n_skipped=len(stats["skipped_ids"]))
+                   n_skipped=len(stats["skipped_ids"]), n_queue_left_out=int(left_out))
     planted = planted_summary(outcomes, eps)
     metrics.update({k: v for k, v in planted.items() if not k.startswith("recall_")})
-    metrics.update({k: v for k, v in reviewed_precision(queue).items() if k != "n_pairs"})
+    metrics.update({k: v for k, v in reviewed_precision(queue, n_total=len(queue) + left_out).items()
+                    if k != "n_pairs"})
     metrics["search"] = stats["search"]
     if "search_recall" in stats:  # the approximate search's recall at the chosen eps (else at the largest)
         recall = stats.get("search_recall_by_eps", {}).get(f"{float(eps):g}", stats["search_recall"])
@@ -172,8 +150,9 @@ def evaluate_run(run: str, *, dataset: Path, plants_truth: Path, clusters: Path,
     n_planted = len(read_table(plants_truth)) if plants_truth.is_file() else 0
     metrics["dataset"] = {"n_images": len(manifest), "n_skipped": len(read_table(dataset / SKIPPED)),
                           "n_truth_copies": 0 if truth is None else len(truth), "n_planted": n_planted}
-    log.info("%s: eps %g (%s): %s", run, eps, reason, {k: v for k, v in metrics.items() if not isinstance(v, dict)})
-    return metrics, sweep, at, queue, reason
+    log.info("%s: eps %g (%s): %s", run, eps, reason.splitlines()[0],
+             {k: v for k, v in metrics.items() if not isinstance(v, dict)})
+    return metrics, sweep.drop(columns=["n_contents"]), at, queue, reason
 
 
 def write_run(run: str, *, metrics: dict, sweep: pd.DataFrame, at: pd.DataFrame, queue: pd.DataFrame, reason: str,

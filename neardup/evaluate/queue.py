@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neardup.contract import escape_cells, unescape_cells
+
 log = logging.getLogger(__name__)
 
 VERDICTS = ("duplicate", "different", "unsure")
@@ -55,7 +57,7 @@ def load_reviews(path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         return pd.DataFrame({c: pd.Series(dtype=str) for c in REVIEW_COLUMNS})
-    return _normalise_reviews(pd.read_csv(path, dtype=str, keep_default_na=False), str(path))
+    return _normalise_reviews(unescape_cells(pd.read_csv(path, dtype=str, keep_default_na=False)), str(path))
 
 
 def save_reviews(reviews: pd.DataFrame, path) -> None:
@@ -67,15 +69,21 @@ def save_reviews(reviews: pd.DataFrame, path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="") as f:
-            out.to_csv(f, index=False)
+            escape_cells(out).to_csv(f, index=False)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def group_pairs_table(groups: pd.DataFrame, manifest: pd.DataFrame, *, run: str, distance=None) -> pd.DataFrame:
-    """Every unordered pair inside each group, as queue rows without verdict and figure.
+def capped_group_pairs(groups: pd.DataFrame, manifest: pd.DataFrame, *, run: str, pairs: pd.DataFrame | None = None,
+                       max_pairs: int) -> tuple[pd.DataFrame, int]:
+    """The pairs inside each group, closest first, at most ``max_pairs`` of them, as queue rows
+    without verdict and figure; the pairs left out are counted, never built.
+
+    Scored pairs (in ``pairs``, with a distance) come first by distance; then pairs only chained into
+    one group (distance NaN), smallest groups first. Memory and output stay O(``max_pairs``) however
+    large a group is.
 
     Parameters
     ----------
@@ -85,12 +93,14 @@ def group_pairs_table(groups: pd.DataFrame, manifest: pd.DataFrame, *, run: str,
         The dataset manifest (``id, sha256``); every grouped id must be in it.
     run : str
         Value of the ``run`` column (e.g. ``efficientnet-lite0_224``).
-    distance : callable, optional
-        ``distance(a_ids, b_ids) -> array`` of pair distances; NaN when not given.
+    pairs : DataFrame with columns ``a, b, distance``, optional
+        The run's scored pairs (``a < b``); pairs of it that do not share a group are ignored.
+    max_pairs : int
 
     Returns
     -------
-    DataFrame with columns ``run, a, b, sha_a, sha_b, distance``; ``a < b``, ``sha_a`` is a's hash.
+    table : DataFrame with columns ``run, a, b, sha_a, sha_b, distance``; ``a < b``, ``sha_a`` is a's hash.
+    left_out : int, the pairs inside groups not in ``table``.
     """
     if "eps" in groups.columns and groups["eps"].nunique() > 1:
         raise ValueError(f"groups hold several eps {sorted(groups['eps'].unique())}; select one first")
@@ -98,17 +108,30 @@ def group_pairs_table(groups: pd.DataFrame, manifest: pd.DataFrame, *, run: str,
     unknown = sorted(set(groups["id"]) - set(sha.index))
     if unknown:
         raise ValueError(f"{len(unknown)} grouped id(s) not in the manifest, e.g. {unknown[:5]}")
-    pairs = [p for _, ids in groups.groupby("group")["id"] for p in itertools.combinations(sorted(set(ids)), 2)]
-    a, b = [p[0] for p in pairs], [p[1] for p in pairs]
-    dist = np.full(len(pairs), np.nan)
-    if distance is not None and pairs:
-        dist = np.asarray(distance(a, b), dtype=float).reshape(-1)
-        if len(dist) != len(pairs):
-            raise ValueError(f"distance returned {len(dist)} values for {len(pairs)} pairs")
+    group_of = dict(zip(groups["id"], groups["group"]))
+    members = {g: sorted(set(ids)) for g, ids in groups.groupby("group")["id"]}
+    total = sum(len(m) * (len(m) - 1) // 2 for m in members.values())
+    rows: list[tuple[str, str, float]] = []
+    if pairs is not None and len(pairs):
+        group_a, group_b = pairs["a"].astype(str).map(group_of), pairs["b"].astype(str).map(group_of)
+        scored = pairs[(group_a == group_b) & group_a.notna()]
+        scored = scored.sort_values(["distance", "a", "b"], kind="stable").head(max_pairs)
+        rows = list(zip(scored["a"].astype(str), scored["b"].astype(str), scored["distance"].astype(float)))
+    taken = {(x, y) for x, y, _ in rows}
+    for g in sorted(members, key=lambda g: (len(members[g]), members[g][0])):
+        if len(rows) >= max_pairs:
+            break
+        for x, y in itertools.combinations(members[g], 2):
+            if (x, y) not in taken:
+                rows.append((x, y, np.nan))
+                if len(rows) >= max_pairs:
+                    break
+    a, b = [r[0] for r in rows], [r[1] for r in rows]
     out = pd.DataFrame({"run": run, "a": a, "b": b, "sha_a": sha.reindex(a).to_numpy(dtype=object),
-                        "sha_b": sha.reindex(b).to_numpy(dtype=object), "distance": dist}, columns=QUEUE_COLUMNS[:6])
-    log.info("%s: %d pairs in %d groups", run, len(out), groups["group"].nunique())
-    return out
+                        "sha_b": sha.reindex(b).to_numpy(dtype=object), "distance": [r[2] for r in rows]},
+                       columns=QUEUE_COLUMNS[:6])
+    log.info("%s: %d of %d pairs in %d groups", run, len(out), total, len(members))
+    return out, total - len(out)
 
 
 def build_queue(pairs: pd.DataFrame, reviews: pd.DataFrame) -> pd.DataFrame:
@@ -125,19 +148,20 @@ def build_queue(pairs: pd.DataFrame, reviews: pd.DataFrame) -> pd.DataFrame:
     return queue[QUEUE_COLUMNS].reset_index(drop=True)
 
 
-def reviewed_precision(queue: pd.DataFrame) -> dict:
+def reviewed_precision(queue: pd.DataFrame, *, n_total: int | None = None) -> dict:
     """Counts and precision of the queue's rows (pass one run's rows for that run's precision).
 
     ``reviewed_precision`` = duplicate / (duplicate + different), NaN when neither; ``precision_lower``
     counts pending and unsure pairs as wrong, ``precision_upper`` as right; both 1.0 with no pairs.
+    ``n_total``: the pairs proposed when the queue was capped (the pairs left out count as pending).
     """
     verdicts = queue["verdict"].fillna("").astype(str)
     bad = sorted(set(verdicts) - set(VERDICTS) - {""})
     if bad:
         raise ValueError(f"unknown verdict(s) {bad} in the queue; expected one of {list(VERDICTS)} or ''")
-    n = len(verdicts)
+    n = max(len(verdicts), n_total or 0)
     dup, diff = int((verdicts == "duplicate").sum()), int((verdicts == "different").sum())
     return {"n_pairs": n, "n_duplicate": dup, "n_different": diff, "n_unsure": int((verdicts == "unsure").sum()),
-            "n_pending": int((verdicts == "").sum()),
+            "n_pending": int((verdicts == "").sum()) + n - len(verdicts),
             "reviewed_precision": dup / (dup + diff) if dup + diff else float("nan"),
             "precision_lower": dup / n if n else 1.0, "precision_upper": (n - diff) / n if n else 1.0}

@@ -70,7 +70,8 @@ def download_competition(slug: str, dest: Path) -> Path:
     """
     dest = Path(dest)
     if not slug or "/" in slug.strip("/"):
-        raise SourceError(f"Kaggle competition slug {slug!r} is invalid; use the name from the competition URL")
+        raise SourceError(f"Kaggle competition slug {slug!r} is invalid; set fetch.kaggle.competition to the name "
+                          "in the competition URL")
     if _already_unzipped(dest):
         log.info("%s already holds the files of %s; skipping the download", dest, slug)
         return dest

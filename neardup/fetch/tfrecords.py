@@ -26,16 +26,36 @@ from neardup.fetch.folder import load_label_map
 log = logging.getLogger(__name__)
 
 
-def _safe_name(raw: bytes) -> str | None:
-    """A relative POSIX id from an ``image_name`` value, or None if empty/unsafe."""
+#: Longest file or folder name most file systems accept, in bytes.
+NAME_MAX = 255
+
+
+def _safe_name(raw: bytes) -> tuple[str | None, str | None]:
+    """``(id, problem)`` from an ``image_name`` value: a relative POSIX id, or None with the reason
+    it cannot be used as a path (None, None when the record has no name)."""
     name = raw.decode("utf-8", errors="replace").strip().replace("\\", "/")
     if not name:
-        return None
+        return None, None
+    if "\0" in name:
+        return None, "it holds a NUL byte"
     path = PurePosixPath(name)
     if path.is_absolute() or any(part in ("..", ".") for part in path.parts):
-        log.warning("ignoring unsafe image_name %r", name)
-        return None
-    return path.as_posix()
+        return None, "it is absolute or holds '.' or '..'"
+    if any(len(part.encode("utf-8")) > NAME_MAX for part in path.parts):
+        return None, f"a part of it is longer than {NAME_MAX} bytes"
+    return path.as_posix(), None
+
+
+def _write(images: Path, image_id: str, data: bytes) -> str | None:
+    """Write ``data`` as ``images / image_id``; the OS error text when that is impossible (the id is
+    a folder already, or one of its folders is a file, or the path is too long)."""
+    path = images / image_id
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except (OSError, ValueError) as exc:
+        return getattr(exc, "strerror", None) or str(exc)
+    return None
 
 
 def extract_tfrecords(
@@ -45,6 +65,8 @@ def extract_tfrecords(
     set_name: str = "train",
     label_map_json: Path | None = None,
     cache=None,
+    max_pixels: int | None = None,
+    param: str = "fetch",
 ) -> FetchResult:
     """Write the images of all TFRecord files matching ``pattern`` to disk and scan them.
 
@@ -55,17 +77,25 @@ def extract_tfrecords(
         ``"data/cassava/train_tfrecords/*.tfrec"``; files are read in sorted order.
     out_dir : Path
         Images are written to ``out_dir / "images" / <id>``; ``id`` is the record's
-        ``image_name``, or ``f"{file_stem}_{index:06d}.jpg"`` when it has none. Files
-        already there but not in the records are left alone and not scanned.
+        ``image_name``, or ``f"{file_stem}_{index:06d}.jpg"`` when it has none or one that cannot
+        be a path (a NUL byte, absolute, ``..``, a part over 255 bytes, a name that is already
+        a folder of another record or whose folder is another record's file: counted in one
+        warning). Files already there but not in the records are left alone and not scanned.
     set_name : str
         Value of the manifest's ``set`` column.
     label_map_json : Path, optional
         JSON object mapping ``target`` values (as strings) to names.
+    cache, max_pixels
+        As for :func:`neardup.images.scan_files`.
+    param : str
+        Where this source's params live (``fetch`` or ``fetch.sets[i]``), for messages.
 
     Returns
     -------
     FetchResult
-        ``manifest`` of the decodable images (label = ``str(target)`` or ``''``);
+        ``manifest`` of the decodable images (label = ``str(target)``, or ``''`` when the
+        record has no target or a negative one such as Kaggle's -1 for unlabelled: counted in one
+        warning); every record is in the manifest or in ``skipped``:
         ``skipped`` holds undecodable images (by their written path), records without
         image bytes or unparsable records (path ``"<file>#<index>"``) and corrupt
         TFRecord files; ``truth`` is None.
@@ -81,16 +111,20 @@ def extract_tfrecords(
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
         raise SourceError(
-            f"no TFRecord files match {pattern!r}; check fetch.tfrecords (a glob such as 'train_tfrecords/*.tfrec')"
+            f"no TFRecord files match {pattern!r}; check {param}.input and {param}.tfrecords.pattern (a glob "
+            f"such as 'train_tfrecords/*.tfrec')"
         )
-    label_names = load_label_map(label_map_json) if label_map_json is not None else None
+    label_names = (load_label_map(label_map_json, param=f"{param}.folder.label_map")
+                   if label_map_json is not None else None)
     images = Path(out_dir) / "images"
     images.mkdir(parents=True, exist_ok=True)
     spec = {
         "image": tf.io.FixedLenFeature([], tf.string, default_value=""),
         "image_name": tf.io.FixedLenFeature([], tf.string, default_value=""),
-        "target": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        "target": tf.io.VarLenFeature(tf.int64),
     }
+    renamed: list[tuple[str, str]] = []  # (record, why its image_name was not used)
+    unlabelled = 0
 
     written: dict[str, Path] = {}
     labels: dict[str, str] = {}
@@ -124,26 +158,44 @@ def extract_tfrecords(
                     index += 1
                     bar.update()
                     continue
-                image_id = _safe_name(example["image_name"].numpy()) or f"{stem}_{index:06d}.jpg"
+                fallback = f"{stem}_{index:06d}.jpg"
+                image_id, problem = _safe_name(example["image_name"].numpy())
+                if problem:
+                    renamed.append((locator, problem))
+                image_id = image_id or fallback
                 if image_id in written:
                     p = PurePosixPath(image_id)
                     new_id = p.with_name(f"{p.stem}__{stem}_{index:06d}{p.suffix}").as_posix()
                     log.warning("image_name %s repeats (%s); stored as %s", image_id, locator, new_id)
                     image_id = new_id
-                target = int(example["target"].numpy())
-                if target >= 0:
-                    labels[image_id] = str(target)
-                path = images / image_id
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-                written[image_id] = path
+                error = _write(images, image_id, data)
+                if error and image_id != fallback and fallback not in written:
+                    renamed.append((locator, f"it cannot be written as a file ({error})"))
+                    image_id, error = fallback, _write(images, fallback, data)
+                if error:
+                    skipped.append({"path": locator, "reason": f"unreadable: the image cannot be written ({error})"})
+                    index += 1
+                    bar.update()
+                    continue
+                targets = example["target"].values.numpy()
+                if len(targets) == 1 and int(targets[0]) >= 0:
+                    labels[image_id] = str(int(targets[0]))
+                else:
+                    unlabelled += 1
+                written[image_id] = images / image_id
                 index += 1
                 bar.update()
         log.info("%s: %d records", file, index)
 
+    if renamed:
+        log.warning("%d records have an image_name that cannot be a file name (e.g. %s: %s); they are stored as "
+                    "<file>_<index>.jpg", len(renamed), *renamed[0])
+    if unlabelled:
+        log.warning("%d of %d records have no target or a negative one (e.g. -1, unlabelled as in a Kaggle test "
+                    "set): their label is empty", unlabelled, len(written))
     result = scan_files(
         written.values(), root=images, set_name=set_name, labels=labels or None, label_names=label_names,
-        cache=cache,
+        cache=cache, max_pixels=max_pixels,
     )
     if skipped:
         rows = result.skipped.to_dict("records") + skipped

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 from tqdm.auto import tqdm
 
+from neardup.decode import open_rgb
 from neardup.images import scan_files
 from neardup.contract import TRUTH_COLUMNS, FetchResult
 from neardup.transforms import apply_transform
@@ -51,8 +51,7 @@ def plant_copies(manifest: pd.DataFrame, out_dir: Path, *, n: int, transforms, s
     for k, index in enumerate(tqdm(chosen, desc="plant copies", unit="img", leave=False)):
         original = manifest.iloc[int(index)]
         transform = names[k % len(names)]
-        with Image.open(original["path"]) as im:
-            copy = apply_transform(transform, im.convert("RGB"), rng)
+        copy = apply_transform(transform, open_rgb(original["path"], max_pixels=None), rng)
         image_id = f"{PLANT_PREFIX}copy_{k:05d}.jpg"
         copy.save(images / image_id, format="JPEG", quality=95)
         rows.append((image_id, original["id"], transform))

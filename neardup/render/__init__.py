@@ -15,6 +15,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from neardup.contract import groups_at, label_conflict_groups, write_table
+from neardup.decode import open_rgb
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +23,19 @@ MAX_PER_FIGURE = 8
 CONFLICT_COLUMNS = ["run", "eps", "group", "id", "label", "set", "distance", "figure"]
 
 
+def plain(text) -> str:
+    """``text`` (an id, label, set or run name) as matplotlib must be given it to draw it as it is:
+    every ``$`` escaped, so a name such as ``a$b$.jpg`` or ``$\\frac{a}$`` is never parsed as mathtext
+    (which draws it wrong or fails the whole figure). Use it for every data text that reaches a
+    figure: titles, tick labels, legend entries."""
+    return str(text).replace("$", r"\$")
+
+
 def thumbnail(path: str, size: int) -> np.ndarray:
     """RGB thumbnail of ``path`` fitting in ``size x size``, shape (h, w, 3) uint8."""
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        im.thumbnail((size, size), Image.Resampling.BICUBIC)
-        return np.asarray(im)
+    im = open_rgb(path, max_pixels=None)  # the shared decoder: upright, first frame (checked at fetch)
+    im.thumbnail((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(im)
 
 
 def group_figure(members: pd.DataFrame, out: Path, *, title: str, thumb_size: int = 160) -> None:
@@ -45,10 +53,10 @@ def group_figure(members: pd.DataFrame, out: Path, *, title: str, thumb_size: in
     fig, axes = plt.subplots(1, n, figsize=(2.4 * n, 2.9), squeeze=False)
     for ax, (_, row) in zip(axes[0], shown.iterrows()):
         ax.imshow(thumbnail(row["path"], thumb_size))
-        ax.set_title(f"{row['id']}\nlabel: {row['label'] or '-'}\nd={float(row['distance']):.3f}", fontsize=7)
+        ax.set_title(plain(f"{row['id']}\nlabel: {row['label'] or '-'}\nd={float(row['distance']):.3f}"), fontsize=7)
         ax.axis("off")
     more = len(members) - n
-    fig.suptitle(title + (f"  (+{more} more)" if more > 0 else ""), fontsize=9)
+    fig.suptitle(plain(title + (f"  (+{more} more)" if more > 0 else "")), fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80, metadata={"Software": None})

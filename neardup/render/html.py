@@ -17,6 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from neardup.contract import label_conflict_groups
+from neardup.decode import open_rgb
 from neardup.render.quality import SUMMARY, cell
 
 log = logging.getLogger(__name__)
@@ -70,10 +71,9 @@ def thumbnail_uri(path: str, size: int) -> tuple[str, str]:
     An image that cannot be read gives a grey ``size x size`` placeholder and the reason as note.
     """
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            im.thumbnail((size, size), Image.Resampling.BICUBIC)
-            return _jpeg_uri(np.asarray(im)), ""
+        im = open_rgb(path, max_pixels=None)  # the shared decoder: upright, first frame (checked at fetch)
+        im.thumbnail((size, size), Image.Resampling.BICUBIC)
+        return _jpeg_uri(np.asarray(im)), ""
     except Exception as err:  # noqa: BLE001 - any unreadable file becomes a placeholder
         log.debug("cannot thumbnail %r: %s", path, err)
         return _jpeg_uri(np.full((size, size, 3), 160, np.uint8)), f"cannot open image: {type(err).__name__}"
@@ -130,6 +130,23 @@ def summary_section(metrics: dict, runs: list[str]) -> str:
     """The summary table: one row per ``SUMMARY`` metric, one column per run ('-' when missing)."""
     rows = [[html.escape(label)] + [_e(metrics.get(run, {}).get(key)) for run in runs] for key, label in SUMMARY]
     return "<h2>Summary per run</h2>\n" + _table(["metric"] + [html.escape(r) for r in runs], rows)
+
+
+def eps_section(reasons: dict[str, str], metrics: dict, runs: list[str]) -> str:
+    """Why each run's eps was chosen (the rule that applied), and the primary run's table judging every
+    eps of the sweep (``reason.txt``: a sentence, then a markdown table)."""
+    if not reasons:
+        return ""
+    items = "".join(f"<li><b>{html.escape(run)}</b>: eps {_e(metrics.get(run, {}).get('eps'))}: "
+                    f"{html.escape(reasons[run].splitlines()[0])}</li>" for run in runs if run in reasons)
+    lines = [line for line in reasons.get(runs[0], "").splitlines() if line.startswith("|")]
+    table = ""
+    if len(lines) > 2:
+        cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+        rows = [[html.escape(c.replace("**", "")) for c in row] for row in cells[2:]]
+        table = (f"<p>Every eps of the sweep for {html.escape(runs[0])}:</p>\n"
+                 + _table([html.escape(c) for c in cells[0]], rows))
+    return f"<h2>The chosen eps and why</h2>\n<ul>{items}</ul>\n{table}"
 
 
 def overlap_section(overlap: pd.DataFrame | None, run: str) -> str:
@@ -200,7 +217,7 @@ def figures_section(figures: dict[str, Path] | None) -> str:
 
 def write_html_report(out: Path, *, metrics: dict, runs: list[str], groups: dict[str, pd.DataFrame],
                       manifest: pd.DataFrame, overlap: dict[str, pd.DataFrame], figures: dict[str, Path] | None,
-                      thumb_size: int, max_groups: int) -> str:
+                      thumb_size: int, max_groups: int, reasons: dict[str, str] | None = None) -> str:
     """Write the self-contained HTML report to ``out`` (parent folders created) and return it.
 
     Parameters
@@ -223,6 +240,8 @@ def write_html_report(out: Path, *, metrics: dict, runs: list[str], groups: dict
         Longest side of the thumbnails in pixels.
     max_groups : int
         Most galleries of groups without a label conflict (closest first); conflicts are all shown.
+    reasons : dict of str to str, optional
+        Per run, why its eps was chosen (``reason.txt``); the primary run's table of every eps is shown.
 
     Returns
     -------
@@ -234,7 +253,8 @@ def write_html_report(out: Path, *, metrics: dict, runs: list[str], groups: dict
     parts = ["<h1>neardup: duplicate report</h1>",
              "<p>" + "; ".join(f"{html.escape(str(k))}: {_e(v)}" for k, v in data.items()) + "</p>"
              if data else '<p class="muted">No dataset counts.</p>',
-             summary_section(metrics, runs), overlap_section(overlap.get(primary), primary)]
+             summary_section(metrics, runs), eps_section(reasons or {}, metrics, runs),
+             overlap_section(overlap.get(primary), primary)]
     n_conflicts = 0
     if primary in groups and len(groups[primary]):
         at = groups[primary]

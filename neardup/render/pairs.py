@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from neardup.render import thumbnail
+from neardup.render import plain, thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,14 @@ def pair_figure(row, manifest: pd.DataFrame, out: Path, *, thumb_size: int = 256
         m = info.loc[image_id]
         label = m["label"] if m["label_name"] in ("", m["label"]) else f"{m['label']} ({m['label_name']})"
         ax.imshow(thumbnail(m["path"], thumb_size))
-        ax.set_title(f"{image_id}\nlabel: {label or '-'}   set: {m['set'] or '-'}\n{m['width']}x{m['height']}",
+        ax.set_title(plain(f"{image_id}\nlabel: {label or '-'}   set: {m['set'] or '-'}\n{m['width']}x{m['height']}"),
                      fontsize=7)
         ax.axis("off")
     same = "  byte-identical" if row["sha_a"] == row["sha_b"] else ""
     verdict = f"  verdict: {row['verdict']}" if row.get("verdict") else ""
     distance = float(row["distance"])
     told = f"distance {distance:.4f}" if distance == distance else "joined through other group members"
-    fig.suptitle(f"{row['run']}  {told}{same}{verdict}", fontsize=9)
+    fig.suptitle(plain(f"{row['run']}  {told}{same}{verdict}"), fontsize=9)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80, metadata={"Software": None})
     return out

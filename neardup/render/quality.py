@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from neardup.contract import read_table
+from neardup.render import plain
+
 log = logging.getLogger(__name__)
 
 SUMMARY = [("eps", "chosen eps"), ("precision", "precision"), ("recall", "recall"), ("f1", "F1"),
@@ -13,14 +16,17 @@ SUMMARY = [("eps", "chosen eps"), ("precision", "precision"), ("recall", "recall
            ("recall_at_p90", "recall @ P>=0.9"), ("planted_recall", "planted recall"),
            ("planted_with_unrelated", "planted with unrelated"), ("reviewed_precision", "reviewed precision"),
            ("precision_lower", "precision lower bound"), ("precision_upper", "precision upper bound"),
-           ("n_pending", "pending pairs"), ("n_groups", "groups"), ("n_label_conflicts", "label-conflict groups"),
-           ("input_size", "input size (px)")]
+           ("n_pending", "pending pairs"), ("n_queue_left_out", "pairs left out of the review queue"),
+           ("n_groups", "groups"), ("largest_group", "largest group"), ("grouped_share", "share of images grouped"),
+           ("n_label_conflicts", "label-conflict groups"), ("input_size", "input size (px)")]
 
 
 def cell(value) -> str:
     if value is None or value == "" or (isinstance(value, float) and value != value):
         return "-"
     if isinstance(value, float):
+        if value.is_integer() and abs(value) >= 10:  # a count
+            return str(int(value))
         return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
 
@@ -43,11 +49,11 @@ def pr_curve_figure(plots_dir: Path, runs, out: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for run in runs:
-        sweep = pd.read_csv(plots_dir / "eps" / f"{run}.csv")
+        sweep = read_table(plots_dir / "eps" / f"{run}.csv").apply(pd.to_numeric, errors="coerce")
         if sweep["precision"].notna().any():
-            left.plot(sweep["recall"], sweep["precision"], marker="o", label=run)
+            left.plot(sweep["recall"], sweep["precision"], marker="o", label=plain(run))
         if "planted_recall" in sweep and sweep["planted_recall"].notna().any():
-            right.plot(sweep["eps"], sweep["planted_recall"], marker="o", label=run)
+            right.plot(sweep["eps"], sweep["planted_recall"], marker="o", label=plain(run))
     left.set(xlabel="recall", ylabel="precision", title="ground truth, over the eps sweep", xlim=(0, 1.02),
              ylim=(0, 1.02))
     right.set(xlabel="eps (distance)", ylabel="recall of planted copies", title="planted copies",
@@ -80,16 +86,20 @@ def write_quality_report(metrics: dict, reasons: dict, plots_dir: Path, out: Pat
         f"{data['n_truth_copies']} known duplicates in the ground truth, {data['n_planted']} planted copies.",
         "Precision / recall / F1 / AP are pairwise, against the dataset's ground truth (when it has one): "
         "precision / recall / F1 count every pair inside the DBSCAN groups, pair precision / recall / F1 the "
-        "candidate pairs within eps before grouping (the gap between them is what chaining costs). "
+        "candidate pairs within eps before grouping (the gap between them is what chaining costs). AP ranks "
+        "each image's nearest neighbours (`cluster.candidates`), a set that does not depend on the eps sweep. "
         "Planted recall: share of planted copies grouped with their original; planted with unrelated: share "
-        "landing in a group with any other image. Reviewed precision counts your verdicts "
+        "landing in a group with an image outside their family (the original, the images directly within eps "
+        "of it, their copies). Reviewed precision counts your verdicts "
         "(`python -m neardup.review`); the bounds count pending and unsure pairs as all wrong / all right.",
         "## Summary per run", markdown_table(summary),
         "## Recall per transform (planted copies, at the chosen eps)",
         markdown_table(transforms) if len(transforms) else "No planted copies (plant.n is 0).",
         f"## Precision-recall over the eps sweep\n\n![precision-recall]({Path(figure).relative_to(out.parent)})",
         "## The chosen eps and why",
-        "\n".join(f"- **{run}**: eps {metrics[run]['eps']:g}: {reasons[run]}" for run in runs),
+        "\n".join(f"- **{run}**: eps {metrics[run]['eps']:g}: {reasons[run].splitlines()[0]}" for run in runs),
+        *[f"### {run}: every eps judged\n\n" + "\n".join(reasons[run].splitlines()[1:]).strip() for run in runs
+          if len(reasons[run].splitlines()) > 1],
     ]
     text = "\n\n".join(parts) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)

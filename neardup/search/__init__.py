@@ -43,7 +43,7 @@ class Search:
     def __init__(self, points, *, n_ref: int, mode: str, nprobe: int, block: int, metric: str = "cosine"):
         # cosine: unit rows once here (no copy if they already are), shared by every search below
         points = unit_rows(points) if metric == "cosine" else np.asarray(points, dtype=np.float32)
-        self.points, self.n_ref, self.block = points, n_ref, block
+        self.points, self.n_ref, self.block, self.metric = points, n_ref, block, metric
         if mode == "auto":
             mode = "approximate" if n_ref > AUTO_APPROXIMATE_ABOVE else "exact"
         self.mode = mode
@@ -55,7 +55,8 @@ class Search:
         if self.index is not None:
             parts = [self.index.knn_distances(real, k), self.index.knn_distances(extra, k, self_offset=False)]
         else:
-            parts = [knn_distances(real, k, block=self.block), knn_distances(extra, k, reference=real, block=self.block)]
+            parts = [knn_distances(real, k, metric=self.metric, block=self.block),
+                     knn_distances(extra, k, reference=real, metric=self.metric, block=self.block)]
         return np.vstack(parts)
 
     def radius(self, radii: np.ndarray, metric: str):

@@ -1,0 +1,153 @@
+"""How the eps to act on is chosen, and why: a rule that cannot collapse the dataset into one group.
+
+Each eps of the sweep is judged on what a user would accept (docs/pipeline.md, "How the eps is
+chosen"):
+
+- **growth guards** (always): an eps is never chosen when its largest group holds more than
+  ``max_group_share`` of the images (groups of up to :data:`ALWAYS_ALLOWED` always pass), when
+  more than ``max_grouped_share`` of the images are in groups, or when the groups propose more than
+  ``max_pairs_per_image`` pairs per image. Images with the same pixels count once, so a folder
+  holding many exact copies of one picture does not trip them;
+- **with ground truth**: the best pairwise F1 among the eps with precision >= ``min_precision``;
+- **without it, with planted copies**: most copies found while at most ``max_unrelated`` of them land
+  with an image outside their family (the original, the images directly within eps of it and their
+  copies; an image only chained in through others is unrelated). Of several, the largest eps;
+- **otherwise**: the largest eps up to ``fallback_eps`` that passes the guards.
+
+When no eps passes the guards, the smallest eps of the sweep is used and the reason says so.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from neardup.contract import content_keys, groups_at
+from neardup.params import EvaluateParams
+
+#: Groups of up to this many distinct images pass the largest-group guard on any dataset size.
+ALWAYS_ALLOWED = 5
+
+
+def growth_sweep(groups: pd.DataFrame, manifest: pd.DataFrame, eps_values, *, present=None) -> pd.DataFrame:
+    """How the groups grow over the sweep, counting images with the same content once.
+
+    Parameters
+    ----------
+    groups : DataFrame with columns ``eps, group, id`` (real images)
+    manifest : DataFrame with ``id, sha256`` (and ``pixel_sha256`` when fetch recorded it)
+    eps_values : sequence of float
+    present : iterable of str, optional
+        The ids that were embedded (default: every manifest id).
+
+    Returns
+    -------
+    DataFrame with columns ``eps, largest_group, grouped_share, pairs_per_image``: the largest group
+    in distinct images, the share of distinct images in a group, and the pairs of distinct images the
+    groups propose per distinct image.
+    """
+    key_of = dict(zip(manifest["id"].astype(str), content_keys(manifest)))
+    ids = manifest["id"].astype(str) if present is None else pd.Series(sorted(map(str, present)))
+    n_contents = max(1, len({key_of.get(i, i) for i in ids}))
+    rows = []
+    for eps in sorted(float(e) for e in eps_values):
+        at = groups_at(groups, eps)
+        keyed = pd.DataFrame({"group": at["group"].to_numpy(),
+                              "key": [key_of.get(i, i) for i in at["id"].astype(str)]}).drop_duplicates()
+        sizes = keyed.groupby("group").size().to_numpy()
+        sizes = sizes[sizes > 1]
+        rows.append({"eps": eps, "largest_group": int(sizes.max()) if len(sizes) else 0,
+                     "grouped_share": float(sizes.sum() / n_contents),
+                     "pairs_per_image": float((sizes * (sizes - 1) / 2).sum() / n_contents),
+                     "n_contents": n_contents})
+    return pd.DataFrame(rows)
+
+
+def guard_failures(row, rule: EvaluateParams) -> list[str]:
+    """Why one eps of the sweep (a row of the evaluate sweep) is never chosen; empty when it may be."""
+    out = []
+    limit = max(ALWAYS_ALLOWED, rule.max_group_share * row["n_contents"])
+    if row["largest_group"] > limit:
+        out.append(f"one group holds {int(row['largest_group'])} images "
+                   f"({row['largest_group'] / row['n_contents']:.0%}; max_group_share {rule.max_group_share:g})")
+    if row["grouped_share"] > rule.max_grouped_share:
+        out.append(f"{row['grouped_share']:.0%} of the images are grouped (max_grouped_share "
+                   f"{rule.max_grouped_share:g})")
+    if row["pairs_per_image"] > rule.max_pairs_per_image:
+        out.append(f"{row['pairs_per_image']:.2f} pairs per image (max_pairs_per_image {rule.max_pairs_per_image:g})")
+    return out
+
+
+def _table(sweep: pd.DataFrame, verdicts: dict) -> list[str]:
+    planted = "planted_recall" in sweep and sweep["planted_recall"].notna().any()
+    truth = "f1" in sweep and sweep["f1"].notna().any()
+    head = "| eps | " + ("precision | recall | F1 | " if truth else "") + \
+        ("copies found | with unrelated | " if planted else "") + "largest group | grouped | pairs per image | verdict |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for _, row in sweep.iterrows():
+        cells = [f"{row['eps']:g}"]
+        if truth:
+            cells += [f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}"]
+        if planted:
+            cells += [f"{row['planted_recall']:.3f}", f"{row['planted_with_unrelated']:.3f}"]
+        cells += [str(int(row["largest_group"])), f"{row['grouped_share']:.3f}", f"{row['pairs_per_image']:.3f}",
+                  verdicts[float(row["eps"])]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def pick_eps(sweep: pd.DataFrame, rule: EvaluateParams, *, has_truth: bool) -> tuple[float, str]:
+    """The eps to act on, and why: a sentence, then a markdown table judging every eps.
+
+    Parameters
+    ----------
+    sweep : DataFrame, one row per eps, with ``eps``, the :func:`growth_sweep` columns, ``precision``
+        / ``f1`` (NaN without truth) and ``planted_recall`` / ``planted_with_unrelated`` (when copies
+        were planted)
+    rule : EvaluateParams
+        The ``evaluate`` params (``min_precision``, ``max_unrelated``, the growth guards, ``fallback_eps``).
+    has_truth : bool
+
+    Returns
+    -------
+    eps : float, one of the sweep
+    reason : str
+    """
+    sweep = sweep.sort_values("eps", ignore_index=True)
+    failures = {float(r["eps"]): guard_failures(r, rule) for _, r in sweep.iterrows()}
+    ok = sweep[[not failures[float(e)] for e in sweep["eps"]]]
+    verdicts = {e: "never: " + "; ".join(f) if f else "may be chosen" for e, f in failures.items()}
+    planted = "planted_recall" in sweep and sweep["planted_recall"].notna().any()
+    eps, why = None, ""
+    if not len(ok):
+        eps = float(sweep["eps"].min())
+        why = ("no eps of the sweep passes the growth guards; the smallest is used: add smaller values to "
+               "cluster.eps")
+    elif has_truth:
+        scored = ok.dropna(subset=["f1"])
+        scored = scored[scored["precision"] >= rule.min_precision]
+        if len(scored):
+            eps = float(scored.sort_values(["f1", "eps"], ascending=[False, True]).iloc[0]["eps"])
+            why = (f"best pairwise F1 on the ground truth among eps with precision >= {rule.min_precision:g} "
+                   "that pass the growth guards")
+    elif planted:
+        clean = ok[ok["planted_with_unrelated"] <= rule.max_unrelated]
+        if len(clean):
+            eps = float(clean.sort_values(["planted_recall", "eps"], ascending=[False, False]).iloc[0]["eps"])
+            why = (f"most planted copies found (the largest such eps) while at most {rule.max_unrelated:.0%} of "
+                   "them land with an image outside their family, among eps that pass the growth guards")
+        else:
+            eps = float(ok["eps"].min())
+            why = (f"the smallest eps that passes the growth guards: at every eps more than {rule.max_unrelated:.0%} "
+                   "of the planted copies land with an image outside their family")
+        for e in sweep["eps"]:
+            row = sweep[sweep["eps"] == e].iloc[0]
+            if not failures[float(e)] and row["planted_with_unrelated"] > rule.max_unrelated:
+                verdicts[float(e)] = (f"no: {row['planted_with_unrelated']:.1%} of the copies land with an unrelated "
+                                      f"image (max_unrelated {rule.max_unrelated:g})")
+    if eps is None:
+        below = ok[ok["eps"] <= rule.fallback_eps + 1e-12]
+        eps = float(below["eps"].max() if len(below) else ok["eps"].min())
+        why = (f"the largest eps up to evaluate.fallback_eps ({rule.fallback_eps:g}) that passes the growth guards "
+               + (f"(no eps reaches precision {rule.min_precision:g} on the ground truth)" if has_truth else
+                  "(no ground truth and no usable planted copies)"))
+    verdicts[eps] = "**chosen**"
+    return eps, "\n".join([why, "", *_table(sweep, verdicts)])

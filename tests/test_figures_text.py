@@ -1,0 +1,65 @@
+"""Ids, labels and run names that matplotlib would read as mathtext are drawn as they are, never fail a figure."""
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
+
+from neardup.contract import write_table
+from neardup.render import group_figure, plain
+from neardup.render.pairs import draw_pair_figures
+from neardup.render.quality import pr_curve_figure
+
+LABELS = [r"$x^2$ \frac{a}", r"$\frac{a}$", "$$", r"$x^$"]
+IDS = ["a$b$.jpg", "=1+1.jpg", r"$\foo$.jpg", "plain.jpg"]
+
+
+def test_such_text_fails_matplotlib_unless_escaped():
+    for text in (r"$\frac{a}$", "$$", r"$\foo$"):
+        fig = Figure()
+        fig.suptitle(text)
+        with pytest.raises(ValueError):
+            fig.savefig(io.BytesIO(), format="png")
+        fig = Figure()
+        fig.suptitle(plain(text))
+        fig.savefig(io.BytesIO(), format="png")
+        assert fig.texts[0].get_text() == text.replace("$", r"\$")
+    assert plain("a$b$") == r"a\$b\$" and plain(3) == "3"
+
+
+@pytest.fixture
+def images(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(len(IDS)):
+        path = tmp_path / "img" / f"{k}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return pd.DataFrame({"id": IDS, "path": paths, "label": ["0", "1", "2", "3"], "label_name": LABELS,
+                         "set": ["$train$", "t", "t", "t"], "sha256": [f"{k:064x}" for k in range(4)],
+                         "width": "50", "height": "40", "format": "PNG"})
+
+
+def test_group_and_pair_figures_with_mathtext_names_are_written(tmp_path, images):
+    members = images.assign(label=images["label_name"], distance=[0.0, 0.1, 0.2, np.nan])
+    out = tmp_path / "groups" / "group_0000.png"
+    group_figure(members, out, title="r$un  eps=0.5  group 0", thumb_size=32)
+    assert Image.open(out).size[0] > 100
+    queue = pd.DataFrame({"run": "r$un$", "a": IDS[:3], "b": IDS[1:], "sha_a": images["sha256"][:3].to_numpy(),
+                          "sha_b": images["sha256"][1:].to_numpy(), "distance": [0.1, np.nan, 0.3],
+                          "verdict": ["", "$different$", ""]})
+    drawn = draw_pair_figures(queue, images, tmp_path / "review", max_figures=10, thumb_size=32)
+    assert (drawn["figure"] != "").all()
+    assert all(Image.open(tmp_path / "review" / name).size[0] > 100 for name in drawn["figure"])
+
+
+def test_quality_figure_with_mathtext_run_names_is_written(tmp_path):
+    runs = ["a$b$", r"$\frac{a}$"]
+    for run in runs:
+        write_table(pd.DataFrame({"eps": [0.1, 0.2], "precision": [1.0, 0.5], "recall": [0.5, 0.8],
+                                  "planted_recall": [0.2, 0.9]}), tmp_path / "eps" / f"{run}.csv")
+    pr_curve_figure(tmp_path, runs, tmp_path / "pr.png")
+    assert Image.open(tmp_path / "pr.png").size[0] > 100
