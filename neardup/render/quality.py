@@ -25,8 +25,6 @@ def cell(value) -> str:
     if value is None or value == "" or (isinstance(value, float) and value != value):
         return "-"
     if isinstance(value, float):
-        if value.is_integer() and abs(value) >= 10:  # a count
-            return str(int(value))
         return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
 
@@ -74,8 +72,9 @@ def write_quality_report(metrics: dict, reasons: dict, plots_dir: Path, out: Pat
     ``metrics``: ``{"dataset": {...}, run: {...}}``; ``reasons``: run -> why its eps was chosen.
     """
     pr_curve_figure(plots_dir, runs, figure)
-    summary = pd.DataFrame({run: {label: metrics[run].get(key) for key, label in SUMMARY} for run in runs},
-                           dtype=object)
+    # built row by row as objects: a count stays an int (84, not 84.0)
+    summary = pd.DataFrame([[metrics[run].get(key) for run in runs] for key, _ in SUMMARY],
+                           index=[label for _, label in SUMMARY], columns=runs, dtype=object)
     summary.index.name = "metric"
     transforms = pd.DataFrame({run: metrics[run].get("planted", {}) for run in runs})
     transforms.index.name = "transform"
