@@ -5,6 +5,9 @@ The images are Cassava-sized (800x600) JPEGs cut from real photos that installed
 unless ``--folder`` points at your own images.
 
     python benchmarks/embed_throughput.py [--model efficientnet-lite0] [--size 224] [--n-images 512]
+
+On a GPU machine it runs on every GPU TensorFlow sees (``--batch-size`` is per GPU); the line after
+the header says which devices were used.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neardup.embed import Embedder, decode_modes  # noqa: E402
+from neardup.embed import Embedder, decode_modes, describe_strategy  # noqa: E402
 from neardup.images import scan_files  # noqa: E402
 
 
@@ -77,7 +80,7 @@ def main() -> None:
         def model_only(batches) -> float:
             start = time.perf_counter()
             for images in batches:
-                embedder.forward(images).numpy()
+                embedder.infer(images)
             return time.perf_counter() - start
 
         # Warm-up (graph tracing, thread pools), then alternate the two timed runs and keep the best
@@ -95,6 +98,7 @@ def main() -> None:
 
     print(f"\nmodel {args.model} @ {args.size}, batch {args.batch_size}, {n} images, best of {args.rounds} rounds "
           f"({'your folder' if args.folder else '800x600 JPEG'})")
+    print(f"on {describe_strategy(embedder.strategy)} (batch is per replica: {embedder.global_batch} global)")
     print(f"{'what':<40}{'seconds':>10}{'images/s':>12}")
     print(f"{'input pipeline alone (read+decode+resize)':<40}{pipeline_only:>10.2f}{n / pipeline_only:>12.1f}")
     print(f"{'model forward pass alone':<40}{t_model:>10.2f}{n / t_model:>12.1f}")

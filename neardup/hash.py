@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from neardup.cache import vector_cache
 from neardup.contract import Embeddings
 from neardup.decode import open_rgb
+from neardup.params import check_choice
 
 log = logging.getLogger(__name__)
 
@@ -177,3 +179,11 @@ def hash_manifest(manifest: pd.DataFrame, *, method: str, hash_size: int, cache=
                       skipped=pd.DataFrame({"id": pd.Series(skipped_ids, dtype=object),
                                             "reason": pd.Series(reasons, dtype=object)}),
                       images_per_second=rate)
+
+
+def hash_images(method: str, manifest: pd.DataFrame, *, hash_size: int, cache_dir: str) -> Embeddings:
+    """One hash over every image of ``manifest`` through the content cache (``cache.dir``; '' = none), as
+    the ``hash`` stage and :func:`neardup.find_duplicates` make it; see :func:`hash_manifest`."""
+    check_choice(method, HASH_METHODS, "hash.methods")
+    cache = vector_cache(cache_dir, hash=method, hash_size=hash_size)
+    return hash_manifest(manifest, method=method, hash_size=hash_size, cache=cache)

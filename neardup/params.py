@@ -334,3 +334,11 @@ def load_params(group: str, path: str | Path = "params.yaml"):
     check_choice(group, GROUPS, "params group")
     _check(group in raw, f"{path}: missing params group '{group}'")
     return _build(GROUPS[group], raw[group], group)
+
+
+def params_from_dict(raw: dict, group: str, *, where: str = "params"):
+    """Validate one params group from an already-loaded mapping (``raw[group]``), as :func:`load_params`
+    does from a file; ``where`` names the source in the error when the group is missing."""
+    check_choice(group, GROUPS, "params group")
+    _check(isinstance(raw, dict) and group in raw, f"{where}: missing params group '{group}'")
+    return _build(GROUPS[group], raw[group], group)

@@ -2,6 +2,8 @@
 
 Walks the pending pairs of the review queue, closest first, and records a verdict per pair in the
 reviewed-pairs file (see :mod:`neardup.evaluate.queue`), saving after each answer.
+``python -m neardup.review --import FILE`` merges verdicts exported from the HTML report's review
+view (:func:`import_reviews`) instead.
 """
 from __future__ import annotations
 
@@ -77,6 +79,38 @@ def review(queue: pd.DataFrame, manifest: pd.DataFrame, reviews_path: Path, *, f
     return reviews
 
 
+def import_reviews(src, dest) -> dict:
+    """Merge the verdicts of ``src`` (a reviewed-pairs CSV, e.g. exported from the HTML report's review
+    view) into ``dest`` (the reviewed-pairs file, created if missing); a verdict of ``src`` wins over
+    ``dest``'s for the same :func:`pair_key`. ``dest`` is saved atomically (:func:`save_reviews`), and only
+    when something changes.
+
+    Raises ``ValueError`` naming the file (and row) for a missing ``src``, a missing column or a bad
+    verdict (:func:`load_reviews`); ``dest`` is then left alone.
+
+    Returns ``{"imported", "added", "changed", "unchanged", "total"}``: verdicts in ``src`` (one per key),
+    keys new to ``dest``, keys whose verdict changed, keys already there with the same verdict, and the
+    verdicts in ``dest`` now.
+    """
+    src, dest = Path(src), Path(dest)
+    if not src.is_file():
+        raise ValueError(f"{src}: no such file")
+    try:
+        new = load_reviews(src)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{src}: not a reviewed-pairs CSV ({exc}); expected columns {REVIEW_COLUMNS}") from None
+    old = load_reviews(dest)
+    before = {(a, b): v for a, b, v in zip(old["sha_a"], old["sha_b"], old["verdict"])}
+    counts = {"imported": len(new), "added": 0, "changed": 0, "unchanged": 0}
+    for sha_a, sha_b, verdict in zip(new["sha_a"], new["sha_b"], new["verdict"]):
+        was = before.get((sha_a, sha_b))
+        counts["added" if was is None else "unchanged" if was == verdict else "changed"] += 1
+    if counts["added"] or counts["changed"]:
+        save_reviews(pd.concat([old, new], ignore_index=True), dest)  # the last row of a key wins: the imported one
+    counts["total"] = len(old) + counts["added"]
+    return counts
+
+
 def _window_show():
     """A ``show(path)`` that opens the figure in a matplotlib window, or None without a display."""
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -116,8 +150,26 @@ def _defaults(root: Path, run: str | None) -> dict:
             "figures": str(root / paths["review_figures"]), "metrics": root / paths["metrics"] / f"{run}.json"}
 
 
+def _import(parser, args) -> int:
+    """``--import FILE``: merge, print the counts; a bad file is a one-line error and exit code 2."""
+    if not args.reviews:
+        try:
+            args.reviews = _defaults(Path.cwd(), args.run)["reviews"]
+        except (OSError, KeyError, UserError) as exc:
+            parser.exit(2, f"{parser.prog}: error: run from the DVC project's root or give --reviews ({exc})\n")
+    try:
+        counts = import_reviews(args.import_file, args.reviews)
+    except (ValueError, OSError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {' '.join(str(exc).split())}\n")
+    print(f"imported {counts['imported']} verdict(s) from {args.import_file} into {args.reviews}: "
+          f"{counts['added']} added, {counts['changed']} changed, {counts['unchanged']} unchanged; "
+          f"{counts['total']} in all. Run `dvc repro` to count them.")
+    return 0
+
+
 def main(argv=None) -> int:
-    """CLI: ``python -m neardup.review [--run RUN] [--open]``, run from the DVC project's root."""
+    """CLI: ``python -m neardup.review [--run RUN] [--open]`` or ``python -m neardup.review --import FILE``,
+    run from the DVC project's root (or give the paths)."""
     parser = argparse.ArgumentParser(prog="python -m neardup.review", description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="the run whose pairs to review (default: the primary run, the first "
                                       "model at the first size)")
@@ -126,8 +178,13 @@ def main(argv=None) -> int:
                        ("figures", "folder of pair figures (the queue's figure paths are relative to it)")):
         parser.add_argument(f"--{name}", help=text)
     parser.add_argument("--open", action="store_true", help="show figures in a window when there is a display")
+    parser.add_argument("--import", dest="import_file", metavar="FILE",
+                        help="merge verdicts exported from the HTML report's review view into --reviews "
+                             "(default data/reviewed_pairs.csv) instead of reviewing; an imported verdict wins")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.import_file:
+        return _import(parser, args)
     try:
         defaults = _defaults(Path.cwd(), args.run)
     except (OSError, KeyError, UserError) as exc:

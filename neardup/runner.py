@@ -1,4 +1,4 @@
-"""Shared plumbing for the thin ``stages/*.py`` runners: logging, arguments, clean user errors, timings."""
+"""Shared plumbing for the thin ``neardup/stages/*.py`` runners: logging, arguments, clean user errors, timings."""
 from __future__ import annotations
 
 import argparse

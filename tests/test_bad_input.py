@@ -480,7 +480,7 @@ def _stage_params(tmp_path: Path, **fetch) -> None:
 
 
 def _run_fetch(cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stages.fetch", "--out", "dataset"], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "neardup.stages.fetch", "--out", "dataset"], cwd=cwd, capture_output=True,
                           text=True, timeout=TIMEOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
@@ -595,7 +595,7 @@ def test_dvc_repro_fetch_neither_hangs_nor_aborts(tmp_path, dvc_env):
     env = {**dvc_env, "PYTHONPATH": str(tmp_path / "repo")}
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("dvc.yaml", "params.yaml", "stages", "neardup", ".gitignore"):
+    for name in ("dvc.yaml", "params.yaml", "neardup", ".gitignore"):
         src = REPO / name
         (shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
          else shutil.copy(src, repo / name))

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import REPO
 
-PACKAGES = ("neardup", "stages")
+PACKAGES = ("neardup",)
 
 
 def module_files(name: str, root: Path) -> list[Path]:
@@ -32,7 +32,14 @@ def imported_modules(path: Path, root: Path) -> set[str]:
     if path.name == "__init__.py":
         package = package.rsplit(".", 1)[0] + ".__init__"
     out = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    # a package's module-level __getattr__ (a lazy public name such as neardup.find_duplicates) runs only
+    # when that name is looked up, which no stage does: its imports are not the stage's
+    lazy = {id(n) for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "__getattr__"
+            and path.name == "__init__.py" for n in ast.walk(f)}
+    for node in ast.walk(tree):
+        if id(node) in lazy:
+            continue
         if isinstance(node, ast.Import):
             out.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -58,20 +65,24 @@ def import_closure(runner: Path, root: Path) -> set[Path]:
 
 
 def stage_runner(stage: dict, root: Path) -> Path:
-    match = re.search(r"python -m (stages\.\w+)", stage["cmd"])
-    assert match, f"stage command does not run a stages/ module: {stage['cmd']}"
+    match = re.search(r"python -m (neardup\.stages\.\w+)", stage["cmd"])
+    assert match, f"stage command does not run a neardup/stages/ module: {stage['cmd']}"
     return root / (match.group(1).replace(".", "/") + ".py")
 
 
 def code_deps(stage: dict) -> list[str]:
-    """The stage's deps that are project code (``neardup/...``, ``stages/...``)."""
+    """The stage's deps that are project code (``neardup/...``)."""
     return [d for d in stage.get("deps", []) if isinstance(d, str) and d.split("/")[0] in PACKAGES]
 
 
 def dep_problems(name: str, stage: dict, root: Path) -> list[str]:
     """What is wrong with one stage's code deps: imported files not covered, listed code never imported."""
     deps = code_deps(stage)
-    files = import_closure(stage_runner(stage, root), root)
+    runner = stage_runner(stage, root)
+    # `python -m neardup.stages.x` first runs the __init__ of every package above the runner
+    inits = [parent / "__init__.py" for parent in runner.relative_to(root).parents if parent != Path(".")]
+    files = set().union(*(import_closure(f, root) for f in [runner, *(root / i for i in inits)]
+                          if f.is_file()))
     rel = sorted(f.relative_to(root).as_posix() for f in files)
 
     def covers(dep: str, file: str) -> bool:
@@ -111,3 +122,7 @@ def test_closure_follows_imports_inside_functions(tmp_path):
         (tmp_path / rel).write_text(text)
     found = {p.relative_to(tmp_path).as_posix() for p in import_closure(tmp_path / "stages/s.py", tmp_path)}
     assert found == {"stages/s.py", "neardup/__init__.py", "neardup/a/__init__.py", "neardup/a/b.py", "neardup/c.py"}
+    # ... but not the imports of a package's lazy __getattr__, which only a lookup of that name runs
+    (tmp_path / "neardup/__init__.py").write_text("def __getattr__(name):\n    from neardup.unused import x\n")
+    found = {p.relative_to(tmp_path).as_posix() for p in import_closure(tmp_path / "stages/s.py", tmp_path)}
+    assert "neardup/unused.py" not in found and "neardup/c.py" in found

@@ -1,12 +1,17 @@
 """The embedding loop on the real Lite0 ImageNet model: ids stay with vectors, formats, failures."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import save
+from conftest import REPO, save
 from neardup.contract import Embeddings
 from neardup.embed import JPEG_RATIOS, PIL_DECODE, TF_DECODE, Embedder, decode_modes
 from neardup.images import scan_files
@@ -138,3 +143,67 @@ def test_auto_size_fits_the_images(folder):
     assert embedder.size == 160 and embedder.embed_manifest(manifest.head(1)).input_size == 160
     with pytest.raises(ValueError, match="manifest"):
         Embedder("efficientnet-lite0", size="auto", weights="imagenet", batch_size=4, pooling="avg")
+
+
+# Run in a child process: splitting the CPU into logical devices must happen before TensorFlow
+# starts. The two logical CPUs stand in for two GPUs: only device discovery is redirected
+# (list_logical_devices("GPU") answers with them); the MirroredStrategy, the model replicas and the
+# split batches are the real ones detect_strategy and Embedder use on a multi-GPU machine.
+MIRRORED_SCRIPT = r"""
+import json, logging, sys
+import numpy as np
+import tensorflow as tf
+
+cpu, = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="LOG %(message)s")
+
+from neardup.embed import Embedder, describe_strategy, detect_strategy
+from neardup.images import scan_files
+from pathlib import Path
+
+out = {}
+single = detect_strategy()  # no GPU seen: the default strategy, one replica on the CPU
+out["cpu"] = [type(single).__name__, single.num_replicas_in_sync, describe_strategy(single)]
+
+real = tf.config.list_logical_devices
+tf.config.list_logical_devices = lambda kind=None: real("CPU") if kind == "GPU" else real(kind)
+mirrored = detect_strategy()
+out["gpu"] = [type(mirrored).__name__, mirrored.num_replicas_in_sync,
+              [d.split("device:")[-1] for d in mirrored.extended.worker_devices]]
+
+root = Path(sys.argv[1])
+manifest = scan_files(sorted(root.glob("*.jpg")), root=root, set_name="t").manifest
+kwargs = dict(size=64, weights="imagenet", batch_size=2, pooling="avg")
+one = Embedder("efficientnet-lite0", strategy=single, **kwargs)
+two = Embedder("efficientnet-lite0", strategy=mirrored, **kwargs)
+a, b = one.embed_manifest(manifest), two.embed_manifest(manifest)
+out["global_batch"] = [one.global_batch, two.global_batch]
+out["ids"] = [list(a.ids), list(b.ids), list(manifest["id"])]
+out["max_diff"] = float(np.abs(a.vectors - b.vectors).max())
+(_, images), = list(two.dataset(manifest["path"].to_numpy()[:3], None))  # one short global batch
+out["infer_diff"] = float(np.abs(two.infer(images) - one.infer(images)).max())
+out["infer_rows"] = int(two.infer(images).shape[0])
+print(json.dumps(out))
+"""
+
+
+def test_mirrored_strategy_splits_batches_over_replicas(photos, tmp_path):
+    for i, (name, array) in enumerate(photos.items()):  # 6 images + 1: batches of 4 leave a short one
+        save(array, tmp_path / f"{i}_{name}.jpg", quality=90)
+    save(photos["coffee"][::2, ::2], tmp_path / "9_small.jpg", quality=90)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["cpu"] == ["_DefaultDistributionStrategy", 1, "CPU"]
+    assert out["gpu"] == ["MirroredStrategy", 2, ["CPU:0", "CPU:1"]]
+    assert out["global_batch"] == [2, 4]  # embed.batch_size is per replica
+    ids_one, ids_two, ids_manifest = out["ids"]
+    assert ids_one == ids_two == ids_manifest and len(ids_manifest) == 7
+    assert out["max_diff"] < 1e-3  # the same vectors, each with its own id, whatever the replica
+    assert out["infer_rows"] == 3 and out["infer_diff"] < 1e-3
+    logs = [line for line in proc.stderr.splitlines() if line.startswith("LOG embedding on")]
+    assert logs == ["LOG embedding on CPU; batch 2 per replica, 2 global",
+                    "LOG embedding on 2 replicas: CPU:0, CPU:1; batch 2 per replica, 4 global"], logs

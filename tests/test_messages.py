@@ -7,7 +7,7 @@ import yaml
 from conftest import REPO
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
-#: ``<group>.<key>...`` not inside a longer name (``neardup.cluster.scoring``, ``stages/embed.py``)
+#: ``<group>.<key>...`` not inside a longer name (``neardup.cluster.scoring``, ``neardup/stages/embed.py``)
 NAME = re.compile(r"(?<![\w./-])(" + "|".join(map(re.escape, PARAMS)) + r")((?:\.[A-Za-z_]\w*|\[[^\]\s]*\])+)")
 FILE_SUFFIXES = {"py", "csv", "json", "jsonl", "npz", "yaml", "md", "png", "html", "txt"}
 
@@ -38,7 +38,7 @@ def exists(group: str, rest: str) -> bool:
 
 
 def named_params():
-    for path in sorted([*(REPO / "neardup").rglob("*.py"), *(REPO / "stages").glob("*.py")]):
+    for path in sorted((REPO / "neardup").rglob("*.py")):
         for line, text in string_literals(path):
             for match in NAME.finditer(text):
                 group, rest = match.groups()

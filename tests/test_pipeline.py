@@ -12,7 +12,7 @@ import yaml
 
 from conftest import REPO
 
-COPIED = ["dvc.yaml", "params.yaml", "stages", "neardup", ".gitignore", "data/reviewed_pairs.csv"]
+COPIED = ["dvc.yaml", "params.yaml", "neardup", ".gitignore", "data/reviewed_pairs.csv"]
 
 
 def copy_project(dest):

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from neardup.contract import Embeddings
+from neardup.contract import Embeddings, UserError
 
 log = logging.getLogger(__name__)
 
@@ -24,29 +24,80 @@ log = logging.getLogger(__name__)
 TF_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP"})
 
 
-def detect_strategy():
-    """Return the seed notebook's strategy: TPU if present, several GPUs mirrored, else the default.
+def import_tensorflow():
+    """``import tensorflow``, or a :class:`~neardup.contract.UserError` that says which extra installs it."""
+    try:
+        import tensorflow as tf
+    except ModuleNotFoundError as exc:
+        if exc.name != "tensorflow":
+            raise
+        raise UserError("TensorFlow is not installed: pip install 'neardup[cpu]' (CPU only) or "
+                        "'neardup[gpu]' (NVIDIA GPUs, CUDA included); see README.md#install") from exc
+    return tf
 
-    A TPU is only looked for when the environment announces one (``TPU_NAME``, ``COLAB_TPU_ADDR``
-    or ``/dev/accel0``), so an offline CPU machine never waits on a metadata server.
+
+def detect_strategy():
+    """Return the strategy embedding runs under: TPU, every GPU mirrored, or the default (CPU).
+
+    * A TPU is only looked for when the environment announces one (``TPU_NAME``, ``COLAB_TPU_ADDR``
+      or ``/dev/accel0``), so an offline CPU machine never waits on a metadata server.
+    * With one GPU or more, a ``MirroredStrategy`` over all of them: the model is replicated on each
+      GPU and every global batch is split across them (one GPU: the same, on that GPU). GPU memory
+      is allocated as needed rather than all at once, so a notebook's other work keeps its share
+      (only possible before TensorFlow first touches the GPUs; otherwise left as it is).
+    * Otherwise TensorFlow's default strategy: one replica on the CPU.
+
+    Which one was chosen is logged by :class:`Embedder` (see :func:`describe_strategy`).
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR") or Path("/dev/accel0").exists():
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
-            log.info("running on TPU %s", resolver.master())
             return tf.distribute.TPUStrategy(resolver)
         except (ValueError, RuntimeError) as exc:  # pragma: no cover - needs a TPU
             log.warning("TPU announced but not usable (%s); falling back", exc)
+    for gpu in tf.config.list_physical_devices("GPU"):  # pragma: no cover - needs a GPU
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError):  # already initialised, or a virtual-device setup
+            pass
     gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:  # pragma: no cover - needs GPUs
-        log.info("running on %d GPUs with MirroredStrategy", len(gpus))
-        return tf.distribute.MirroredStrategy()
-    log.info("running on %s", gpus[0].name if gpus else "CPU")
+    if gpus:
+        return tf.distribute.MirroredStrategy(devices=[gpu.name for gpu in gpus])
     return tf.distribute.get_strategy()
+
+
+def describe_strategy(strategy) -> str:
+    """Where ``strategy`` runs the model, for the log: ``'2 GPU(s): GPU:0 (Tesla T4), GPU:1 (...)'``,
+    ``'TPU (8 cores)'`` or ``'CPU'``."""
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.TPUStrategy):  # pragma: no cover - needs a TPU
+        return f"TPU ({strategy.num_replicas_in_sync} cores)"
+    try:
+        devices = list(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy: TensorFlow places ops on GPU:0 if it sees one
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [gpus[0].name] if gpus else []
+    names = {}
+    for i, gpu in enumerate(tf.config.list_physical_devices("GPU")):  # pragma: no cover - needs a GPU
+        try:
+            names[f"GPU:{i}"] = tf.config.experimental.get_device_details(gpu).get("device_name", "")
+        except (RuntimeError, ValueError):
+            pass
+    shown = []
+    for device in devices:
+        short = device.split("device:")[-1]
+        shown.append(f"{short} ({names[short]})" if names.get(short) else short)
+    gpus = [d for d in shown if d.startswith("GPU")]
+    if gpus:
+        return f"{len(gpus)} GPU(s): " + ", ".join(gpus)
+    if len(shown) > 1:  # several logical devices of another kind (e.g. CPUs split for testing)
+        return f"{len(shown)} replicas: " + ", ".join(shown)
+    return "CPU"
 
 
 def _pil_decode(path):
@@ -167,7 +218,7 @@ class Embedder:
 
     def __init__(self, model_name: str, *, size, weights: str, batch_size: int, pooling: str, strategy=None,
                  manifest: pd.DataFrame | None = None):
-        import tensorflow as tf
+        tf = import_tensorflow()
         from neardup.embed.models import build_embedder, get_spec
 
         if size == "auto":
@@ -178,7 +229,10 @@ class Embedder:
         self.model_name, self.size = model_name, size
         self.crop_fraction = get_spec(model_name).crop_fraction(size)
         self.strategy = strategy or detect_strategy()
-        self.global_batch = batch_size * self.strategy.num_replicas_in_sync
+        self.replicas = self.strategy.num_replicas_in_sync
+        self.global_batch = batch_size * self.replicas
+        log.info("embedding on %s; batch %d per replica, %d global", describe_strategy(self.strategy),
+                 batch_size, self.global_batch)
         with self.strategy.scope():
             self.model = build_embedder(model_name, size=size, weights=weights, pooling=pooling)
         self.dim = int(self.model.output_shape[-1])
@@ -187,8 +241,10 @@ class Embedder:
         # on 2 cores). With an accelerator the cores are all the decoders'.
         on_cpu = not tf.config.list_logical_devices("GPU") and not tf.config.list_logical_devices("TPU")
         self.decode_threads = max(1, (os.cpu_count() or 2) // 2) if on_cpu else 0
-        model = self.model
-        self.forward = tf.function(lambda images: model(images, training=False))
+        model, strategy = self.model, self.strategy
+        self.forward = tf.function(lambda images: model(images, training=False))  # one device
+        # every replica's forward pass in one traced function: no Python thread per replica per batch
+        self.step = tf.function(lambda images: strategy.run(lambda x: model(x, training=False), args=(images,)))
 
     def dataset(self, paths, modes):
         """The batched ``(index, images)`` input pipeline for ``paths`` (see :func:`image_dataset`)."""
@@ -196,12 +252,34 @@ class Embedder:
                              batch_size=self.global_batch, modes=modes,
                              threads=self.decode_threads)
 
+    def _local(self, value) -> np.ndarray:
+        """A per-replica value as one host array, replicas in order (no device-to-device gather)."""
+        return np.concatenate([np.asarray(part) for part in self.strategy.experimental_local_results(value)])
+
     def batches(self, dataset, *, total: int | None = None, desc: str = "embed"):
-        """Run the model over a dataset of ``(index, images)``; yield ``(index, vectors)`` as numpy."""
+        """Run the model over a dataset of ``(index, images)``; yield ``(index, vectors)`` as numpy.
+
+        Each global batch is split across the strategy's replicas (each GPU gets ``batch_size``
+        images; the last, short batch may leave some replicas with none), and the pieces come back
+        in replica order, so indices and vectors stay paired.
+        """
         ds = self.strategy.experimental_distribute_dataset(dataset)
         for index, images in tqdm(ds, total=total, desc=desc, unit="batch", leave=False):
-            feats = self.strategy.gather(self.strategy.run(self.forward, args=(images,)), axis=0)
-            yield self.strategy.gather(index, axis=0).numpy(), feats.numpy()
+            yield self._local(index), self._local(self.step(images))
+
+    def infer(self, images) -> np.ndarray:
+        """Vectors of one global batch already in memory (``(b, size, size, 3)``), split across the
+        replicas like :meth:`batches` does; for timing the model without the input pipeline."""
+        if self.replicas == 1:
+            return np.asarray(self.forward(images))
+        per = -(-int(images.shape[0]) // self.replicas)
+
+        def piece(context):
+            first = context.replica_id_in_sync_group * per
+            return images[first:first + per]
+
+        values = self.strategy.experimental_distribute_values_from_function(piece)
+        return self._local(self.step(values))
 
     def embed_manifest(self, manifest: pd.DataFrame, *, cache=None, chunk_size: int = 1024) -> Embeddings:
         """Embed every image of ``manifest`` (columns ``id, path, sha256, format, width, height``).

@@ -9,7 +9,7 @@ hash, and DVC reads that file again after each stage command.
 
 :func:`guard_input` lists every such entry in a managed block of ``<repo root>/.dvcignore`` (the
 block is rewritten, or removed, to name exactly the current ones; the rest of the file is left
-alone). The ``fetch_input`` stage (``stages/fetch_input.py``, always run first) calls it before DVC
+alone). The ``fetch_input`` stage (``neardup/stages/fetch_input.py``, always run first) calls it before DVC
 hashes the folder for fetch; the fetch stage calls it again for a direct run.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``reports/index.html``: one self-contained page with the metrics, the set overlap and the duplicate groups.
 
-Everything is inline (CSS, a few lines of script, every image as a base64 ``data:`` URI), so the file
+Everything is inline (CSS, the scripts, every image as a base64 ``data:`` URI), so the file
 can be opened offline, mailed or attached to a CI run. Same inputs give a byte-identical file.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from PIL import Image
 
 from neardup.contract import label_conflict_groups
 from neardup.decode import open_rgb
+from neardup.render import review_view
 from neardup.render.quality import SUMMARY, cell
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,8 @@ def figures_section(figures: dict[str, Path] | None) -> str:
 
 def write_html_report(out: Path, *, metrics: dict, runs: list[str], groups: dict[str, pd.DataFrame],
                       manifest: pd.DataFrame, overlap: dict[str, pd.DataFrame], figures: dict[str, Path] | None,
-                      thumb_size: int, max_groups: int, reasons: dict[str, str] | None = None) -> str:
+                      thumb_size: int, max_groups: int, reasons: dict[str, str] | None = None,
+                      review_queue: pd.DataFrame | None = None, max_review_pairs: int = 200) -> str:
     """Write the self-contained HTML report to ``out`` (parent folders created) and return it.
 
     Parameters
@@ -242,6 +244,9 @@ def write_html_report(out: Path, *, metrics: dict, runs: list[str], groups: dict
         Most galleries of groups without a label conflict (closest first); conflicts are all shown.
     reasons : dict of str to str, optional
         Per run, why its eps was chosen (``reason.txt``); the primary run's table of every eps is shown.
+    review_queue : DataFrame, optional
+        The primary run's review queue (``QUEUE_COLUMNS``): adds the review view
+        (:mod:`neardup.render.review_view`) with at most ``max_review_pairs`` pairs, pending first.
 
     Returns
     -------
@@ -275,13 +280,18 @@ def write_html_report(out: Path, *, metrics: dict, runs: list[str], groups: dict
             log.warning("%d image(s) could not be opened; shown as grey placeholders", failed)
     else:
         parts.append(f'<h2>Groups</h2>\n<p class="muted">No groups for {html.escape(primary or "any run")}.</p>')
-    parts.append(figures_section(figures))
+    review, review_js = review_view.review_section(review_queue, manifest, run=primary, max_pairs=max_review_pairs,
+                                                   thumb=thumbnail_uri)
+    if review:
+        parts.insert(2, '<p><a href="#review">Review the proposed pairs</a></p>')
+    parts += [review, figures_section(figures)]
     body = "\n".join(p for p in parts if p)
     n_images = body.count("<img ")
     text = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<title>neardup report</title>\n"
-            f"<style>{CSS}:root{{--thumb:{int(thumb_size)}px}}\n</style>\n</head>\n"
-            f"<body data-n-images=\"{n_images}\">\n{body}\n<script>{SCRIPT}</script>\n</body>\n</html>\n")
+            f"<style>{CSS}{review_view.CSS if review else ''}:root{{--thumb:{int(thumb_size)}px}}\n</style>\n"
+            f"</head>\n<body data-n-images=\"{n_images}\">\n{body}\n<script>{SCRIPT}{review_js}</script>\n</body>\n"
+            "</html>\n")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     log.info("wrote %s: %d images, %d label-conflict groups", out, n_images, n_conflicts)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from neardup.contract import UserError
 from neardup.search.exact import blocks, smallest, unit_rows
 
 #: Queries per matrix product within one cell.
@@ -40,7 +41,14 @@ class ApproximateIndex:
     """
 
     def __init__(self, reference: np.ndarray, *, nprobe: int = 16, seed: int = 0, reduced_dim: int = 64):
-        import faiss
+        try:
+            import faiss
+        except ModuleNotFoundError as exc:  # an optional dependency: the [scale] extra
+            if exc.name != "faiss":
+                raise
+            raise UserError("the approximate search (cluster.search: approximate, or auto above "
+                            "100,000 images) needs FAISS: pip install 'neardup[scale]' (faiss-cpu), "
+                            "or set cluster.search: exact") from exc
 
         self.reference = unit_rows(reference)
         n, d = self.reference.shape

@@ -3,10 +3,9 @@ import argparse
 import time
 from pathlib import Path
 
-from neardup.cache import vector_cache
 from neardup.contract import read_table
-from neardup.hash import HASH_METHODS, hash_manifest
-from neardup.params import check_choice, load_params
+from neardup.hash import hash_images
+from neardup.params import load_params
 from neardup.runner import record_timing, run_stage
 
 
@@ -19,12 +18,10 @@ def main() -> None:
     if len(args.manifest) != len(args.out):
         parser.error("give one --out per --manifest")
     params = load_params("hash")
-    check_choice(args.method, HASH_METHODS, "hash.methods")
     cache_dir = load_params("cache").dir
-    cache = vector_cache(cache_dir, hash=args.method, hash_size=params.size)
     for manifest, out in zip(args.manifest, args.out):
         start = time.perf_counter()
-        hashed = hash_manifest(read_table(manifest), method=args.method, hash_size=params.size, cache=cache)
+        hashed = hash_images(args.method, read_table(manifest), hash_size=params.size, cache_dir=cache_dir)
         hashed.save(out)
         record_timing("hash", Path(out).stem, images=len(hashed.ids), seconds=time.perf_counter() - start,
                       rate=hashed.images_per_second)

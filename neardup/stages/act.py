@@ -15,7 +15,7 @@ from neardup.contract import read_groups, read_manifest, read_table, write_table
 from neardup.params import ParamsError, load_params
 from neardup.runner import parse_args, run_stage
 
-log = logging.getLogger("stages.act")
+log = logging.getLogger("neardup.stages.act")
 
 
 def main() -> None:

@@ -2,11 +2,9 @@
 import time
 from pathlib import Path
 
-from neardup.cache import vector_cache
 from neardup.contract import read_manifest, read_table
-from neardup.embed import Embedder
-from neardup.embed.models import MODEL_NAMES
-from neardup.params import check_choice, load_params
+from neardup.embed.run import embed_images
+from neardup.params import load_params
 from neardup.runner import parse_args, record_timing, run_stage
 
 
@@ -15,17 +13,12 @@ def main() -> None:
                       ("--manifest", {"help": "manifest CSV of the images"}), ("--out", {"help": ".npz file"}),
                       ("--size-from", {"required": False,
                                        "help": "manifest whose image sizes 'auto' fits (default: --manifest)"}))
-    params = load_params("embed")
-    check_choice(args.model, MODEL_NAMES, "embed.models")
+    params, cache_dir = load_params("embed"), load_params("cache").dir  # bad params first, before any file
     size = args.size if args.size == "auto" else int(args.size)
-    embedder = Embedder(args.model, size=size, weights=params.weights, batch_size=params.batch_size,
-                        pooling=params.pooling, manifest=read_manifest(args.size_from or args.manifest))
-    cache_dir = load_params("cache").dir
-    # vectors by content hash: only new images are embedded, a killed run resumes
-    cache = vector_cache(cache_dir, model=args.model, size=embedder.size, pooling=params.pooling,
-                         weights=params.weights)
+    manifest = read_table(args.manifest)
     start = time.perf_counter()
-    emb = embedder.embed_manifest(read_table(args.manifest), cache=cache)
+    emb = embed_images(args.model, size, manifest, params=params, cache_dir=cache_dir,
+                       size_from=read_manifest(args.size_from) if args.size_from else read_manifest(args.manifest))
     emb.save(args.out)
     record_timing("embed", Path(args.out).stem, images=len(emb.ids), seconds=time.perf_counter() - start,
                   rate=emb.images_per_second)

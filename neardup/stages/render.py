@@ -1,5 +1,5 @@
 """render: group figures, label conflicts, review figures of the primary run, the quality report and the
-self-contained HTML report, from every run's evaluation."""
+self-contained HTML report (with the review view of the primary run's pairs), from every run's evaluation."""
 import json
 from pathlib import Path
 
@@ -29,14 +29,15 @@ def main() -> None:
     render_all(groups, manifest, metrics, Path(args.out), runs=runs, max_groups=render.max_groups,
                thumb_size=render.thumb_size)
     Path(args.review_figures).mkdir(parents=True, exist_ok=True)  # an output even when nothing is proposed
-    draw_pair_figures(read_queue(evaluation / runs[0] / QUEUE), manifest, Path(args.review_figures),
-                      max_figures=render.max_pair_figures)
+    queue = read_queue(evaluation / runs[0] / QUEUE)
+    draw_pair_figures(queue, manifest, Path(args.review_figures), max_figures=render.max_pair_figures)
     figure = Path(args.out) / "precision_recall.png"
     write_quality_report(metrics, reasons, Path(args.plots), Path(args.quality), runs=runs, figure=figure)
     overlap = {run: pd.DataFrame(per_run[run].get("overlap", {})).T for run in runs}
     write_html_report(Path(args.html), metrics=metrics, runs=runs, groups=groups, manifest=manifest,
                       overlap=overlap, figures={"Precision-recall over the eps sweep": figure},
-                      thumb_size=render.thumb_size, max_groups=render.max_groups, reasons=reasons)
+                      thumb_size=render.thumb_size, max_groups=render.max_groups, reasons=reasons,
+                      review_queue=queue, max_review_pairs=render.max_pair_figures)
 
 
 if __name__ == "__main__":

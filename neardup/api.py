@@ -1,0 +1,260 @@
+"""The one-call Python API: ``neardup.find_duplicates(folder)`` for notebooks and scripts.
+
+It runs the pipeline's own steps, in the pipeline's order and with its defaults (the package's
+``params.yaml``): fetch, plant, embed and hash the primary run (the first model at the first size),
+cluster, evaluate (the eps rule, the review queue), act (keep / remove); only DVC is left out. Every
+intermediate file is written under ``out`` in the pipeline's layout (:mod:`neardup.contract`).
+"""
+from __future__ import annotations
+
+import copy
+import html
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import pandas as pd
+import yaml
+
+from neardup.contract import MANIFEST, PAIRS, TRUTH, UserError, read_table, run_key, write_fetch_result, write_table
+
+log = logging.getLogger(__name__)
+
+#: The package's defaults: the repository's ``params.yaml`` (the one home of every value).
+DEFAULTS = Path(__file__).with_name("params.yaml")
+#: Params groups ``find_duplicates`` accepts as keyword overrides (fetch comes from its arguments).
+GROUPS = ("plant", "embed", "hash", "cluster", "evaluate", "act", "render", "cache")
+
+
+def default_params() -> dict:
+    """The default params (a fresh nested dict), as in ``params.yaml``."""
+    return yaml.safe_load(DEFAULTS.read_text())
+
+
+def _merged(defaults: dict, overrides: Mapping) -> dict:
+    out = copy.deepcopy(defaults)
+    for group, values in overrides.items():
+        if group not in GROUPS:
+            raise UserError(f"unknown params group {group!r} for find_duplicates; use one of {list(GROUPS)} "
+                            "(the images and labels are its first arguments)")
+        if not isinstance(values, Mapping):
+            raise UserError(f"{group} must be a dict of params, e.g. {group}={{...}}, got {values!r}")
+        out[group] = {**out[group], **values}
+    return out
+
+
+@dataclass
+class Result:
+    """What :func:`find_duplicates` found (the primary run, at its chosen eps).
+
+    Attributes
+    ----------
+    groups : DataFrame, columns ``eps, group, id, label, distance``: one row per image in a group
+    pairs : DataFrame, columns ``a, b, distance``: the scored pairs within the chosen eps, closest first
+    keep, remove : DataFrames: one keeper per group, the other members to remove (``reports/keep.csv``)
+    metrics : dict, the run's metrics (as ``reports/metrics/<run>.json``)
+    reason : str, why this eps (a sentence, then a table judging every eps)
+    manifest, skipped : DataFrames, the dataset and what was left out with the reason
+    queue : DataFrame, the review queue (``python -m neardup.review`` / the HTML report's review view)
+    run : str, the run key, e.g. ``efficientnet-lite0_auto``
+    out : Path, the folder holding every file written
+    """
+
+    groups: pd.DataFrame
+    pairs: pd.DataFrame
+    keep: pd.DataFrame
+    remove: pd.DataFrame
+    metrics: dict
+    reason: str
+    manifest: pd.DataFrame
+    skipped: pd.DataFrame
+    queue: pd.DataFrame
+    run: str
+    out: Path
+    params: dict
+
+    @property
+    def eps(self) -> float:
+        return float(self.metrics["eps"])
+
+    def folds(self, n_splits: int = 5, *, seed: int = 0) -> pd.DataFrame:
+        """Leakage-safe cross-validation folds: stratified by label, every duplicate group in one fold.
+
+        Returns a DataFrame with columns ``id, set, label, group, fold`` (``group`` -1: no duplicate)."""
+        from neardup.act import leakage_safe_folds
+
+        return leakage_safe_folds(self.manifest, self.groups, n_splits=n_splits, seed=seed)
+
+    def report(self, path: str | os.PathLike | None = None) -> Path:
+        """Write the self-contained HTML report (default ``<out>/index.html``) and return its path."""
+        from neardup.evaluate import overlap_matrix
+        from neardup.render.html import write_html_report
+
+        path = Path(path) if path is not None else self.out / "index.html"
+        render = self.params["render"]
+        write_html_report(path, metrics={"dataset": self.metrics.get("dataset", {}), self.run: self.metrics},
+                          runs=[self.run], groups={self.run: self.groups}, manifest=self.manifest,
+                          overlap={self.run: overlap_matrix(self.groups, self.manifest)}, figures=None,
+                          thumb_size=render["thumb_size"], max_groups=render["max_groups"],
+                          reasons={self.run: self.reason}, review_queue=self.queue,
+                          max_review_pairs=render["max_pair_figures"])
+        return path
+
+    def show(self, n: int = 5) -> "Gallery":
+        """The first ``n`` groups (label conflicts first, then closest) as thumbnails; in a notebook the
+        returned object displays itself inline."""
+        from neardup.render.html import CSS, _members, gallery, split_groups
+
+        if not len(self.groups):
+            return Gallery("<p>No duplicate groups at the chosen eps.</p>")
+        members = _members(self.groups, self.manifest)
+        conflicts, closest = split_groups(members, max_groups=n)
+        thumbs: dict = {}
+        size = int(self.params["render"]["thumb_size"])
+        shown = (conflicts + closest)[:n]
+        parts = [gallery(members, g, conflict=g in conflicts, thumbs=thumbs, thumb_size=size) for g in shown]
+        title = html.escape(f"{len(shown)} of {members['group'].nunique()} groups ({self.run}, eps {self.eps:g})")
+        return Gallery(f"<style>{CSS}:root{{--thumb:{size}px}}</style><p>{title}</p>" + "\n".join(parts))
+
+    def __repr__(self) -> str:
+        return (f"Result({self.run}: {self.groups['group'].nunique() if len(self.groups) else 0} groups, "
+                f"{len(self.remove)} images to remove, eps {self.eps:g}, {len(self.manifest)} images, "
+                f"{len(self.skipped)} skipped; files in {self.out})")
+
+
+class Gallery:
+    """HTML that a notebook displays inline (``_repr_html_``); ``str()`` gives the HTML."""
+
+    def __init__(self, markup: str):
+        self.markup = markup
+
+    def _repr_html_(self) -> str:
+        return self.markup
+
+    def __str__(self) -> str:
+        return self.markup
+
+
+def _fetch(images, labels, out: Path, params: dict):
+    """The dataset: the fetch stage's own code on a folder, or the scanner on a list of files."""
+    from neardup.cache import InspectionCache
+    from neardup.fetch import EmptyDatasetError, fetch_dataset
+    from neardup.fetch.folder import load_labels_csv
+    from neardup.images import scan_files
+    from neardup.params import params_from_dict
+
+    cache_dir = params["cache"]["dir"]
+    cache = InspectionCache(Path(cache_dir)) if cache_dir else None
+    if isinstance(labels, Mapping):
+        labels_path = out / "labels.csv"
+        write_table(pd.DataFrame({"image_id": list(labels), "label": [str(v) for v in labels.values()]}), labels_path)
+        labels = labels_path
+    if isinstance(images, (str, os.PathLike)):
+        folder = Path(images)
+        if not folder.is_dir():
+            raise UserError(f"{folder}: not a folder; give find_duplicates a folder of images or a list of files")
+        params["fetch"].update(source="folder", input=str(folder.resolve()), sets=[],
+                               folder={"images": ".", "labels_csv": str(Path(labels).resolve()) if labels else "",
+                                       "label_map": ""})
+        try:
+            return fetch_dataset(params_from_dict(params, "fetch"), out / "dataset", cache=cache)
+        except EmptyDatasetError as exc:
+            write_fetch_result(exc.result, out / "dataset")
+            raise
+    paths = [Path(p) for p in images]
+    if not paths:
+        raise UserError("find_duplicates got an empty list of files")
+    root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+    fetch = params_from_dict(params, "fetch")
+    result = scan_files([p.resolve() for p in paths], root=root, set_name=fetch.set_name,
+                        labels=load_labels_csv(Path(labels)) if labels else None, cache=cache,
+                        max_pixels=fetch.max_pixels)
+    if not len(result.manifest):
+        raise UserError(f"none of the {len(paths)} files is a readable image (see {out / 'dataset' / 'skipped.csv'})")
+    return result
+
+
+def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], labels=None, *,
+                    out: str | os.PathLike | None = None, **params) -> Result:
+    """Find the duplicate and near-duplicate images of a folder (or a list of files).
+
+    Parameters
+    ----------
+    images : str, Path, or sequence of paths
+        A folder (scanned recursively; every entry ends in the manifest or the skipped list) or files.
+    labels : str, Path or mapping, optional
+        A Kaggle-style ``image_id,label`` CSV (ids are paths relative to the folder, or bare file
+        names), or a mapping id -> label. Groups whose images carry different labels are label conflicts.
+    out : str or Path, optional
+        Folder for every file written (the pipeline's layout); default: a new temporary folder.
+    **params : dict per params group
+        Overrides of the defaults in ``params.yaml``, one dict per group: ``plant``, ``embed``,
+        ``hash``, ``cluster``, ``evaluate``, ``act``, ``render``, ``cache``. For example
+        ``embed={"models": ["efficientnet-lite2"]}`` or ``cluster={"eps": [0.3, 0.5]}``. Only the
+        primary run (the first model at the first size) is computed.
+
+    Returns
+    -------
+    Result
+        ``groups``, ``pairs``, ``keep``, ``remove``, ``metrics``, ``reason``; ``folds()``,
+        ``report()``, ``show()``.
+
+    Raises
+    ------
+    neardup.contract.UserError
+        Bad params (the message names the param), no readable image, and the like.
+
+    Examples
+    --------
+    >>> import neardup
+    >>> result = neardup.find_duplicates("train_images", labels="train.csv")  # doctest: +SKIP
+    >>> result.remove.to_csv("remove.csv", index=False)  # doctest: +SKIP
+    """
+    from neardup.act import choose_keepers
+    from neardup.cluster.run import cluster_embeddings, write_cluster_outputs
+    from neardup.embed.run import embed_images
+    from neardup.evaluate import evaluate_run, write_run
+    from neardup.hash import hash_images
+    from neardup.params import params_from_dict
+    from neardup.plant import plant_copies
+
+    merged = _merged(default_params(), params)
+    checked = {g: params_from_dict(merged, g) for g in GROUPS}  # every group checked before any work
+    out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="neardup-"))
+    out.mkdir(parents=True, exist_ok=True)
+    fetched = _fetch(images, labels, out, merged)
+    write_fetch_result(fetched, out / "dataset")
+    manifest = read_table(out / "dataset" / MANIFEST)
+    plant, embed, hashing, cluster = checked["plant"], checked["embed"], checked["hash"], checked["cluster"]
+    planted = plant_copies(manifest, out / "plants", n=plant.n, transforms=plant.transforms, seed=plant.seed)
+    write_fetch_result(planted, out / "plants")
+    plants_manifest, plant_truth = read_table(out / "plants" / MANIFEST), read_table(out / "plants" / TRUTH)
+    model, size = embed.models[0], embed.sizes[0]
+    run, cache_dir = run_key(model, size), checked["cache"].dir
+    emb = embed_images(model, size, manifest, params=embed, cache_dir=cache_dir)
+    plants = embed_images(model, size, plants_manifest, params=embed, cache_dir=cache_dir, size_from=manifest)
+    hashes = plant_hashes = None
+    if cluster.hash_weight:
+        hashes = hash_images(cluster.hash, manifest, hash_size=hashing.size, cache_dir=cache_dir)
+        plant_hashes = hash_images(cluster.hash, plants_manifest, hash_size=hashing.size, cache_dir=cache_dir)
+    groups, pairs, outcomes, stats = cluster_embeddings(emb, plants, manifest, plant_truth, params=cluster,
+                                                        baseline=False, hashes=hashes, plant_hashes=plant_hashes)
+    write_cluster_outputs(out / "clusters" / run, groups, pairs, outcomes, stats)
+    metrics, sweep, at, queue, reason = evaluate_run(
+        run, dataset=out / "dataset", plants_truth=out / "plants" / TRUTH, clusters=out / "clusters" / run,
+        reviews_path=out / "reviewed_pairs.csv", params=checked["evaluate"])
+    write_run(run, metrics=metrics, sweep=sweep, at=at, queue=queue, reason=reason,
+              metrics_path=out / "metrics" / f"{run}.json", plots_dir=out / "plots", out_dir=out / "evaluation" / run)
+    keep, remove = choose_keepers(at, manifest, prefer_set=checked["act"].prefer_set)
+    write_table(keep, out / "keep.csv")
+    write_table(remove, out / "remove.csv")
+    within = read_table(out / "clusters" / run / PAIRS).astype({"distance": float})
+    within = within[within["distance"] <= metrics["eps"] + 1e-12][["a", "b", "distance"]].reset_index(drop=True)
+    result = Result(groups=at.reset_index(drop=True), pairs=within, keep=keep, remove=remove, metrics=metrics,
+                    reason=reason, manifest=manifest, skipped=fetched.skipped, queue=queue, run=run, out=out,
+                    params=merged)
+    log.info("%r", result)
+    return result

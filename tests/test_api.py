@@ -1,0 +1,159 @@
+"""The one-call API, the `neardup` command and the notebook example, against the real pipeline.
+
+One small demo goes through a real `dvc repro`; its images folder is then given to
+`neardup.find_duplicates`, to `python -m neardup find` and to `examples/kaggle_cassava.py`.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+from test_pipeline import copy_project, dvc, init_repo
+
+RUN = "efficientnet-lite0_auto"
+SMALL_DEMO = dict(n_distinct=40, n_duplicates=12, n_label_conflicts=2, seed=3, n_test=8, n_cross=4)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A real `dvc repro` of a small demo; returns the repo, its params and a labels CSV of its images."""
+    home = tmp_path_factory.mktemp("home")
+    env = {**os.environ, "HOME": str(home), "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e",
+           "DVC_SITE_CACHE_DIR": str(home / "site"), "DVC_GLOBAL_CONFIG_DIR": str(home / "global"),
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    repo = tmp_path_factory.mktemp("api-repo")
+    copy_project(repo)
+    (repo / "data" / "raw").mkdir(parents=True)
+    (repo / "data" / "raw" / ".gitkeep").touch()
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["fetch"]["demo"].update(SMALL_DEMO)
+    params["plant"]["n"] = 10
+    params["hash"]["methods"] = ["dhash"]
+    params["render"].update(max_groups=3, max_pair_figures=3)
+    params["cache"]["dir"] = str(tmp_path_factory.mktemp("cache"))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    init_repo(repo, env)
+    dvc("repro", cwd=repo, env=env)
+    manifest = pd.read_csv(repo / "data" / "dataset" / "manifest.csv", dtype=str, keep_default_na=False)
+    labels = repo / "data" / "dataset" / "labels.csv"  # beside the images folder, as Kaggle's train.csv
+    manifest.rename(columns={"id": "image_id"})[["image_id", "label"]].to_csv(labels, index=False)
+    return {"repo": repo, "params": params, "labels": labels, "images": repo / "data" / "dataset" / "images",
+            "env": env}
+
+
+def test_the_api_gives_the_pipelines_groups(demo, tmp_path):
+    import neardup
+
+    params = demo["params"]
+    result = neardup.find_duplicates(demo["images"], labels=demo["labels"], out=tmp_path / "out",
+                                     **{g: params[g] for g in ("plant", "embed", "hash", "cluster", "evaluate", "act",
+                                                               "render", "cache")})
+    # the same files as the pipeline's cluster stage: the same groups at every eps, the same scored pairs
+    ours, theirs = tmp_path / "out" / "clusters" / RUN, demo["repo"] / "data" / "clusters" / RUN
+    for name in ("groups.csv", "pairs.csv", "planted.csv"):
+        assert (ours / name).read_bytes() == (theirs / name).read_bytes(), name
+    # the demo's ground truth is the pipeline's only extra: without it the eps comes from the planted copies
+    assert result.reason.startswith("most planted copies found")
+    assert result.run == RUN and len(result.groups) and set(result.groups["eps"]) == {result.eps}
+    assert (result.pairs["distance"] <= result.eps + 1e-9).all() and result.pairs["distance"].is_monotonic_increasing
+    grouped = set(result.groups["id"])
+    assert set(result.keep["id"]) | set(result.remove["id"]) == grouped and result.keep["group"].is_unique
+    folds = result.folds(3)
+    assert len(folds) == len(result.manifest) and (folds[folds["group"] >= 0].groupby("group")["fold"].nunique() == 1).all()
+    page = result.report(tmp_path / "report.html")
+    assert page.is_file() and "http://" not in page.read_text() and "data:image/jpeg;base64," in page.read_text()
+    shown = result.show(2)
+    assert shown._repr_html_().count("<img ") >= 4 and "2 of" in str(shown)
+    assert "groups" in repr(result) and str(tmp_path / "out") in repr(result)
+
+
+def test_the_api_rejects_bad_params_and_inputs_in_one_line(tmp_path, demo):
+    import neardup
+    from neardup.contract import UserError
+
+    with pytest.raises(UserError, match=r"cluster\.eps"):
+        neardup.find_duplicates(demo["images"], out=tmp_path / "a", cluster={"eps": ["abc"]})
+    with pytest.raises(UserError, match="unknown params group 'fetch'"):
+        neardup.find_duplicates(demo["images"], out=tmp_path / "b", fetch={"source": "demo"})
+    with pytest.raises(UserError, match="not a folder"):
+        neardup.find_duplicates(tmp_path / "missing", out=tmp_path / "c")
+
+
+def neardup_cmd(*args, cwd, env):
+    return subprocess.run([sys.executable, "-m", "neardup", *args], cwd=cwd, env={**env, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_the_command_finds_duplicates_in_a_folder(demo, tmp_path):
+    out = tmp_path / "out"
+    proc = neardup_cmd("-q", "find", str(demo["images"]), "--labels", str(demo["labels"]), "--plant", "10",
+                       "--out", str(out), cwd=tmp_path, env=demo["env"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "duplicate groups" in proc.stdout and "images to remove" in proc.stdout
+    for name in ("keep.csv", "remove.csv", "index.html", f"evaluation/{RUN}/groups.csv", f"evaluation/{RUN}/queue.csv",
+                 f"metrics/{RUN}.json", "dataset/skipped.csv"):
+        assert (out / name).is_file(), name
+    assert "broken" in (out / "dataset" / "skipped.csv").read_text()  # the demo's broken files, accounted for
+    # user errors: one line, exit code 2, no traceback
+    for args in (["find", str(tmp_path / "nope")], ["find", str(demo["images"]), "--labels", str(tmp_path / "x.csv")],
+                 ["report"]):
+        bad = neardup_cmd(*args, cwd=tmp_path, env=demo["env"])
+        lines = [line for line in bad.stderr.splitlines() if "error" in line.lower()]
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(lines) == 1, (args, bad.stderr[-2000:])
+    assert neardup_cmd("find", "--help", cwd=tmp_path, env=demo["env"]).stdout.count("--") >= 6
+
+
+def test_the_command_reports_and_reviews_in_a_project(demo):
+    env = demo["env"]
+    shown = neardup_cmd("report", cwd=demo["repo"], env=env)
+    assert shown.returncode == 0 and shown.stdout.strip().endswith("reports/index.html")
+    review = subprocess.run([sys.executable, "-m", "neardup", "review"], cwd=demo["repo"], input="q\n",
+                            env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
+    assert review.returncode == 0 and "pair(s) to review" in review.stdout, review.stderr[-2000:]
+
+
+def test_the_notebook_example_runs_on_the_demo(demo, tmp_path):
+    out = tmp_path / "example"
+    env = {**demo["env"], "PYTHONPATH": str(REPO), "NEARDUP_IMAGES": str(demo["images"]),
+           "NEARDUP_LABELS": str(demo["labels"]), "NEARDUP_OUT": str(out), "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, str(REPO / "examples" / "kaggle_cassava.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    clean = pd.read_csv(out / "train_clean.csv", dtype=str)
+    removed = pd.read_csv(out / "remove.csv", dtype=str)
+    labels = pd.read_csv(demo["labels"], dtype=str)
+    assert len(clean) == len(labels) - len(set(removed["id"]) & set(labels["image_id"])) and len(removed)
+    folds = pd.read_csv(out / "folds.csv")
+    assert folds["fold"].nunique() == 5 and (out / "index.html").is_file()
+    assert "duplicates; folds:" in proc.stdout
+
+
+def test_init_makes_a_project_that_runs_the_installed_pipeline(demo, tmp_path):
+    """`neardup init` around the demo's images: a real `dvc repro` there gives the demo repo's groups."""
+    env = {**demo["env"], "PYTHONPATH": str(REPO)}
+    project = tmp_path / "project"
+    made = neardup_cmd("init", str(project), "--images", str(demo["images"]), "--labels", str(demo["labels"]),
+                       cwd=tmp_path, env=demo["env"])
+    assert made.returncode == 0 and "dvc repro" in made.stdout, made.stderr[-2000:]
+    dvc_yaml = (project / "dvc.yaml").read_text()
+    assert "python -m neardup.stages.fetch" in dvc_yaml and "${code}/stages/fetch.py" in dvc_yaml
+    assert "\n    - neardup/" not in dvc_yaml  # code deps point at the installed package, not at project files
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["fetch"]["source"] == "folder" and params["fetch"]["input"] == str(demo["images"].parent)
+    for group in ("plant", "hash", "render", "cache"):  # the demo repo's small settings
+        params[group] = demo["params"][group]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    again = neardup_cmd("init", str(project), "--images", str(demo["images"]), cwd=tmp_path, env=demo["env"])
+    assert again.returncode == 2 and "--force" in again.stderr  # never overwrites a project silently
+    dvc("repro", cwd=project, env=env)
+    ours, theirs = project / "data" / "clusters" / RUN, demo["repo"] / "data" / "clusters" / RUN
+    assert (ours / "groups.csv").read_bytes() == (theirs / "groups.csv").read_bytes()
+    assert (project / "reports" / "index.html").is_file() and (project / "reports" / "primary" / "metrics.json").is_file()
+    assert "Running stage" not in dvc("repro", cwd=project, env=env).replace("Running stage 'fetch_input'", "")
