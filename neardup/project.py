@@ -36,7 +36,7 @@ def _relative(path: Path, base: Path) -> str:
 
 def project_dvc_yaml(code: Path) -> str:
     """The package's ``dvc.yaml`` with its code dependencies (``neardup/...``) at ``${code}/...``."""
-    text = (PACKAGE / "dvc.yaml").read_text()
+    text = (PACKAGE / "pipeline.yaml").read_text()  # the repository's dvc.yaml, under a name DVC ignores
     text = re.sub(r"(?m)^(\s*- )neardup/", r"\1${code}/", text)
     return text.replace("vars:\n", f"vars:\n- code: {code.as_posix()}  # the installed neardup package\n", 1)
 

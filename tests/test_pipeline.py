@@ -158,6 +158,9 @@ def test_dvc_repro_end_to_end(repo, dvc_env, tmp_path):
     # Nothing changed: nothing reruns.
     second = dvc("repro", cwd=repo, env=env)
     assert ran_stages(second) == set(), second
+    # one pipeline only (no dvc.yaml inside the package), and nothing stale but the always-run input check
+    status = dvc("status", cwd=repo, env=env)
+    assert re.findall(r"(?m)^(\S[^\n]*):\s*$", status) == ["fetch_input"], status
     embedding = repo / "data" / "embeddings" / "efficientnet-lite0_auto.npz"
     stamp = embedding.stat().st_mtime_ns
 
