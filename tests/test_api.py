@@ -44,8 +44,9 @@ def demo(tmp_path_factory):
     manifest = pd.read_csv(repo / "data" / "dataset" / "manifest.csv", dtype=str, keep_default_na=False)
     labels = repo / "data" / "dataset" / "labels.csv"  # beside the images folder, as Kaggle's train.csv
     manifest.rename(columns={"id": "image_id"})[["image_id", "label"]].to_csv(labels, index=False)
+    work = tmp_path_factory.mktemp("work")  # one working folder: the command and the example share its cache
     return {"repo": repo, "params": params, "labels": labels, "images": repo / "data" / "dataset" / "images",
-            "env": env}
+            "env": env, "work": work}
 
 
 def test_the_api_gives_the_pipelines_groups(demo, tmp_path):
@@ -94,7 +95,7 @@ def neardup_cmd(*args, cwd, env):
 def test_the_command_finds_duplicates_in_a_folder(demo, tmp_path):
     out = tmp_path / "out"
     proc = neardup_cmd("-q", "find", str(demo["images"]), "--labels", str(demo["labels"]), "--plant", "10",
-                       "--out", str(out), cwd=tmp_path, env=demo["env"])
+                       "--out", str(out), cwd=demo["work"], env=demo["env"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "duplicate groups" in proc.stdout and "images to remove" in proc.stdout
     for name in ("keep.csv", "remove.csv", "index.html", f"evaluation/{RUN}/groups.csv", f"evaluation/{RUN}/queue.csv",
@@ -123,7 +124,7 @@ def test_the_notebook_example_runs_on_the_demo(demo, tmp_path):
     out = tmp_path / "example"
     env = {**demo["env"], "PYTHONPATH": str(REPO), "NEARDUP_IMAGES": str(demo["images"]),
            "NEARDUP_LABELS": str(demo["labels"]), "NEARDUP_OUT": str(out), "MPLBACKEND": "Agg"}
-    proc = subprocess.run([sys.executable, str(REPO / "examples" / "kaggle_cassava.py")], cwd=tmp_path, env=env,
+    proc = subprocess.run([sys.executable, str(REPO / "examples" / "kaggle_cassava.py")], cwd=demo["work"], env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     clean = pd.read_csv(out / "train_clean.csv", dtype=str)
