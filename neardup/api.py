@@ -19,7 +19,8 @@ from typing import Iterable, Mapping
 import pandas as pd
 import yaml
 
-from neardup.contract import MANIFEST, PAIRS, TRUTH, UserError, read_table, run_key, write_fetch_result, write_table
+from neardup.contract import (MANIFEST, PAIRS, TRUTH, UserError, read_pairs, read_table, run_key, write_fetch_result,
+                              write_table)
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +91,13 @@ class Result:
 
     def report(self, path: str | os.PathLike | None = None) -> Path:
         """Write the self-contained HTML report (default ``<out>/index.html``) and return its path."""
-        from neardup.evaluate import overlap_matrix
         from neardup.render.html import write_html_report
 
         path = Path(path) if path is not None else self.out / "index.html"
         render = self.params["render"]
         write_html_report(path, metrics={"dataset": self.metrics.get("dataset", {}), self.run: self.metrics},
                           runs=[self.run], groups={self.run: self.groups}, manifest=self.manifest,
-                          overlap={self.run: overlap_matrix(self.groups, self.manifest)}, figures=None,
+                          overlap={self.run: pd.DataFrame(self.metrics.get("overlap", {})).T}, figures=None,
                           thumb_size=render["thumb_size"], max_groups=render["max_groups"],
                           reasons={self.run: self.reason}, review_queue=self.queue,
                           max_review_pairs=render["max_pair_figures"])
@@ -251,7 +251,7 @@ def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], lab
     keep, remove = choose_keepers(at, manifest, prefer_set=checked["act"].prefer_set)
     write_table(keep, out / "keep.csv")
     write_table(remove, out / "remove.csv")
-    within = read_table(out / "clusters" / run / PAIRS).astype({"distance": float})
+    within = read_pairs(out / "clusters" / run / PAIRS)  # as written, the distances evaluate judged
     within = within[within["distance"] <= metrics["eps"] + 1e-12][["a", "b", "distance"]].reset_index(drop=True)
     result = Result(groups=at.reset_index(drop=True), pairs=within, keep=keep, remove=remove, metrics=metrics,
                     reason=reason, manifest=manifest, skipped=fetched.skipped, queue=queue, run=run, out=out,

@@ -6,7 +6,6 @@ byte-identical copy, and perceptual-hash baselines on small real photos.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import numpy as np
@@ -16,7 +15,8 @@ from PIL import Image
 
 from conftest import save
 from neardup.cluster import cluster_run
-from neardup.contract import GROUPS, MANIFEST, PAIRS, PLANTED, SKIPPED, STATS, TRUTH, write_table
+from neardup.cluster.run import write_cluster_outputs
+from neardup.contract import MANIFEST, PLANTED, SKIPPED, TRUTH, write_table
 from neardup.evaluate import evaluate_run
 from neardup.evaluate.eps import ALWAYS_ALLOWED
 from neardup.evaluate.metrics import average_precision, truth_pairs
@@ -70,10 +70,8 @@ def run_case(tmp_path, vectors, ids, *, eps, normalize_k=0, plants=None, content
                 dataset / TRUTH)
     write_table(plant_truth if plant_truth is not None else pd.DataFrame(columns=["id", "original", "transform"]),
                 tmp_path / "plants_truth.csv")
-    for table, name in ((groups, GROUPS), (pairs, PAIRS), (outcomes, PLANTED)):
-        write_table(table, clusters / name)
-    (clusters / STATS).write_text(json.dumps({"eps": list(eps), "input_size": 0, "n_embedded": len(ids),
-                                              "skipped_ids": [], "search": "exact"}))
+    write_cluster_outputs(clusters, groups, pairs, outcomes, {"eps": list(eps), "input_size": 0, "n_embedded": len(ids),
+                                                             "skipped_ids": [], "search": "exact"})
     return evaluate_run("run", dataset=dataset, plants_truth=tmp_path / "plants_truth.csv", clusters=clusters,
                         reviews_path=tmp_path / "none.csv", params=rule)
 

@@ -138,10 +138,9 @@ def pick_eps(sweep: pd.DataFrame, rule: EvaluateParams, *, has_truth: bool) -> t
             eps = float(ok["eps"].min())
             why = (f"the smallest eps that passes the growth guards: at every eps more than {rule.max_unrelated:.0%} "
                    "of the planted copies land with an image outside their family")
-        for e in sweep["eps"]:
-            row = sweep[sweep["eps"] == e].iloc[0]
-            if not failures[float(e)] and row["planted_with_unrelated"] > rule.max_unrelated:
-                verdicts[float(e)] = (f"no: {row['planted_with_unrelated']:.1%} of the copies land with an unrelated "
+        for _, row in sweep.iterrows():
+            if not failures[float(row["eps"])] and row["planted_with_unrelated"] > rule.max_unrelated:
+                verdicts[float(row["eps"])] = (f"no: {row['planted_with_unrelated']:.1%} of the copies land with an unrelated "
                                       f"image (max_unrelated {rule.max_unrelated:g})")
     if eps is None:
         below = ok[ok["eps"] <= rule.fallback_eps + 1e-12]
