@@ -21,7 +21,16 @@ log = logging.getLogger(__name__)
 
 #: Part of every descriptor key: bump it when preprocessing or the models change, so old vectors
 #: are never reused for new settings.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Return the SHA-256 hex digest (64 chars) of the bytes of the file at ``path``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _chunk_name(sha256s) -> str:

@@ -264,6 +264,9 @@ class Embeddings:
         The model's input side in pixels (0 for hashes).
     images_per_second : float
         Measured in this process only; never saved (outputs hold no timings).
+    runtime : str
+        The embed runtime that made the vectors (``tflite`` or ``keras``; '' for hashes); in memory only,
+        for the timings log.
     """
 
     ids: np.ndarray
@@ -272,6 +275,7 @@ class Embeddings:
     skipped: pd.DataFrame
     input_size: int = 0
     images_per_second: float = float("nan")
+    runtime: str = ""
 
     def save(self, path: str | Path) -> None:
         """Write to ``.npz`` atomically (plain str/float arrays, readable without pickle)."""

@@ -71,7 +71,7 @@ def _orientation(im: Image.Image) -> int:
     return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def decode_image(path: str | os.PathLike, *, max_pixels: int | None) -> Decoded:
+def decode_image(path: str | os.PathLike, *, max_pixels: int | None, min_side: int | None = None) -> Decoded:
     """Decode ``path`` the one way every stage does: first frame, EXIF orientation applied, RGB.
 
     Parameters
@@ -81,6 +81,10 @@ def decode_image(path: str | os.PathLike, *, max_pixels: int | None) -> Decoded:
         Cap on width x height, checked from the header before any pixel is decoded (fetch passes
         ``fetch.max_pixels``; later stages pass None: their images were checked at fetch). Pillow's
         own decompression-bomb limit is off while decoding, so only this cap applies.
+    min_side : int or None
+        JPEG only: decode at the smallest DCT scale (1, 1/2, 1/4 or 1/8 of each side) that keeps both
+        sides at least ``min_side`` pixels, which skips most of the decoding work when a photo is much
+        larger than what the caller needs (embed). Other formats, and None, decode at full size.
 
     Raises
     ------
@@ -101,6 +105,8 @@ def decode_image(path: str | os.PathLike, *, max_pixels: int | None) -> Decoded:
                 frames = 1
             if frames > 1:
                 im.seek(0)
+            if min_side:
+                im.draft(None, (int(min_side), int(min_side)))  # a no-op for formats other than JPEG
             im.load()
             orientation = _orientation(im)
             upright = ImageOps.exif_transpose(im) if orientation != 1 else im
@@ -108,9 +114,9 @@ def decode_image(path: str | os.PathLike, *, max_pixels: int | None) -> Decoded:
     return Decoded(image=rgb, format=fmt, frames=frames, orientation=orientation)
 
 
-def open_rgb(path: str | os.PathLike, *, max_pixels: int | None = None) -> Image.Image:
+def open_rgb(path: str | os.PathLike, *, max_pixels: int | None = None, min_side: int | None = None) -> Image.Image:
     """The pixels every stage works on: first frame, EXIF orientation applied, RGB (see :func:`decode_image`)."""
-    return decode_image(path, max_pixels=max_pixels).image
+    return decode_image(path, max_pixels=max_pixels, min_side=min_side).image
 
 
 def pixel_sha256(image: Image.Image) -> str:

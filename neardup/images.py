@@ -8,7 +8,6 @@ a later stage. Decoding is :func:`neardup.decode.decode_image`, the one decoder 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
@@ -21,22 +20,13 @@ from PIL import UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from neardup.contract import MANIFEST_COLUMNS, SKIPPED_COLUMNS, FetchResult, empty_frame
+from neardup.cache import sha256_file
 from neardup.decode import ImageTooLarge, decode_image, pixel_sha256
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 1 << 20
 #: The fields of :func:`inspect_image`'s info dict (and of the manifest they fill).
 INFO_FIELDS = ("width", "height", "format", "frames", "orientation", "pixel_sha256")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Return the SHA-256 hex digest (64 chars) of the bytes of the file at ``path``."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def inspect_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> tuple[dict | None, str | None]:

@@ -24,6 +24,7 @@ SYMLINKS = ("none", "inside", "all")
 METRICS = ("cosine", "euclidean")
 SEARCHES = ("exact", "approximate", "auto")
 POOLINGS = ("avg", "max")
+RUNTIMES = ("auto", "tflite", "keras")
 #: Lists that dvc.yaml expands into one stage per entry (``matrix``): DVC cannot read a single value
 #: there, so these must be YAML lists (other list params also take a single value as a list of one).
 MATRIX_KEYS = ("embed.models", "embed.sizes", "hash.methods")
@@ -202,6 +203,7 @@ class EmbedParams:
     weights: str
     pooling: str
     batch_size: int
+    runtime: str
 
     def validate(self, where: str) -> None:
         _check(len(self.models) > 0, f"{where}.models must list at least one model")
@@ -210,6 +212,7 @@ class EmbedParams:
             _check(size == "auto" or (isinstance(size, int) and 32 <= size <= 1024),
                    f"{where}.sizes: each size must be 'auto' or an integer in 32..1024, got {size!r}")
         check_choice(self.pooling, POOLINGS, f"{where}.pooling")
+        check_choice(self.runtime, RUNTIMES, f"{where}.runtime")
         _check(self.batch_size >= 1, f"{where}.batch_size must be >= 1, got {self.batch_size}")
         _check(bool(self.weights), f"{where}.weights must be imagenet, noisy-student, none or a file path")
 

@@ -28,14 +28,15 @@ def parse_args(description: str, *args: tuple[str, dict]) -> argparse.Namespace:
     return parser.parse_args()
 
 
-def record_timing(stage: str, run: str, *, images: int, seconds: float, rate: float) -> None:
-    """Append one timing line to :data:`TIMINGS`: images in the output, wall seconds of the step, and
-    ``rate`` (images/s over the images computed in this call, not taken from the cache; NaN: none)."""
+def record_timing(stage: str, run: str, *, images: int, seconds: float, rate: float, **extra) -> None:
+    """Append one timing line to :data:`TIMINGS`: images in the output, wall seconds of the step,
+    ``rate`` (images/s over the images computed in this call, not taken from the cache; NaN: none)
+    and any ``extra`` fields (embed: the runtime)."""
     rate = None if rate != rate else rate
     TIMINGS.parent.mkdir(parents=True, exist_ok=True)
     with TIMINGS.open("a") as fh:
         fh.write(json.dumps({"stage": stage, "run": run, "images": images, "seconds": round(seconds, 3),
-                             "images_per_second": None if rate is None else round(rate, 2)}) + "\n")
+                             "images_per_second": None if rate is None else round(rate, 2), **extra}) + "\n")
 
 
 def run_stage(main) -> None:

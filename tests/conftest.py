@@ -31,6 +31,13 @@ def photos() -> dict[str, np.ndarray]:
             "rocket": data.rocket(), "china": china, "flower": flower}
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> str:
+    """A ``cache.dir`` shared by the tests that build an Embedder, so each TFLite model is converted
+    once per test session (about 20 s each)."""
+    return str(tmp_path_factory.mktemp("model-cache"))
+
+
 def tf_example(tf, **features) -> bytes:
     """One serialised ``tf.train.Example``: int values as int64 features, the rest as bytes."""
     feats = {}

@@ -104,11 +104,11 @@ def test_sparse_graph_dbscan_equals_plain_dbscan_on_demo_embeddings(demo_embeddi
 
 
 @pytest.fixture(scope="module")
-def demo_embeddings(tmp_path_factory):
+def demo_embeddings(tmp_path_factory, model_cache):
     """Lite0 vectors of a small demo dataset (real photos, planted copies)."""
     from neardup.embed import Embedder
     from neardup.fetch.demo import make_demo
 
     demo = make_demo(tmp_path_factory.mktemp("demo"), n_distinct=60, n_duplicates=20, n_label_conflicts=0, seed=1)
     return Embedder("efficientnet-lite0", size=96, weights="imagenet", batch_size=16,
-                    pooling="avg").embed_manifest(demo.manifest).vectors
+                    pooling="avg", cache_dir=model_cache).embed_manifest(demo.manifest).vectors

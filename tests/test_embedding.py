@@ -1,4 +1,5 @@
-"""The embedding loop on the real Lite0 ImageNet model: ids stay with vectors, formats, failures."""
+"""The embedding loop on the real Lite0 ImageNet model: ids stay with vectors, formats, failures, and
+the two runtimes (TFLite/XNNPACK and Keras) giving the same vectors."""
 from __future__ import annotations
 
 import json
@@ -13,13 +14,15 @@ from PIL import Image
 
 from conftest import REPO, save
 from neardup.contract import Embeddings
-from neardup.embed import JPEG_RATIOS, PIL_DECODE, TF_DECODE, Embedder, decode_modes
+from neardup.embed import Embedder
+from neardup.embed.pixels import crop_box, load_pixels
 from neardup.images import scan_files
 
 
 @pytest.fixture(scope="module")
-def embedder():
-    return Embedder("efficientnet-lite0", size=224, weights="imagenet", batch_size=3, pooling="avg")
+def embedder(model_cache):
+    return Embedder("efficientnet-lite0", size=224, weights="imagenet", batch_size=3, pooling="avg",
+                    cache_dir=model_cache)
 
 
 @pytest.fixture(scope="module")
@@ -88,17 +91,60 @@ def test_broken_file_is_skipped_not_lost(embedder, folder, tmp_path):
     assert "decode" in emb.skipped["reason"][0]
 
 
-def test_decode_modes_and_dct_scaled_jpeg(embedder, photos, tmp_path):
-    modes = decode_modes(["JPEG", "JPEG", "JPEG", "PNG", "TIFF"], [4000, 800, 200, 800, 800],
-                         [3000, 600, 150, 600, 600], size=224, crop_fraction=224 / 256)
-    assert modes.tolist() == [2 + JPEG_RATIOS.index(8), 2 + JPEG_RATIOS.index(2), 2, TF_DECODE, PIL_DECODE]
-    big = Image.fromarray(photos["astronaut"]).resize((2048, 2048), Image.Resampling.BICUBIC)
+def test_dct_scaled_jpeg_decode_keeps_the_pixels(embedder, photos, tmp_path):
+    big = Image.fromarray(photos["astronaut"]).resize((2048, 1536), Image.Resampling.BICUBIC)
     big.save(tmp_path / "big.jpg", quality=95)
-    manifest = manifest_of(tmp_path)
-    scaled = embedder.embed_manifest(manifest).vectors[0]
-    ds = embedder.dataset(manifest["path"].to_numpy(), np.array([TF_DECODE]))
-    (_, plain), = list(embedder.batches(ds))
-    assert cosine(scaled, plain[0]) > 0.98
+    with Image.open(tmp_path / "big.jpg") as im:  # what the JPEG decoder does: 1/4 of each side is enough
+        im.draft(None, (256, 256))
+        assert im.size == (512, 384)
+    scaled = load_pixels(str(tmp_path / "big.jpg"), size=224, crop_fraction=224 / 256)
+    with Image.open(tmp_path / "big.jpg") as im:  # the full decode, then the same crop and resize
+        full = np.asarray(im.convert("RGB").resize((224, 224), Image.Resampling.BICUBIC,
+                                                   box=crop_box(2048, 1536, 224 / 256)))
+    assert scaled.shape == full.shape == (224, 224, 3) and scaled.dtype == np.uint8
+    assert np.abs(scaled.astype(float) - full).mean() < 3
+    assert cosine(*embedder.infer(np.stack([scaled, full]))) > 0.99
+
+
+def test_runtimes_give_the_same_vectors(folder, model_cache, caplog):
+    """TFLite/XNNPACK against the Keras model, same weights, same pixels: min cosine >= 0.9999."""
+    manifest = manifest_of(folder)
+    kwargs = dict(size=224, weights="imagenet", batch_size=4, pooling="max", cache_dir=model_cache)
+    with caplog.at_level("INFO"):
+        lite = Embedder("efficientnet-lite0", runtime="auto", **kwargs)  # no GPU here: auto is tflite
+    assert lite.runtime == "tflite" and "TFLite/XNNPACK" in caplog.text
+    keras = Embedder("efficientnet-lite0", runtime="keras", **kwargs)
+    a, b = lite.embed_manifest(manifest), keras.embed_manifest(manifest)
+    assert list(a.ids) == list(b.ids) == list(manifest["id"]) and a.vectors.shape == b.vectors.shape
+    cos = (a.vectors * b.vectors).sum(1) / np.linalg.norm(a.vectors, axis=1) / np.linalg.norm(b.vectors, axis=1)
+    assert cos.min() >= 0.9999, cos.min()
+
+
+def test_converted_model_is_cached_and_verified(tmp_path, caplog):
+    kwargs = dict(size=64, weights="imagenet", batch_size=2, pooling="avg", runtime="tflite", cache_dir=str(tmp_path))
+    with caplog.at_level("INFO"):
+        first = Embedder("efficientnet-lite0", **kwargs)
+    assert "converted to TFLite" in caplog.text
+    stored = sorted((tmp_path / "tflite").glob("*.tflite"))
+    assert len(stored) == 1 and stored[0].with_suffix(".json").is_file()
+    x = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        again = Embedder("efficientnet-lite0", **kwargs)
+    assert "TFLite model from" in caplog.text and "converted to TFLite" not in caplog.text
+    np.testing.assert_array_equal(again.infer(x), first.infer(x))
+    # other settings never reuse it: another pooling is another file
+    Embedder("efficientnet-lite0", **{**kwargs, "pooling": "max"})
+    assert len(list((tmp_path / "tflite").glob("*.tflite"))) == 2
+    # a changed file is not trusted: deleted with a warning naming it, converted again, same vectors
+    data = bytearray(stored[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stored[0].write_bytes(bytes(data))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        mended = Embedder("efficientnet-lite0", **kwargs)
+    assert f"cached TFLite model {stored[0]} fails its checksum" in caplog.text and "converted to TFLite" in caplog.text
+    np.testing.assert_array_equal(mended.infer(x), first.infer(x))
 
 
 def test_save_load_round_trip_without_pickle(embedder, folder, tmp_path):
@@ -129,7 +175,7 @@ def test_rows_for_follows_the_given_ids_and_zero_fills(embedder, folder):
     assert not rows[1].any()
 
 
-def test_auto_size_fits_the_images(folder):
+def test_auto_size_fits_the_images(folder, model_cache):
     from neardup.embed.models import get_spec
 
     lite0, lite2 = get_spec("efficientnet-lite0"), get_spec("efficientnet-lite2")
@@ -139,7 +185,7 @@ def test_auto_size_fits_the_images(folder):
     assert lite0.auto_size([40, 40, 300], [40, 40, 300]) == 128  # the median image decides
     manifest = manifest_of(folder)
     embedder = Embedder("efficientnet-lite0", size="auto", weights="imagenet", batch_size=4, pooling="avg",
-                        manifest=manifest.assign(width=54, height=64))
+                        manifest=manifest.assign(width=54, height=64), cache_dir=model_cache)
     assert embedder.size == 160 and embedder.embed_manifest(manifest.head(1)).input_size == 160
     with pytest.raises(ValueError, match="manifest"):
         Embedder("efficientnet-lite0", size="auto", weights="imagenet", batch_size=4, pooling="avg")
@@ -159,6 +205,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="LOG %(message)s")
 
 from neardup.embed import Embedder, describe_strategy, detect_strategy
+from neardup.embed.pixels import load_pixels
 from neardup.images import scan_files
 from pathlib import Path
 
@@ -181,7 +228,9 @@ a, b = one.embed_manifest(manifest), two.embed_manifest(manifest)
 out["global_batch"] = [one.global_batch, two.global_batch]
 out["ids"] = [list(a.ids), list(b.ids), list(manifest["id"])]
 out["max_diff"] = float(np.abs(a.vectors - b.vectors).max())
-(_, images), = list(two.dataset(manifest["path"].to_numpy()[:3], None))  # one short global batch
+images = np.stack([load_pixels(p, size=64, crop_fraction=two.crop_fraction)
+                   for p in manifest["path"][:3]])  # one short global batch
+out["runtimes"] = [one.runtime, two.runtime]
 out["infer_diff"] = float(np.abs(two.infer(images) - one.infer(images)).max())
 out["infer_rows"] = int(two.infer(images).shape[0])
 print(json.dumps(out))
@@ -204,6 +253,7 @@ def test_mirrored_strategy_splits_batches_over_replicas(photos, tmp_path):
     assert ids_one == ids_two == ids_manifest and len(ids_manifest) == 7
     assert out["max_diff"] < 1e-3  # the same vectors, each with its own id, whatever the replica
     assert out["infer_rows"] == 3 and out["infer_diff"] < 1e-3
-    logs = [line for line in proc.stderr.splitlines() if line.startswith("LOG embedding on")]
-    assert logs == ["LOG embedding on CPU; batch 2 per replica, 2 global",
-                    "LOG embedding on 2 replicas: CPU:0, CPU:1; batch 2 per replica, 4 global"], logs
+    assert out["runtimes"] == ["keras", "keras"]  # a strategy given: the Keras runtime
+    logs = [line.split(";")[0] for line in proc.stderr.splitlines() if line.startswith("LOG embedding ")]
+    assert logs == ["LOG embedding efficientnet-lite0@64 on CPU with Keras, batch 2 per replica, 2 global",
+                    "LOG embedding efficientnet-lite0@64 on 2 replicas: CPU:0, CPU:1 with Keras, batch 2 per replica, 4 global"], logs

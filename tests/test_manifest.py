@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from neardup.images import inspect_image, scan_files, sha256_file
+from neardup.cache import sha256_file
+from neardup.images import inspect_image, scan_files
 from neardup.contract import MANIFEST_COLUMNS, SKIPPED_COLUMNS
 
 

@@ -141,6 +141,8 @@ def test_bad_values(tmp_path):
          r"fetch.source: unknown value 's3'"),
         ({"embed": {"pooling": "gem"}},
          r"embed.pooling: unknown value 'gem'"),
+        ({"embed": {"runtime": "tflit"}},
+         r"^embed.runtime: unknown value 'tflit' \(did you mean 'tflite'\?\); valid: auto, tflite, keras$"),
         ({"plant": {"n": -3}},
          r"plant.n must be an integer >= 0"),
         ({"plant": {"transforms": []}},

@@ -141,8 +141,9 @@ def test_a_damaged_chunk_is_recomputed_by_the_hash_stage(tmp_path, caplog):
 
 
 @pytest.fixture(scope="module")
-def embedder():
-    return Embedder("efficientnet-lite0", size=64, weights="imagenet", batch_size=4, pooling="avg")
+def embedder(model_cache):
+    return Embedder("efficientnet-lite0", size=64, weights="imagenet", batch_size=4, pooling="avg",
+                    cache_dir=model_cache)
 
 
 def test_only_new_images_are_embedded(embedder, tmp_path):
@@ -168,15 +169,17 @@ SCRIPT = textwrap.dedent("""
     from neardup.contract import read_table
     from neardup.cache import VectorCache
     manifest = read_table({manifest!r})
-    Embedder("efficientnet-lite0", size=64, weights="imagenet", batch_size=4, pooling="avg").embed_manifest(
+    Embedder("efficientnet-lite0", size=64, weights="imagenet", batch_size=4, pooling="avg",
+             cache_dir={model_cache!r}).embed_manifest(
         manifest, cache=VectorCache(Path({cache!r}), "k"), chunk_size=4)
 """)
 
 
-def test_a_killed_run_resumes_and_gives_the_same_vectors(embedder, tmp_path):
+def test_a_killed_run_resumes_and_gives_the_same_vectors(embedder, tmp_path, model_cache):
     manifest = folder_of(tmp_path, 60)
     write_table(manifest, tmp_path / "manifest.csv")
-    script = SCRIPT.format(repo=str(REPO), manifest=str(tmp_path / "manifest.csv"), cache=str(tmp_path / "cache"))
+    script = SCRIPT.format(repo=str(REPO), manifest=str(tmp_path / "manifest.csv"), cache=str(tmp_path / "cache"),
+                           model_cache=model_cache)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     chunks = tmp_path / "cache" / "k"

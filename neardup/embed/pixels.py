@@ -1,0 +1,100 @@
+"""The model input: every image decoded by the shared decoder, centre-cropped and resized on uint8,
+in a pool of threads, batched in manifest order.
+
+* Decoding is :func:`neardup.decode.open_rgb` (first frame, EXIF orientation applied, RGB), the same
+  pixels every stage sees, for every format Pillow reads. JPEGs are DCT-scaled while decoding
+  (``min_side``): an 800 x 600 photo for a 224 px model is decoded at 400 x 300, about a third of the
+  work.
+* Crop and resize are one Pillow call on uint8 (``resize(box=...)``, bicubic with antialiasing), so no
+  float copy of the full image is ever made.
+* Pillow releases the GIL while it decodes and resizes, so a few Python threads keep up with the
+  model; their number is chosen by :class:`neardup.embed.Embedder` against the model's own threads.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from neardup.decode import open_rgb
+
+log = logging.getLogger(__name__)
+
+
+def crop_box(width: int, height: int, crop_fraction: float) -> tuple[int, int, int, int]:
+    """The centred square ``(left, top, right, bottom)`` whose side is ``crop_fraction`` of the short side."""
+    side = max(1, int(min(width, height) * crop_fraction))
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
+def load_pixels(path: str, *, size: int, crop_fraction: float) -> np.ndarray:
+    """One image as the model sees it.
+
+    Parameters
+    ----------
+    path : str
+        Image file.
+    size : int
+        Output side in pixels.
+    crop_fraction : float
+        Fraction of the short side kept by the centre crop (1.0 keeps the whole short side).
+
+    Returns
+    -------
+    ndarray of uint8, shape (size, size, 3): RGB.
+
+    Raises
+    ------
+    OSError, ValueError, and whatever a Pillow decoder raises, for a file that cannot be decoded.
+    """
+    image = open_rgb(path, min_side=math.ceil(size / crop_fraction))
+    box = crop_box(*image.size, crop_fraction)
+    return np.asarray(image.resize((size, size), Image.Resampling.BICUBIC, box=box))
+
+
+def pixel_batches(paths, *, size: int, crop_fraction: float, batch_size: int, threads: int,
+                  failed: list | None = None, overlap: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Decode ``paths`` in ``threads`` threads and yield them in order, ``batch_size`` at a time.
+
+    With ``overlap``, the next batches are decoded while the caller works on this one (at most
+    ``4 * batch_size``, and at least ``2 * threads``, images in flight, so memory stays bounded on any
+    dataset); without, nothing is decoded until the caller asks for the next batch, so decoding and
+    the caller's work never compete for the cores. An image that cannot be decoded is left out of
+    its batch and its index appended to ``failed`` (with a debug line saying why).
+
+    Yields
+    ------
+    indices : ndarray of int, shape (b,)
+        Positions in ``paths``, increasing.
+    pixels : ndarray of uint8, shape (b, size, size, 3)
+        ``b <= batch_size``; the last batch may be shorter, and a batch whose images all failed is
+        skipped.
+    """
+    n = len(paths)
+    window = max(4 * batch_size, 2 * threads) if overlap else batch_size
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="neardup-decode") as pool:
+        pending: deque = deque()
+        submitted = 0
+        while submitted < n or pending:
+            while submitted < n and len(pending) < window:
+                pending.append((submitted, pool.submit(load_pixels, str(paths[submitted]), size=size,
+                                                       crop_fraction=crop_fraction)))
+                submitted += 1
+            indices, images = [], []
+            while pending and len(indices) < batch_size:
+                index, future = pending.popleft()
+                try:
+                    images.append(future.result())
+                    indices.append(index)
+                except Exception as exc:  # noqa: BLE001 - any decoder failure: listed by the caller
+                    log.debug("could not decode %s: %s", paths[index], exc)
+                    if failed is not None:
+                        failed.append(index)
+            if indices:
+                yield np.asarray(indices, dtype=np.int64), np.stack(images)
