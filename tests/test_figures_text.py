@@ -63,3 +63,20 @@ def test_quality_figure_with_mathtext_run_names_is_written(tmp_path):
                                   "planted_recall": [0.2, 0.9]}), tmp_path / "eps" / f"{run}.csv")
     pr_curve_figure(tmp_path, runs, tmp_path / "pr.png")
     assert Image.open(tmp_path / "pr.png").size[0] > 100
+
+
+def test_long_names_are_cut_in_the_middle_and_figures_are_reproducible(tmp_path, images):
+    from neardup.render.sheet import _font, fit
+
+    font = _font(11)
+    name = "a_very_long_folder_name/with_a_very_long_file_name_indeed_0001.jpg"
+    short = fit(name, font, 120)
+    assert font.getlength(short) <= 120 < font.getlength(name)
+    assert short.startswith("a_very") and short.endswith(".jpg") and "\u2026" in short
+    assert fit("plain.jpg", font, 120) == "plain.jpg"
+    members = images.assign(id=[name] * 4, label=images["label_name"], distance=[0.0, 0.1, 0.2, 0.3])
+    first, again = tmp_path / "a.png", tmp_path / "b.png"
+    group_figure(members, first, title="run  eps=0.5  group 0", thumb_size=32)
+    group_figure(members, again, title="run  eps=0.5  group 0", thumb_size=32)
+    assert first.read_bytes() == again.read_bytes()  # same inputs, same bytes (DVC outputs)
+    assert Image.open(first).size[1] > 32 + 3 * 11  # title, three caption lines and the thumbnails

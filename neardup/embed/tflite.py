@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -49,19 +48,20 @@ def weights_digest(model_name: str, weights) -> str:
 
 
 def convert(model) -> bytes:
-    """A Keras embedder as a float32 TFLite flatbuffer (exported as a SavedModel first: converting the
-    Keras 3 model's concrete function directly keeps the weights as variables, measured)."""
-    import tensorflow as tf
+    """A Keras embedder as a float32 TFLite flatbuffer with input ``(1, size, size, 3)``.
 
-    quiet = logging.getLogger("tensorflow")
-    level = quiet.level
-    quiet.setLevel(logging.WARNING)  # "Assets written to: /tmp/...": a temporary folder, noise in the log
-    try:
-        with tempfile.TemporaryDirectory(prefix="neardup-tflite-") as folder:
-            model.export(folder, format="tf_saved_model", verbose=False)
-            return tf.lite.TFLiteConverter.from_saved_model(folder).convert()
-    finally:
-        quiet.setLevel(level)
+    The forward pass is traced for one image and its variables frozen into constants first:
+    converting the Keras 3 model's concrete function as it is keeps the weights as variables (a
+    186 KiB file), and the SavedModel route (``model.export``) gives the same vectors in 20 s
+    instead of 5 s (measured)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    size = int(model.input_shape[1])
+    forward = tf.function(lambda images: model(images, training=False))
+    frozen = convert_variables_to_constants_v2(
+        forward.get_concrete_function(tf.TensorSpec([1, size, size, 3], tf.float32)))
+    return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
 
 
 def cached_flatbuffer(model_name: str, *, size: int, pooling: str, weights, cache_dir: str, build) -> bytes:

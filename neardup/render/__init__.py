@@ -39,28 +39,19 @@ def thumbnail(path: str, size: int) -> np.ndarray:
 
 
 def group_figure(members: pd.DataFrame, out: Path, *, title: str, thumb_size: int = 160) -> None:
-    """Save one PNG showing a group's images side by side, each titled id / label / distance.
+    """Save one PNG showing a group's images side by side, each under id / label / distance (at most
+    :data:`MAX_PER_FIGURE`; the title counts the rest).
 
     ``members``: rows of one group with columns ``id, path, label, distance``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from neardup.render.sheet import contact_sheet
 
     shown = members.head(MAX_PER_FIGURE)
-    n = len(shown)
-    fig, axes = plt.subplots(1, n, figsize=(2.4 * n, 2.9), squeeze=False)
-    for ax, (_, row) in zip(axes[0], shown.iterrows()):
-        ax.imshow(thumbnail(row["path"], thumb_size))
-        ax.set_title(plain(f"{row['id']}\nlabel: {row['label'] or '-'}\nd={float(row['distance']):.3f}"), fontsize=7)
-        ax.axis("off")
-    more = len(members) - n
-    fig.suptitle(plain(title + (f"  (+{more} more)" if more > 0 else "")), fontsize=9)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80, metadata={"Software": None})
-    plt.close(fig)
+    tiles = [(thumbnail(row["path"], thumb_size),
+              [str(row["id"]), f"label: {row['label'] or '-'}", f"d={float(row['distance']):.3f}"])
+             for _, row in shown.iterrows()]
+    more = len(members) - len(shown)
+    contact_sheet(tiles, out, title=title + (f"  (+{more} more)" if more > 0 else ""), tile_size=thumb_size)
 
 
 def render_run(groups: pd.DataFrame, manifest: pd.DataFrame, out_dir: Path, *, run: str, eps: float,

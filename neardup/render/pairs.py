@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from neardup.render import plain, thumbnail
+from neardup.render import thumbnail
+from neardup.render.sheet import contact_sheet
 
 log = logging.getLogger(__name__)
 
@@ -20,25 +21,18 @@ def figure_name(row) -> str:
 
 def pair_figure(row, manifest: pd.DataFrame, out: Path, *, thumb_size: int = 256) -> Path:
     """Save a PNG of one pair: both images side by side with id, label, set; distance and verdict on top."""
-    from matplotlib.figure import Figure  # no pyplot: leaves the interactive backend alone
-
     info = manifest.set_index("id")
-    fig = Figure(figsize=(6.4, 3.9), layout="tight")
-    for ax, image_id in zip(fig.subplots(1, 2), (row["a"], row["b"])):
+    tiles = []
+    for image_id in (row["a"], row["b"]):
         m = info.loc[image_id]
         label = m["label"] if m["label_name"] in ("", m["label"]) else f"{m['label']} ({m['label_name']})"
-        ax.imshow(thumbnail(m["path"], thumb_size))
-        ax.set_title(plain(f"{image_id}\nlabel: {label or '-'}   set: {m['set'] or '-'}\n{m['width']}x{m['height']}"),
-                     fontsize=7)
-        ax.axis("off")
+        tiles.append((thumbnail(m["path"], thumb_size),
+                      [str(image_id), f"label: {label or '-'}   set: {m['set'] or '-'}", f"{m['width']}x{m['height']}"]))
     same = "  byte-identical" if row["sha_a"] == row["sha_b"] else ""
     verdict = f"  verdict: {row['verdict']}" if row.get("verdict") else ""
     distance = float(row["distance"])
     told = f"distance {distance:.4f}" if distance == distance else "joined through other group members"
-    fig.suptitle(plain(f"{row['run']}  {told}{same}{verdict}"), fontsize=9)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80, metadata={"Software": None})
-    return out
+    return contact_sheet(tiles, out, title=f"{row['run']}  {told}{same}{verdict}", tile_size=thumb_size)
 
 
 def draw_pair_figures(queue: pd.DataFrame, manifest: pd.DataFrame, out_dir: Path, *, max_figures: int,
