@@ -1,5 +1,5 @@
-"""Geometric verification of candidate pairs (issue 15, work in progress): how far it separates copies
-from look-alikes, measured on the pairs the default scoring proposes.
+"""Geometric verification of candidate pairs: how far it separates copies from look-alikes, and how
+verified pairs should move, measured on the pairs the default scoring proposes (docs/quality.md).
 
 For a folder with known duplicates (and/or planted copies), the default configuration (Lite0@auto,
 max pooling, whitening, dHash mix, neighbourhood normalisation) proposes the candidate pairs: each

@@ -241,7 +241,8 @@ def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], lab
         hashes = hash_images(cluster.hash, manifest, hash_size=hashing.size, cache_dir=cache_dir)
         plant_hashes = hash_images(cluster.hash, plants_manifest, hash_size=hashing.size, cache_dir=cache_dir)
     groups, pairs, outcomes, stats = cluster_embeddings(emb, plants, manifest, plant_truth, params=cluster,
-                                                        baseline=False, hashes=hashes, plant_hashes=plant_hashes)
+                                                        baseline=False, hashes=hashes, plant_hashes=plant_hashes,
+                                                        plant_manifest=plants_manifest, cache_dir=cache_dir)
     write_cluster_outputs(out / "clusters" / run, groups, pairs, outcomes, stats)
     metrics, sweep, at, queue, reason = evaluate_run(
         run, dataset=out / "dataset", plants_truth=out / "plants" / TRUTH, clusters=out / "clusters" / run,

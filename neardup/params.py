@@ -228,6 +228,24 @@ class HashParams:
 
 
 @dataclass(frozen=True)
+class VerifyParams:
+    enabled: bool
+    max_side: int
+    max_keypoints: int
+    min_side: int
+    min_inliers: int
+    factor: float
+
+    def validate(self, where: str) -> None:
+        _check(self.max_side >= 64, f"{where}.max_side must be >= 64, got {self.max_side}")
+        _check(self.max_keypoints >= 10, f"{where}.max_keypoints must be >= 10, got {self.max_keypoints}")
+        _check(self.min_side >= 16, f"{where}.min_side must be >= 16, got {self.min_side}")
+        _check(self.min_inliers >= 4, f"{where}.min_inliers must be >= 4 (a similarity needs 2 points; "
+                                      f"RANSAC agreement needs more), got {self.min_inliers}")
+        _check(0 < self.factor <= 1, f"{where}.factor must lie in (0, 1], got {self.factor}")
+
+
+@dataclass(frozen=True)
 class ClusterParams:
     metric: str
     eps: tuple
@@ -239,6 +257,7 @@ class ClusterParams:
     search: str
     nprobe: int
     block_size: int
+    verify: VerifyParams
 
     def validate(self, where: str) -> None:
         check_choice(self.metric, METRICS, f"{where}.metric")

@@ -1,20 +1,32 @@
 """Geometric verification of candidate pairs: shared local features that agree on one similarity
 transform (rotation, scale, shift; mirrored too) are proof of a copy.
 
-WORK IN PROGRESS (issue 15): the matcher and its measurement; not wired into the pipeline yet.
-
 For each image, SIFT keypoints (OpenCV) on the grey image scaled to at most ``max_side`` pixels,
-of the image and of its mirror. A pair is matched with Lowe's ratio test, then a similarity is fitted
-with RANSAC (``cv2.estimateAffinePartial2D``); the inliers are the evidence. Images whose short side
-is under ``min_side`` are not verified (too few features: CIFAR's 32 x 32).
+of the image and of its mirror, cached by image content. A pair is matched with Lowe's ratio test,
+then a similarity is fitted with RANSAC (``cv2.estimateAffinePartial2D``); the inliers are the
+evidence. A pair with at least ``min_inliers`` moves closer (its distance times ``factor``); the
+others keep their distance (low-texture copies often have few features, so no agreement is no
+proof of a different photo: measured in docs/quality.md). Images whose short side is under
+``min_side`` are not verified (too few features: CIFAR's 32 x 32).
 """
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from scipy import sparse
 
+from neardup.cache import CACHE_VERSION, descriptor_key
 from neardup.decode import open_rgb
+
+log = logging.getLogger(__name__)
+ARRAYS = ("points", "descriptors", "mirror_points", "mirror_descriptors")
 
 
 @dataclass
@@ -90,3 +102,115 @@ def match(a: Features, b: Features, *, ratio: float = 0.75, threshold: float = 5
         if best.inliers >= enough:
             break
     return best
+
+
+def _checksum(arrays: dict) -> str:
+    digest = hashlib.sha256(b"neardup features\n")
+    for name in ARRAYS + ("usable",):
+        value = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name} {value.dtype.str} {value.shape}\n".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+class FeatureCache:
+    """Features by image content sha256 under ``<cache.dir>/features/<settings key>/<sha>.npz``, each
+    file with a checksum of its arrays; one that is unreadable or fails it is deleted with a warning
+    and extracted again. ``root`` empty: no cache."""
+
+    def __init__(self, root: str, **settings):
+        self.folder = Path(root) / "features" / descriptor_key(version=CACHE_VERSION, **settings) if root else None
+
+    def get(self, sha256: str) -> Features | None:
+        if self.folder is None:
+            return None
+        path = self.folder / f"{sha256}.npz"
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {name: z[name] for name in ARRAYS + ("usable", "checksum")}
+            if _checksum(arrays) != str(arrays["checksum"]):
+                raise ValueError("fails its checksum")
+        except Exception as exc:  # noqa: BLE001 - truncated, garbage or edited: not trusted
+            log.warning("cached features %s cannot be trusted (%s): deleted them; extracting again", path,
+                        exc if isinstance(exc, ValueError) else type(exc).__name__)
+            path.unlink(missing_ok=True)
+            return None
+        return Features(*(arrays[name] for name in ARRAYS), bool(arrays["usable"]))
+
+    def put(self, sha256: str, features: Features) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        arrays = {name: getattr(features, name) for name in ARRAYS}
+        arrays["usable"] = np.bool_(features.usable)
+        tmp = self.folder / f".{sha256}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, checksum=np.str_(_checksum(arrays)), **arrays)
+        os.replace(tmp, self.folder / f"{sha256}.npz")
+
+
+def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: float, cache_dir: str = "",
+                 stats: dict | None = None) -> sparse.csr_matrix:
+    """``graph`` with every pair within ``radius`` verified and the verified ones moved closer.
+
+    Parameters
+    ----------
+    graph : csr_matrix, shape (n, n)
+        The scored pair graph (symmetric); every stored pair within ``radius`` is verified once (the
+        nearest-neighbour candidates beyond it are left as they are).
+    paths : sequence of str, length n
+        Each row's image file.
+    content : sequence of str, length n
+        Each row's content key (features are cached and shared by it).
+    params : VerifyParams
+        ``max_side``, ``max_keypoints``, ``min_side``, ``min_inliers``, ``factor``.
+    stats : dict, optional
+        Receives ``verify``: pairs verified, images they involve, pairs moved closer (timings go to
+        the log only: outputs hold no timings).
+    """
+    coo = sparse.triu(graph, k=1).tocoo()
+    within = np.flatnonzero(coo.data <= radius)
+    rows, cols = coo.row[within], coo.col[within]
+    images = sorted(set(rows.tolist()) | set(cols.tolist()))
+    cache = FeatureCache(cache_dir, max_side=params.max_side, max_keypoints=params.max_keypoints,
+                         min_side=params.min_side, features="sift")
+    features: dict[int, Features] = {}
+    by_key: dict[str, Features] = {}
+    todo = []
+    for i in images:
+        key = str(content[i])
+        found = by_key.get(key) or cache.get(hashlib.sha256(key.encode()).hexdigest())
+        if found is None:
+            todo.append(i)
+        else:
+            features[i] = by_key[key] = found
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:  # OpenCV releases the GIL
+        extracted = pool.map(lambda i: extract(str(paths[i]), max_side=params.max_side,
+                                               max_keypoints=params.max_keypoints, min_side=params.min_side), todo)
+        for i, f in zip(todo, extracted):
+            features[i] = f
+            key = str(content[i])
+            if key not in by_key:
+                by_key[key] = f
+                cache.put(hashlib.sha256(key.encode()).hexdigest(), f)
+    t_images = time.perf_counter() - start
+    start = time.perf_counter()
+    inliers = np.array([match(features[a], features[b]).inliers for a, b in zip(rows, cols)], dtype=int)
+    t_pairs = time.perf_counter() - start
+    verified = inliers >= params.min_inliers
+    data = coo.data.astype(float).copy()
+    data[within[verified]] *= params.factor
+    small = sum(1 for i in images if not features[i].usable)
+    log.info("verified %d pairs within %g: %d moved closer; features of %d images (%d extracted, %.0f ms each), "
+             "%.1f ms per pair", len(rows), radius, int(verified.sum()), len(images), len(todo),
+             1000 * t_images / max(1, len(todo)), 1000 * t_pairs / max(1, len(rows)))
+    if small:
+        log.info("%d of these images have a side under cluster.verify.min_side (%d px): their pairs are not verified",
+                 small, params.min_side)
+    if stats is not None:
+        stats["verify"] = {"pairs": int(len(rows)), "images": len(images), "verified": int(verified.sum()),
+                           "too_small": small}
+    return sparse.coo_matrix((np.r_[data, data], (np.r_[coo.row, coo.col], np.r_[coo.col, coo.row])),
+                             shape=graph.shape).tocsr()

@@ -155,6 +155,12 @@ def test_bad_values(tmp_path):
          r"^embed.sizes must list at least one size"),
         ({"hash": {"methods": []}},
          r"^hash.methods must list at least one hash"),
+        ({"cluster": {"verify": {"factor": 0}}},
+         r"^cluster.verify.factor must lie in \(0, 1\], got 0.0$"),
+        ({"cluster": {"verify": {"enabled": "yes"}}},
+         r"^cluster.verify.enabled must be true or false, got 'yes'$"),
+        ({"cluster": {"verify": {"min_inliers": 2}}},
+         r"^cluster.verify.min_inliers must be >= 4"),
     ])
     assert_rejected(tmp_path, [({"embed": {"sizes": ["big"]}}, "embed.sizes"),
                                ({"embed": {"sizes": [16]}}, "embed.sizes"),

@@ -134,6 +134,10 @@ def test_dvc_repro_end_to_end(repo, dvc_env, tmp_path):
     assert run["n_label_conflicts"] >= 1 and 0 < run["planted_recall"] <= 1
     assert set(run["planted"]) <= set(params["plant"]["transforms"])
     assert run["n_pending"] == run["n_pairs"] - run["n_duplicate"]  # nothing reviewed yet
+    clusters = repo / "data" / "clusters"
+    verify = json.loads((clusters / "efficientnet-lite0_auto" / "stats.json").read_text())["verify"]
+    assert verify["pairs"] > 0 and verify["verified"] >= 1 and verify["too_small"] == 0, verify  # copies proven
+    assert "verify" not in json.loads((clusters / "dhash" / "stats.json").read_text())  # baselines as they are
     groups_dir = repo / "reports" / "groups"
     assert list((groups_dir / "efficientnet-lite0_auto").glob("*.png"))
     assert "conflict_group" in (groups_dir / "label_conflicts.csv").read_text()

@@ -184,7 +184,7 @@ def planted_outcomes(groups: pd.DataFrame, truth: pd.DataFrame, eps_values, real
 
 def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, normalize_k: int, candidates: int,
                 search: str, nprobe: int, block: int, content=None, plant_vectors: np.ndarray | None = None,
-                plant_ids=None, plant_truth: pd.DataFrame | None = None, stats: dict | None = None):
+                plant_ids=None, plant_truth: pd.DataFrame | None = None, stats: dict | None = None, verify=None):
     """Cluster the real images, and the real images with planted copies, from one pair graph.
 
     The graph is built once over real images and copies; the real images' graph is its sub-matrix
@@ -205,6 +205,9 @@ def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, no
     plant_vectors : ndarray, shape (m, d), optional
     plant_ids : sequence of str, length m
     plant_truth : DataFrame with columns ``id, original, transform``
+    verify : callable, optional
+        ``verify(graph, radius) -> graph``: the graph (real images then copies) with pairs moved by
+        geometric verification (:func:`neardup.verify.verify_edges`), before any grouping.
 
     Returns
     -------
@@ -221,6 +224,8 @@ def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, no
                                   nprobe=nprobe, block=block, stats=stats, recall_at=eps_values)
     if content is not None:
         graph, nearest = with_exact_copies(graph, nearest, content)
+    if verify is not None:
+        graph = verify(graph, max(float(e) for e in eps_values))
     log.info("pair graph: %d images (%d planted), %d edges", graph.shape[0], graph.shape[0] - n, graph.nnz // 2)
     real = graph[:n][:, :n].tocsr()
     groups = sweep_graph(real, ids, labels, eps_values=eps_values)

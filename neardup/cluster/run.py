@@ -17,7 +17,8 @@ from neardup.params import ClusterParams, ParamsError
 
 def cluster_embeddings(emb: Embeddings, plants: Embeddings, manifest: pd.DataFrame, plant_truth: pd.DataFrame, *,
                        params: ClusterParams, baseline: bool, hashes: Embeddings | None = None,
-                       plant_hashes: Embeddings | None = None, source: str = "the embeddings"):
+                       plant_hashes: Embeddings | None = None, source: str = "the embeddings",
+                       plant_manifest: pd.DataFrame | None = None, cache_dir: str = ""):
     """Cluster one run's real images (with its planted copies alongside).
 
     Parameters
@@ -34,6 +35,11 @@ def cluster_embeddings(emb: Embeddings, plants: Embeddings, manifest: pd.DataFra
         ``cluster.hash`` of the real images and copies, mixed in at ``cluster.hash_weight``.
     source : str
         Named in the error when nothing could be embedded.
+    plant_manifest : DataFrame, optional
+        The copies' manifest (``id, path, sha256``): with ``cluster.verify.enabled``, every pair within
+        the largest eps is verified geometrically, copies included (CNN runs only).
+    cache_dir : str
+        ``cache.dir``: keypoints are kept there by image content ('' = no cache).
 
     Returns
     -------
@@ -55,11 +61,24 @@ def cluster_embeddings(emb: Embeddings, plants: Embeddings, manifest: pd.DataFra
         vectors = descriptors(vectors, whiten=params.whiten, hashes=mixed, hash_weight=params.hash_weight, fit_rows=n)
     rows = manifest.set_index("id").loc[emb.ids]
     stats: dict = {}
+    verify = None
+    if params.verify.enabled and not baseline:
+        if len(plants.ids) and plant_manifest is None:
+            raise ValueError("cluster.verify needs the copies' manifest (plant_manifest)")
+        copies = plant_manifest.set_index("id").loc[plants.ids] if len(plants.ids) else rows.iloc[:0]
+        paths = np.concatenate([rows["path"].to_numpy(dtype=str), copies["path"].to_numpy(dtype=str)])
+        content = np.concatenate([content_keys(rows), content_keys(copies)])
+
+        def verify(graph, radius):
+            from neardup.verify import verify_edges
+
+            return verify_edges(graph, paths, content, params.verify, radius=radius, cache_dir=cache_dir,
+                                stats=stats)
     groups, pairs, outcomes = cluster_run(
         vectors[:n], emb.ids, rows["label_name"].to_numpy(), eps_values=params.eps, metric=params.metric,
         normalize_k=0 if baseline else params.normalize_k, candidates=params.candidates, search=params.search,
         nprobe=params.nprobe, block=params.block_size, content=content_keys(rows), plant_vectors=vectors[n:],
-        plant_ids=plants.ids, plant_truth=plant_truth, stats=stats)
+        plant_ids=plants.ids, plant_truth=plant_truth, stats=stats, verify=verify)
     stats.update(eps=list(params.eps), input_size=emb.input_size, n_embedded=n,
                  skipped_ids=sorted(emb.skipped["id"].astype(str)))
     return groups, pairs, outcomes, stats

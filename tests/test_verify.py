@@ -1,0 +1,67 @@
+"""Geometric verification on real photos with real OpenCV SIFT and RANSAC: copies (rotated, cropped,
+mirrored) are proven, different photos are not, tiny images are left alone, and keypoints are cached
+by content and checked before they are trusted."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import sparse
+
+from conftest import save
+from neardup.params import VerifyParams
+from neardup.verify import extract, match, verify_edges
+
+PARAMS = VerifyParams(enabled=True, max_side=512, max_keypoints=1000, min_side=64, min_inliers=12, factor=0.5)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, photos):
+    root = tmp_path_factory.mktemp("verify")
+    original = Image.fromarray(photos["astronaut"])
+    w, h = original.size
+    copy = original.rotate(5, resample=Image.Resampling.BICUBIC).crop((w // 10, h // 10, w - w // 10, h - h // 10))
+    paths = {
+        "original": save(np.asarray(original), root / "original.jpg", quality=90),
+        "rotated_crop": save(np.asarray(copy.resize((300, 300))), root / "rotated_crop.jpg", quality=80),
+        "mirror": save(np.asarray(original.transpose(Image.Transpose.FLIP_LEFT_RIGHT)), root / "mirror.jpg"),
+        "other": save(photos["coffee"], root / "other.jpg", quality=90),
+        "tiny": save(np.asarray(original.resize((32, 32))), root / "tiny.png"),
+    }
+    return {k: str(v) for k, v in paths.items()}
+
+
+def test_copies_are_proven_and_different_photos_are_not(files):
+    feats = {k: extract(p) for k, p in files.items()}
+    rotated = match(feats["original"], feats["rotated_crop"])
+    assert rotated.inliers >= 30 and not rotated.mirrored
+    scale = np.hypot(*rotated.transform[:, 0])  # 512 px original, 80 % crop shown at 300 px
+    assert 0.6 < scale < 0.9
+    mirrored = match(feats["original"], feats["mirror"])
+    assert mirrored.inliers >= 30 and mirrored.mirrored
+    assert match(feats["original"], feats["other"]).inliers < PARAMS.min_inliers
+    assert not feats["tiny"].usable and match(feats["original"], feats["tiny"]).inliers == 0
+
+
+def test_verified_pairs_move_closer_and_features_are_cached(files, tmp_path, caplog):
+    names = ["original", "rotated_crop", "other", "tiny"]
+    paths = [files[k] for k in names]
+    content = [f"key-{k}" for k in names]
+    # every pair at 0.4 (within the radius 0.5), and original-other also as a far candidate at 0.9
+    rows, cols, dist = [0, 0, 0, 1, 1, 2], [1, 2, 3, 2, 3, 3], [0.4, 0.9, 0.4, 0.4, 0.4, 0.4]
+    graph = sparse.coo_matrix((dist + dist, (rows + cols, cols + rows)), shape=(4, 4)).tocsr()
+    stats = {}
+    out = verify_edges(graph, paths, content, PARAMS, radius=0.5, cache_dir=str(tmp_path), stats=stats)
+    assert out[0, 1] == out[1, 0] == pytest.approx(0.2)  # the copy: proven, half the distance
+    assert out[0, 2] == pytest.approx(0.9) and out[1, 2] == pytest.approx(0.4)  # far candidate untouched
+    assert out[0, 3] == pytest.approx(0.4)  # tiny: not verified, not moved
+    assert stats["verify"] == {"pairs": 5, "images": 4, "verified": 1, "too_small": 1}
+    cached = sorted((tmp_path / "features").rglob("*.npz"))
+    assert len(cached) == 4
+    again = verify_edges(graph, paths, content, PARAMS, radius=0.5, cache_dir=str(tmp_path))
+    assert (again != out).nnz == 0
+    cached[0].write_bytes(cached[0].read_bytes()[:100])  # truncated: not trusted, extracted again
+    with caplog.at_level("WARNING"):
+        mended = verify_edges(graph, paths, content, PARAMS, radius=0.5, cache_dir=str(tmp_path))
+    assert f"cached features {cached[0]} cannot be trusted" in caplog.text
+    assert (mended != out).nnz == 0 and len(list((tmp_path / "features").rglob("*.npz"))) == 4
