@@ -26,30 +26,35 @@ from neardup.cache import CACHE_VERSION, descriptor_key
 from neardup.decode import open_rgb
 
 log = logging.getLogger(__name__)
-ARRAYS = ("points", "descriptors", "mirror_points", "mirror_descriptors")
+ARRAYS = ("points", "descriptors", "mirror_points", "mirror_descriptors", "scale", "width")
 
 
 @dataclass
 class Features:
-    """Keypoints ``(n, 2)`` float32 and SIFT descriptors ``(n, 128)`` float32 of one image (``mirror``:
-    of its left-right mirror), and the side length the image was scaled to."""
+    """Keypoints ``(n, 2)`` float32 in the original image's pixels and SIFT descriptors ``(n, 128)``
+    float32 of one image; ``mirror_*`` the same for its left-right mirror (in the mirror's pixels);
+    ``scale`` the factor the image was scaled by for detection, ``width`` its width in pixels."""
 
     points: np.ndarray
     descriptors: np.ndarray
     mirror_points: np.ndarray
     mirror_descriptors: np.ndarray
+    scale: float
+    width: float
     usable: bool
 
 
 @dataclass
 class Match:
     """The result of verifying one pair: RANSAC inliers, matches that passed the ratio test, whether
-    the best fit was against the mirror, and the fitted 2 x 3 transform (None without one)."""
+    the best fit was against the mirror, the fitted 2 x 3 transform (None without one) and the inlier
+    keypoints ``(inliers, 4)``: ``x_a, y_a, x_b, y_b`` in each image's own pixels (b unmirrored)."""
 
     inliers: int
     matches: int
     mirrored: bool
     transform: np.ndarray | None
+    pairs: np.ndarray
 
 
 def extract(path: str, *, max_side: int = 512, max_keypoints: int = 1000, min_side: int = 64) -> Features:
@@ -57,11 +62,12 @@ def extract(path: str, *, max_side: int = 512, max_keypoints: int = 1000, min_si
     import cv2
 
     image = open_rgb(path)
+    empty = np.zeros((0, 2), np.float32)
     if min(image.size) < min_side:
-        empty = np.zeros((0, 2), np.float32)
-        return Features(empty, np.zeros((0, 128), np.float32), empty, np.zeros((0, 128), np.float32), False)
+        return Features(empty, np.zeros((0, 128), np.float32), empty, np.zeros((0, 128), np.float32), 1.0,
+                        float(image.width), False)
     grey = np.asarray(image.convert("L"))
-    scale = max_side / max(grey.shape)
+    scale = min(1.0, max_side / max(grey.shape))
     if scale < 1:
         grey = cv2.resize(grey, (round(grey.shape[1] * scale), round(grey.shape[0] * scale)),
                           interpolation=cv2.INTER_AREA)
@@ -69,19 +75,19 @@ def extract(path: str, *, max_side: int = 512, max_keypoints: int = 1000, min_si
 
     def detect(pixels):
         keypoints, descriptors = sift.detectAndCompute(np.ascontiguousarray(pixels), None)
-        points = np.float32([k.pt for k in keypoints]).reshape(-1, 2)
+        points = np.float32([k.pt for k in keypoints]).reshape(-1, 2) / np.float32(scale)  # original pixels
         return points, (descriptors if descriptors is not None else np.zeros((0, 128), np.float32))
 
     points, descriptors = detect(grey)
     mirror_points, mirror_descriptors = detect(grey[:, ::-1])
-    return Features(points, descriptors, mirror_points, mirror_descriptors, True)
+    return Features(points, descriptors, mirror_points, mirror_descriptors, float(scale), float(image.width), True)
 
 
 def match(a: Features, b: Features, *, ratio: float = 0.75, threshold: float = 5.0, enough: int = 20) -> Match:
     """Verify one pair: ``a`` against ``b``, then against ``b``'s mirror unless ``enough`` inliers agree."""
     import cv2
 
-    best = Match(0, 0, False, None)
+    best = Match(0, 0, False, None, np.zeros((0, 4), np.float32))
     if not (a.usable and b.usable) or len(a.points) < 2:
         return best
     matcher = cv2.BFMatcher(cv2.NORM_L2)
@@ -94,11 +100,15 @@ def match(a: Features, b: Features, *, ratio: float = 0.75, threshold: float = 5
         if len(good) >= 3:
             src = a.points[[g.queryIdx for g in good]]
             dst = points[[g.trainIdx for g in good]]
+            # ``threshold`` pixels of the image as detected, in b's own pixels
             transform, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC,
-                                                             ransacReprojThreshold=threshold)
+                                                             ransacReprojThreshold=threshold / b.scale)
             n = int(inliers.sum()) if inliers is not None else 0
             if n > best.inliers:
-                best = Match(n, len(good), mirrored, transform)
+                keep = inliers.ravel().astype(bool)
+                x_b = b.width - dst[keep, 0] if mirrored else dst[keep, 0]  # back to b's own pixels
+                best = Match(n, len(good), mirrored, transform,
+                             np.column_stack([src[keep], x_b, dst[keep, 1]]).astype(np.float32))
         if best.inliers >= enough:
             break
     return best
@@ -137,17 +147,67 @@ class FeatureCache:
                         exc if isinstance(exc, ValueError) else type(exc).__name__)
             path.unlink(missing_ok=True)
             return None
-        return Features(*(arrays[name] for name in ARRAYS), bool(arrays["usable"]))
+        return Features(*(arrays[name] for name in ARRAYS[:4]), float(arrays["scale"]), float(arrays["width"]),
+                        bool(arrays["usable"]))
 
     def put(self, sha256: str, features: Features) -> None:
         if self.folder is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        arrays = {name: getattr(features, name) for name in ARRAYS}
+        arrays = {name: np.asarray(getattr(features, name)) for name in ARRAYS}
         arrays["usable"] = np.bool_(features.usable)
         tmp = self.folder / f".{sha256}.{os.getpid()}.tmp.npz"
         np.savez(tmp, checksum=np.str_(_checksum(arrays)), **arrays)
         os.replace(tmp, self.folder / f"{sha256}.npz")
+
+
+def load_features(images, paths, content, params, *, cache_dir: str = "") -> tuple[dict, list]:
+    """Features of rows ``images`` (``paths[i]``, cached by ``content[i]``), extracted in one thread per
+    core where the cache has none. Returns ``{row: Features}`` and the rows that were extracted."""
+    cache = FeatureCache(cache_dir, max_side=params.max_side, max_keypoints=params.max_keypoints,
+                         min_side=params.min_side, features="sift", format=2)
+    features: dict[int, Features] = {}
+    by_key: dict[str, Features] = {}
+    todo = []
+    for i in images:
+        key = str(content[i])
+        found = by_key.get(key) or cache.get(hashlib.sha256(key.encode()).hexdigest())
+        if found is None:
+            todo.append(i)
+        else:
+            features[i] = by_key[key] = found
+    with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:  # OpenCV releases the GIL
+        extracted = pool.map(lambda i: extract(str(paths[i]), max_side=params.max_side,
+                                               max_keypoints=params.max_keypoints, min_side=params.min_side), todo)
+        for i, f in zip(todo, extracted):
+            features[i] = f
+            key = str(content[i])
+            if key not in by_key:
+                by_key[key] = f
+                cache.put(hashlib.sha256(key.encode()).hexdigest(), f)
+    return features, todo
+
+
+def pair_matches(pairs, manifest, params, *, cache_dir: str = "") -> dict:
+    """``{(a, b): Match}`` for the id pairs ``pairs`` whose match is verified (``min_inliers``), from the
+    images of ``manifest`` (``id, path, sha256``, ``pixel_sha256``): the proof drawn in the report."""
+    from neardup.contract import content_keys
+
+    rows = manifest.drop_duplicates("id").set_index("id")
+    ids = sorted({i for pair in pairs for i in pair if i in rows.index})
+    if not ids:
+        return {}
+    index = {i: k for k, i in enumerate(ids)}
+    chosen = rows.loc[ids]
+    features, _ = load_features(range(len(ids)), chosen["path"].astype(str).to_numpy(), content_keys(chosen),
+                                params, cache_dir=cache_dir)
+    found = {}
+    for a, b in pairs:
+        if a in index and b in index:
+            m = match(features[index[a]], features[index[b]])
+            if m.inliers >= params.min_inliers:
+                found[(a, b)] = m
+    return found
 
 
 def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: float, cache_dir: str = "",
@@ -173,28 +233,8 @@ def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: fl
     within = np.flatnonzero(coo.data <= radius)
     rows, cols = coo.row[within], coo.col[within]
     images = sorted(set(rows.tolist()) | set(cols.tolist()))
-    cache = FeatureCache(cache_dir, max_side=params.max_side, max_keypoints=params.max_keypoints,
-                         min_side=params.min_side, features="sift")
-    features: dict[int, Features] = {}
-    by_key: dict[str, Features] = {}
-    todo = []
-    for i in images:
-        key = str(content[i])
-        found = by_key.get(key) or cache.get(hashlib.sha256(key.encode()).hexdigest())
-        if found is None:
-            todo.append(i)
-        else:
-            features[i] = by_key[key] = found
     start = time.perf_counter()
-    with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:  # OpenCV releases the GIL
-        extracted = pool.map(lambda i: extract(str(paths[i]), max_side=params.max_side,
-                                               max_keypoints=params.max_keypoints, min_side=params.min_side), todo)
-        for i, f in zip(todo, extracted):
-            features[i] = f
-            key = str(content[i])
-            if key not in by_key:
-                by_key[key] = f
-                cache.put(hashlib.sha256(key.encode()).hexdigest(), f)
+    features, todo = load_features(images, paths, content, params, cache_dir=cache_dir)
     t_images = time.perf_counter() - start
     start = time.perf_counter()
     inliers = np.array([match(features[a], features[b]).inliers for a, b in zip(rows, cols)], dtype=int)

@@ -25,6 +25,7 @@ from neardup.params import EvaluateParams
 from neardup.render.html import write_html_report
 from neardup.render.review_view import REVIEW_SIZE, select_pairs
 from neardup.review import main as review_main
+from neardup.verify import Match
 
 RUN = "efficientnet-lite0_auto"
 RULE = EvaluateParams(min_precision=0.0, max_unrelated=0.02, max_group_share=0.5, max_grouped_share=1.0,
@@ -92,10 +93,10 @@ def evaluate(tmp_path, manifest, reviews_path):
     return metrics, read_queue(out / "queue.csv"), at
 
 
-def report(path, manifest, queue, groups, *, max_review_pairs=200):
+def report(path, manifest, queue, groups, *, max_review_pairs=200, matches=None):
     return write_html_report(path, metrics={"dataset": {"n_images": len(manifest)}}, runs=[RUN],
                              groups={RUN: groups}, manifest=manifest, overlap={}, figures=None, thumb_size=64,
-                             max_groups=10, review_queue=queue, max_review_pairs=max_review_pairs)
+                             max_groups=10, review_queue=queue, max_review_pairs=max_review_pairs, matches=matches)
 
 
 def embedded(text: str) -> dict:
@@ -110,7 +111,10 @@ def state(page) -> dict:
         distance: document.getElementById('review-distance').textContent,
         export: document.getElementById('review-export').value,
         pressed: Array.from(document.querySelectorAll('#review [aria-pressed=true]')).map(b => b.dataset.verdict),
-        images_ok: document.body.dataset.imagesOk}))()""")
+        images_ok: document.body.dataset.imagesOk,
+        proof: document.getElementById('review-proof').hidden ? null : [
+            document.getElementById('review-proof-text').textContent,
+            document.getElementById('review-proof-img').naturalWidth]}))()""")
 
 
 @pytest.fixture
@@ -165,7 +169,9 @@ def test_text_cannot_break_out_of_the_script(case, tmp_path):
 def test_review_in_the_browser_export_import_and_evaluate(case, tmp_path):
     manifest, _, queue, groups = case
     page_a, page_b = tmp_path / "a" / "index.html", tmp_path / "b" / "index.html"
-    report(page_a, manifest, queue, groups)
+    a, b = sorted(PAIRS_MADE[0][:2])  # pair 1 was verified geometrically: 15 keypoints agree
+    proven = Match(15, 20, False, None, np.tile(np.float32([[10, 10, 12, 14]]), (15, 1)))
+    report(page_a, manifest, queue, groups, matches={(a, b): proven})
     report(page_b, manifest, queue.iloc[1:], groups)  # another report: other pairs, its own verdicts
     downloads = tmp_path / "downloads"
     with Page(size=(1200, 900), download_dir=downloads) as page:
@@ -174,10 +180,12 @@ def test_review_in_the_browser_export_import_and_evaluate(case, tmp_path):
         assert s["images_ok"] == "true" and s["progress"] == "0 of 4 reviewed" and s["status"] == "pending"
         assert (s["id_a"], s["id_b"]) == tuple(sorted(PAIRS_MADE[0][:2])) and s["distance"] == "distance 0.0100"
         assert s["export"] == "sha_a,sha_b,verdict,id_a,id_b\n"
+        assert s["proof"][0].startswith("verified: 15 keypoints agree on one rotation") and s["proof"][1] > 100
 
         page.press("d")  # pair 1: duplicate, by key; the view moves on to pair 2
         s = state(page)
         assert s["progress"] == "1 of 4 reviewed" and s["id_a"] == ODD and s["status"] == "pending"
+        assert s["proof"] is None  # pair 2 has no proof
         page.click('#review [data-verdict="different"]')  # pair 2: different, by mouse
         assert state(page)["id_a"] == "coffee.png"
         page.press("ArrowLeft")  # back to pair 2: its verdict is shown

@@ -65,3 +65,41 @@ def test_verified_pairs_move_closer_and_features_are_cached(files, tmp_path, cap
         mended = verify_edges(graph, paths, content, PARAMS, radius=0.5, cache_dir=str(tmp_path))
     assert f"cached features {cached[0]} cannot be trusted" in caplog.text
     assert (mended != out).nnz == 0 and len(list((tmp_path / "features").rglob("*.npz"))) == 4
+
+
+def test_the_proof_is_drawn_in_the_figures_and_the_review_view(files, tmp_path):
+    import json
+    import re
+
+    import pandas as pd
+
+    from neardup.render.pairs import pair_figure
+    from neardup.render.review_view import review_section
+    from neardup.verify import pair_matches
+
+    ids = ["original", "rotated_crop", "mirror", "other"]
+    manifest = pd.DataFrame({"id": ids, "path": [files[k] for k in ids], "label": "", "label_name": "", "set": "t",
+                             "sha256": [f"{k:064x}" for k in range(4)]})
+    sizes = [Image.open(files[k]).size for k in ids]
+    manifest["width"], manifest["height"] = [str(w) for w, _ in sizes], [str(h) for _, h in sizes]
+    pairs = [("original", "rotated_crop"), ("original", "mirror"), ("original", "other")]
+    matches = pair_matches(pairs, manifest, PARAMS, cache_dir=str(tmp_path))
+    assert set(matches) == set(pairs[:2])  # the different photo has no proof
+    m = matches[pairs[0]]
+    assert m.pairs.shape == (m.inliers, 4)
+    a = np.column_stack([m.pairs[:, :2], np.ones(m.inliers)])
+    assert np.median(np.linalg.norm(a @ m.transform.T - m.pairs[:, 2:], axis=1)) < 3  # b's own pixels
+    mirrored = matches[pairs[1]]
+    assert mirrored.mirrored and np.median(np.abs(mirrored.pairs[:, 2] - (sizes[2][0] - mirrored.pairs[:, 0]))) < 3
+    row = {"run": "r", "a": "original", "b": "rotated_crop", "sha_a": "0", "sha_b": "1", "distance": 0.1, "verdict": ""}
+    plain = np.asarray(pair_figure(row, manifest, None, thumb_size=128))
+    proved = np.asarray(pair_figure(row, manifest, tmp_path / "p.png", thumb_size=128, match=m))
+    assert plain.shape == proved.shape and (np.abs(plain.astype(int) - proved).sum(axis=2) > 0).sum() > 500
+    queue = pd.DataFrame([{**row, "b": b, "sha_b": str(k)} for k, (_, b) in enumerate(pairs, 1)])
+    section, _ = review_section(queue, manifest, run="r", max_pairs=10, thumb=lambda p, s: ("data:,", ""),
+                                proof=lambda r: ("data:image/jpeg;base64,AA", f"{r.b} proven")
+                                if (r.a, r.b) in matches else None)
+    data = json.loads(re.search(r'id="review-data">(.*?)</script>', section, re.S).group(1))
+    proofs = {section_pair["sha_b"]: section_pair.get("proof_text") for section_pair in data["pairs"]}
+    assert proofs == {"1": "rotated_crop proven", "2": "mirror proven", "3": None}
+    assert 'id="review-proof"' in section

@@ -45,7 +45,8 @@ td.leak{background:#f8c4c4;font-weight:bold} td.diag{color:#777}
 SCRIPT = """
 (function(){
   function check(){
-    var imgs=Array.prototype.slice.call(document.images);
+    // every image with a source has loaded (the review view's proof image has none while hidden)
+    var imgs=Array.prototype.slice.call(document.images).filter(function(im){return im.hasAttribute("src");});
     var ok=imgs.every(function(im){return im.complete&&im.naturalWidth>0;});
     document.body.dataset.imagesOk=ok?"true":"false";
     document.body.dataset.nImages=String(imgs.length);
@@ -219,7 +220,8 @@ def figures_section(figures: dict[str, Path] | None) -> str:
 def write_html_report(out: Path, *, metrics: dict, runs: list[str], groups: dict[str, pd.DataFrame],
                       manifest: pd.DataFrame, overlap: dict[str, pd.DataFrame], figures: dict[str, Path] | None,
                       thumb_size: int, max_groups: int, reasons: dict[str, str] | None = None,
-                      review_queue: pd.DataFrame | None = None, max_review_pairs: int = 200) -> str:
+                      review_queue: pd.DataFrame | None = None, max_review_pairs: int = 200,
+                      matches: dict | None = None) -> str:
     """Write the self-contained HTML report to ``out`` (parent folders created) and return it.
 
     Parameters
@@ -247,6 +249,9 @@ def write_html_report(out: Path, *, metrics: dict, runs: list[str], groups: dict
     review_queue : DataFrame, optional
         The primary run's review queue (``QUEUE_COLUMNS``): adds the review view
         (:mod:`neardup.render.review_view`) with at most ``max_review_pairs`` pairs, pending first.
+    matches : dict, optional
+        ``{(a, b): Match}`` of the verified review pairs (:func:`neardup.verify.pair_matches`): the
+        review view shows their agreeing keypoints joined by lines, the proof of a copy.
 
     Returns
     -------
@@ -280,8 +285,17 @@ def write_html_report(out: Path, *, metrics: dict, runs: list[str], groups: dict
             log.warning("%d image(s) could not be opened; shown as grey placeholders", failed)
     else:
         parts.append(f'<h2>Groups</h2>\n<p class="muted">No groups for {html.escape(primary or "any run")}.</p>')
+    def proof(row):
+        from neardup.render.pairs import pair_figure, proof_text
+
+        match = (matches or {}).get((str(row.a), str(row.b)))
+        if match is None:
+            return None
+        sheet = pair_figure(row._asdict(), manifest, None, thumb_size=review_view.REVIEW_SIZE, match=match)
+        return _jpeg_uri(np.asarray(sheet)), proof_text(match) + " on one rotation, scale and shift: the proof of a copy"
+
     review, review_js = review_view.review_section(review_queue, manifest, run=primary, max_pairs=max_review_pairs,
-                                                   thumb=thumbnail_uri)
+                                                   thumb=thumbnail_uri, proof=proof)
     if review:
         parts.insert(2, '<p><a href="#review">Review the proposed pairs</a></p>')
     parts += [review, figures_section(figures)]

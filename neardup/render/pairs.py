@@ -5,6 +5,7 @@ import hashlib
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from neardup.render import thumbnail
@@ -19,25 +20,43 @@ def figure_name(row) -> str:
     return f"{str(row['run']).replace('/', '_') or 'run'}/pair_{digest}.png"
 
 
-def pair_figure(row, manifest: pd.DataFrame, out: Path, *, thumb_size: int = 256) -> Path:
-    """Save a PNG of one pair: both images side by side with id, label, set; distance and verdict on top."""
+def proof_text(match) -> str:
+    """What a verified pair's match proves, in words."""
+    return f"verified: {match.inliers} keypoints agree" + (" (mirrored)" if match.mirrored else "")
+
+
+def match_lines(match, thumbs, widths) -> np.ndarray:
+    """A match's inlier keypoints ``(k, 4)`` in the two thumbnails' pixels (``widths``: the images' own)."""
+    scale_a, scale_b = (thumb.shape[1] / float(width) for thumb, width in zip(thumbs, widths))
+    return match.pairs * np.array([scale_a, scale_a, scale_b, scale_b], dtype=np.float32)
+
+
+def pair_figure(row, manifest: pd.DataFrame, out: Path | None, *, thumb_size: int = 256, match=None):
+    """Save a PNG of one pair: both images side by side with id, label, set; distance and verdict on top;
+    with ``match`` (a verified :class:`neardup.verify.Match`), its agreeing keypoints joined by lines.
+    Returns the sheet (an RGB image)."""
     info = manifest.set_index("id")
-    tiles = []
+    tiles, widths = [], []
     for image_id in (row["a"], row["b"]):
         m = info.loc[image_id]
         label = m["label"] if m["label_name"] in ("", m["label"]) else f"{m['label']} ({m['label_name']})"
         tiles.append((thumbnail(m["path"], thumb_size),
                       [str(image_id), f"label: {label or '-'}   set: {m['set'] or '-'}", f"{m['width']}x{m['height']}"]))
+        widths.append(m["width"])
     same = "  byte-identical" if row["sha_a"] == row["sha_b"] else ""
     verdict = f"  verdict: {row['verdict']}" if row.get("verdict") else ""
     distance = float(row["distance"])
     told = f"distance {distance:.4f}" if distance == distance else "joined through other group members"
-    return contact_sheet(tiles, out, title=f"{row['run']}  {told}{same}{verdict}", tile_size=thumb_size)
+    proof = f"  {proof_text(match)}" if match is not None else ""
+    lines = match_lines(match, [t for t, _ in tiles], widths) if match is not None else None
+    return contact_sheet(tiles, out, title=f"{row['run']}  {told}{same}{verdict}{proof}", tile_size=thumb_size,
+                         lines=lines)
 
 
 def draw_pair_figures(queue: pd.DataFrame, manifest: pd.DataFrame, out_dir: Path, *, max_figures: int,
-                      thumb_size: int = 256) -> pd.DataFrame:
-    """Draw up to ``max_figures`` pair figures: pending pairs first, each part closest first.
+                      thumb_size: int = 256, matches: dict | None = None) -> pd.DataFrame:
+    """Draw up to ``max_figures`` pair figures: pending pairs first, each part closest first; a pair in
+    ``matches`` (``{(a, b): Match}``, the verified ones) shows its agreeing keypoints.
 
     Returns a copy of ``queue`` whose ``figure`` column holds the PNG path relative to ``out_dir``
     (``<run>/pair_<hash>.png``) for drawn pairs and ``''`` for the others.
@@ -50,7 +69,9 @@ def draw_pair_figures(queue: pd.DataFrame, manifest: pd.DataFrame, out_dir: Path
     order = order.index[:max(0, max_figures)]
     for idx in order:
         name = figure_name(queue.loc[idx])
-        pair_figure(queue.loc[idx], manifest, out_dir / name, thumb_size=thumb_size)
+        row = queue.loc[idx]
+        pair_figure(row, manifest, out_dir / name, thumb_size=thumb_size,
+                    match=(matches or {}).get((row["a"], row["b"])))
         queue.loc[idx, "figure"] = name
     log.info("%d pair figures in %s", len(order), out_dir)
     return queue

@@ -28,6 +28,7 @@ CSS = """
 #review .review-side{width:%(size)dpx;font-size:.85em;word-break:break-all}
 #review .review-side img{display:block;width:%(size)dpx;height:%(size)dpx;object-fit:contain;background:#eee;
   border:1px solid #ccc}
+#review figure{margin:.4em 0} #review figure img{max-width:100%%;border:1px solid #ccc}
 #review .bar{margin:.4em 0} #review button{margin:.1em .2em .1em 0;padding:.3em .7em}
 #review button[aria-pressed=true]{background:#246;color:#fff}
 #review .status-pending{color:#a60} #review .status-done{color:#060}
@@ -79,6 +80,9 @@ SCRIPT = r"""
   function show(){
     var p = pairs[cur], v = verdictOf(p), mine = saved[keyOf(p)];
     side("a", images[p.a]); side("b", images[p.b]);
+    $("review-proof").hidden = !p.proof;
+    if (p.proof) $("review-proof-img").src = p.proof; else $("review-proof-img").removeAttribute("src");
+    $("review-proof-text").textContent = p.proof_text || "";
     $("review-distance").textContent = p.distance === null ? "joined through other group members"
                                                            : "distance " + p.distance.toFixed(4);
     var status = $("review-status");
@@ -175,10 +179,17 @@ def select_pairs(queue: pd.DataFrame, *, max_pairs: int) -> tuple[pd.DataFrame, 
     return kept.drop(columns=["_done"]).reset_index(drop=True), left_out, report
 
 
+def _proof(proof, row) -> dict:
+    """``{"proof": uri, "proof_text": text}`` for a verified pair, ``{}`` otherwise."""
+    found = proof(row) if proof is not None else None
+    return {} if found is None else {"proof": found[0], "proof_text": found[1]}
+
+
 def review_section(queue: pd.DataFrame | None, manifest: pd.DataFrame, *, run: str, max_pairs: int,
-                   thumb) -> tuple[str, str]:
+                   thumb, proof=None) -> tuple[str, str]:
     """The review view: (HTML of the section, its script); ``thumb(path, size) -> (uri, note)`` makes
-    an image's ``data:`` URI (:func:`neardup.render.html.thumbnail_uri`)."""
+    an image's ``data:`` URI (:func:`neardup.render.html.thumbnail_uri`); ``proof(row) -> (uri, text)``
+    or None draws a verified pair's agreeing keypoints (shown under the pair)."""
     head = f'<section id="review">\n<h2>Review pairs ({html.escape(run)})</h2>\n'
     if queue is None:
         return "", ""
@@ -202,7 +213,7 @@ def review_section(queue: pd.DataFrame | None, manifest: pd.DataFrame, *, run: s
     data = {"report": report, "run": run, "export_name": EXPORT_NAME, "images": images,
             "pairs": [{"a": index[str(r.a)], "b": index[str(r.b)], "sha_a": str(r.sha_a), "sha_b": str(r.sha_b),
                        "distance": None if math.isnan(r.distance) else round(float(r.distance), 6),
-                       "verdict": r.verdict} for r in pairs.itertuples()]}
+                       "verdict": r.verdict, **_proof(proof, r)} for r in pairs.itertuples()]}
     sides = "".join(f'<div class="review-side"><img id="review-img-{s}" alt=""><div id="review-id-{s}"></div>'
                     f'<div id="review-label-{s}"></div><div class="note" id="review-note-{s}"></div></div>'
                     for s in "ab")
@@ -223,6 +234,8 @@ def review_section(queue: pd.DataFrame | None, manifest: pd.DataFrame, *, run: s
             f'<p class="bar">{buttons}<button type="button" id="review-clear">Clear (x)</button>'
             '<button type="button" id="review-prev">&larr; Previous (k)</button>'
             '<button type="button" id="review-next">Next (j) &rarr;</button></p>\n'
+            '<figure id="review-proof" hidden><img id="review-proof-img" alt="matched keypoints">'
+            '<figcaption id="review-proof-text"></figcaption></figure>\n'
             f'<h3>Export</h3>\n<p class="bar"><button type="button" id="review-download">Download {EXPORT_NAME}'
             '</button><button type="button" id="review-copy">Copy to clipboard</button> '
             '<span id="review-copy-note" class="muted"></span></p>\n'

@@ -38,19 +38,26 @@ def fit(text: str, font, width: float) -> str:
     return "\u2026"
 
 
-def contact_sheet(tiles, out: Path, *, title: str, tile_size: int) -> Path:
+def contact_sheet(tiles, out: Path | None, *, title: str, tile_size: int, lines=None) -> Image.Image:
     """Save a PNG of ``tiles`` side by side.
 
     Parameters
     ----------
     tiles : list of (ndarray of uint8, shape (h, w, 3), list of str)
         Each thumbnail (at most ``tile_size`` on its longer side) and the caption lines above it.
-    out : Path
-        The PNG written (folders created).
+    out : Path or None
+        The PNG written (folders created); None: only returned.
     title : str
         One line across the top.
     tile_size : int
         Width of a column at least (thumbnails are centred in it, top-aligned).
+    lines : ndarray, shape (k, 4), optional
+        ``x0, y0, x1, y1``: points of the first thumbnail joined to points of the second (the matched
+        keypoints of a verified pair), in each thumbnail's pixels.
+
+    Returns
+    -------
+    The sheet, an RGB image.
     """
     font, title_font = _font(TEXT_SIZE), _font(TITLE_SIZE)
     column = max(tile_size, MIN_COLUMN)
@@ -62,13 +69,22 @@ def contact_sheet(tiles, out: Path, *, title: str, tile_size: int) -> Path:
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
     draw.text((width / 2, PAD), fit(title, title_font, width - 2 * PAD), fill="black", font=title_font, anchor="mt")
-    for k, (thumb, lines) in enumerate(tiles):
+    corners = []
+    for k, (thumb, captions) in enumerate(tiles):
         left = PAD + k * (column + PAD)
-        for i, line in enumerate(lines):
-            draw.text((left + column / 2, top + i * LINE), fit(line, font, column), fill="black", font=font,
+        for i, caption in enumerate(captions):
+            draw.text((left + column / 2, top + i * LINE), fit(caption, font, column), fill="black", font=font,
                       anchor="mt")
-        sheet.paste(thumb, (left + (column - thumb.width) // 2, top + n_lines * LINE + 4))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out, format="PNG")
-    return out
+        corners.append((left + (column - thumb.width) // 2, top + n_lines * LINE + 4))
+        sheet.paste(thumb, corners[-1])
+    if lines is not None and len(corners) >= 2:
+        (xa, ya), (xb, yb) = corners[0], corners[1]
+        for x0, y0, x1, y1 in np.asarray(lines, dtype=float):
+            draw.line((xa + x0, ya + y0, xb + x1, yb + y1), fill=(0, 200, 60), width=1)
+            for x, y in ((xa + x0, ya + y0), (xb + x1, yb + y1)):
+                draw.ellipse((x - 2, y - 2, x + 2, y + 2), outline=(0, 200, 60))
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sheet.save(out, format="PNG")
+    return sheet
