@@ -149,6 +149,8 @@ def test_dvc_repro_end_to_end(repo, dvc_env, tmp_path):
         assert "planted/" not in reported.read_text(), reported
     # No timings in outputs (they go to logs/, which git ignores); floats in tracked tables are rounded.
     assert "images_per_second" not in json.dumps(run) and (repo / "logs" / "timings.jsonl").is_file()
+    timings = [json.loads(line) for line in (repo / "logs" / "timings.jsonl").read_text().splitlines()]
+    assert {t["runtime"] for t in timings if t["stage"] == "embed"} == {"tflite"}  # the CPU default, logged
     sweep = (repo / "reports" / "plots" / "eps" / "efficientnet-lite0_auto.csv").read_text()
     assert max(len(v.replace(".", "").lstrip("0")) for v in re.findall(r"\d+\.\d+", sweep)) <= 6  # digits
     check_lists_to_act_on(repo, run["eps"])
