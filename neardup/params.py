@@ -325,9 +325,28 @@ class CacheParams:
         pass
 
 
+ENGINES = ("local", "dask")
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    kind: str
+    address: str
+    shard_size: int
+
+    def validate(self, where: str) -> None:
+        check_choice(self.kind, ENGINES, f"{where}.kind")
+        _check(self.kind == "local" or bool(self.address),
+               f"{where}.address must name a Dask scheduler (tcp://host:8786) or local:N when {where}.kind is dask")
+        if self.address.startswith("local:"):
+            _check(self.address[6:].isdigit() and int(self.address[6:]) >= 1,
+                   f"{where}.address local:N needs a number of workers >= 1, got {self.address!r}")
+        _check(self.shard_size >= 1, f"{where}.shard_size must be >= 1, got {self.shard_size}")
+
+
 GROUPS = {"fetch": FetchParams, "plant": PlantParams, "embed": EmbedParams, "hash": HashParams,
           "cluster": ClusterParams, "evaluate": EvaluateParams, "act": ActParams, "render": RenderParams,
-          "cache": CacheParams}
+          "cache": CacheParams, "engine": EngineParams}
 
 
 def load_params(group: str, path: str | Path = "params.yaml"):

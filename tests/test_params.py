@@ -49,7 +49,7 @@ def assert_rejected(tmp_path, cases):
 
 def test_repository_params_are_valid_for_every_group():
     assert set(params_module.GROUPS) == {"fetch", "plant", "embed", "hash", "cluster", "evaluate", "act", "render",
-                                         "cache"} == set(REPO_PARAMS)
+                                         "cache", "engine"} == set(REPO_PARAMS)
     for group, cls in params_module.GROUPS.items():
         assert isinstance(load_params(group, REPO / "params.yaml"), cls)
     # the names only the stages know are valid too

@@ -167,6 +167,16 @@ def test_dvc_repro_end_to_end(repo, dvc_env, tmp_path):
     # one pipeline only (no dvc.yaml inside the package), and nothing stale but the always-run input check
     status = dvc("status", cwd=repo, env=env)
     assert re.findall(r"(?m)^(\S[^\n]*):\s*$", status) == ["fetch_input"], status
+
+    # The embed stages again on Dask workers (2 worker processes), from an empty cache: the same bytes.
+    lock = (repo / "dvc.lock").read_text()
+    on_dask = {**params, "engine": {"kind": "dask", "address": "local:2", "shard_size": 32},
+               "cache": {"dir": str(tmp_path / "dask-cache")}}
+    (repo / "params.yaml").write_text(yaml.safe_dump(on_dask, sort_keys=False))
+    log = dvc("repro", "-f", "-s", f"embed@{lite}", f"embed_plants@{lite}", cwd=repo, env=env)
+    assert "125 images in 4 shards on 2 Dask workers" in log and "18 images in 1 shards" in log, log[-2000:]
+    assert (repo / "dvc.lock").read_text() == lock  # engine and cache.dir are not results
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     embedding = repo / "data" / "embeddings" / "efficientnet-lite0_auto.npz"
     stamp = embedding.stat().st_mtime_ns
 

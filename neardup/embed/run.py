@@ -8,11 +8,11 @@ from neardup.cache import vector_cache
 from neardup.contract import Embeddings
 from neardup.embed import Embedder
 from neardup.embed.models import MODEL_NAMES
-from neardup.params import EmbedParams, check_choice
+from neardup.params import EmbedParams, EngineParams, check_choice
 
 
 def embed_images(model: str, size, manifest: pd.DataFrame, *, params: EmbedParams, cache_dir: str,
-                 size_from: pd.DataFrame | None = None) -> Embeddings:
+                 size_from: pd.DataFrame | None = None, engine: EngineParams | None = None) -> Embeddings:
     """Embed every image of ``manifest`` with ``model`` at ``size``.
 
     Parameters
@@ -30,6 +30,9 @@ def embed_images(model: str, size, manifest: pd.DataFrame, *, params: EmbedParam
         models ('' = no cache).
     size_from : DataFrame, optional
         The manifest whose sizes ``auto`` fits (the real images, when embedding planted copies).
+    engine : EngineParams, optional
+        ``kind: dask``: the images the cache lacks are embedded on Dask workers first
+        (:func:`neardup.engine.embed_on_dask`); the output is then assembled from the cache as here.
 
     Returns
     -------
@@ -39,6 +42,11 @@ def embed_images(model: str, size, manifest: pd.DataFrame, *, params: EmbedParam
     embedder = Embedder(model, size=size, weights=params.weights, batch_size=params.batch_size,
                         pooling=params.pooling, runtime=params.runtime, cache_dir=cache_dir,
                         manifest=manifest if size_from is None else size_from)
+    if engine is not None and engine.kind == "dask":
+        from neardup.engine import embed_on_dask
+
+        embed_on_dask(manifest, model=model, size=embedder.size, params=params, runtime=embedder.runtime,
+                      cache_dir=cache_dir, engine=engine)
     # the runtime is part of the key: the two agree to a cosine of 0.9999, not to the last bit
     cache = vector_cache(cache_dir, model=model, size=embedder.size, pooling=params.pooling, weights=params.weights,
                          runtime=embedder.runtime)

@@ -13,11 +13,12 @@ def main() -> None:
                       ("--manifest", {"help": "manifest CSV of the images"}), ("--out", {"help": ".npz file"}),
                       ("--size-from", {"required": False,
                                        "help": "manifest whose image sizes 'auto' fits (default: --manifest)"}))
-    params, cache_dir = load_params("embed"), load_params("cache").dir  # bad params first, before any file
+    # bad params first, before any file
+    params, cache_dir, engine = load_params("embed"), load_params("cache").dir, load_params("engine")
     size = args.size if args.size == "auto" else int(args.size)
     manifest = read_table(args.manifest)
     start = time.perf_counter()
-    emb = embed_images(args.model, size, manifest, params=params, cache_dir=cache_dir,
+    emb = embed_images(args.model, size, manifest, params=params, cache_dir=cache_dir, engine=engine,
                        size_from=read_manifest(args.size_from) if args.size_from else read_manifest(args.manifest))
     emb.save(args.out)
     record_timing("embed", Path(args.out).stem, images=len(emb.ids), seconds=time.perf_counter() - start,
