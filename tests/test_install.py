@@ -17,7 +17,7 @@ from neardup.contract import UserError
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 #: Third-party modules imported lazily, each with an error that names the extra installing it.
-OPTIONAL = {"tensorflow": ("cpu", "gpu"), "faiss": ("scale",), "kaggle": ("kaggle",)}
+OPTIONAL = {"tensorflow": ("cpu", "gpu"), "faiss": ("scale",), "distributed": ("scale",), "kaggle": ("kaggle",)}
 #: Imported but deliberately not declared: DVC depends on it, and neardup.fetch.guard works without it.
 UNDECLARED = {"pathspec"}
 
