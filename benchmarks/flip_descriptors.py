@@ -18,12 +18,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from real_duplicates import closed_pairs, curve, read_truth  # noqa: E402
+from real_duplicates import curve, read_truth, with_plants  # noqa: E402
 
 from neardup.cluster import cluster_run  # noqa: E402
 from neardup.cluster.scoring import descriptors  # noqa: E402
@@ -32,7 +31,6 @@ from neardup.embed.pixels import load_pixels  # noqa: E402
 from neardup.embed.tflite import TFLiteModel, convert, cpu_cores  # noqa: E402
 from neardup.fetch.folder import scan_folder  # noqa: E402
 from neardup.hash import hash_manifest  # noqa: E402
-from neardup.plant import plant_copies  # noqa: E402
 from neardup.transforms import EASY_TRANSFORMS, HARD_TRANSFORMS  # noqa: E402
 
 
@@ -49,12 +47,9 @@ def main() -> None:
     kinds = {}
     with tempfile.TemporaryDirectory() as tmp:
         if args.plant:
-            planted = plant_copies(manifest, Path(tmp), n=args.plant, transforms=EASY_TRANSFORMS + HARD_TRANSFORMS,
-                                   seed=0)
-            manifest = pd.concat([manifest, planted.manifest], ignore_index=True)
-            plant_links = list(zip(planted.truth["id"], planted.truth["original"]))
-            true |= {p for p in closed_pairs(links + plant_links) if set(p) & set(planted.truth["id"])}
-            kinds = {tuple(sorted(p)): t for p, t in zip(plant_links, planted.truth["transform"])}
+            manifest, planted_true, kinds = with_plants(manifest, links, Path(tmp), n=args.plant,
+                                                        transforms=EASY_TRANSFORMS + HARD_TRANSFORMS, seed=0)
+            true |= planted_true
         true = {p for p in true if set(p) <= set(manifest["id"])}
         spec = get_spec("efficientnet-lite0")
         size = spec.auto_size(manifest["width"].astype(int), manifest["height"].astype(int))

@@ -90,6 +90,18 @@ def closed_pairs(links) -> set[tuple[str, str]]:
     return {tuple(sorted(p)) for m in members.values() for p in itertools.combinations(m, 2)}
 
 
+def with_plants(manifest: pd.DataFrame, links, out: Path, *, n: int, transforms, seed: int = 0):
+    """``manifest`` with ``n`` planted copies (:func:`neardup.plant.plant_copies`) added, the true pairs
+    involving a copy (closed with ``links``: a copy matches its original, the original's known
+    duplicates and the other copies of it) and ``{pair: transform}`` of each copy and its original."""
+    planted = plant_copies(manifest, out, n=n, transforms=transforms, seed=seed)
+    plant_links = list(zip(planted.truth["id"], planted.truth["original"]))
+    copies = set(planted.truth["id"])
+    true = {p for p in closed_pairs(list(links) + plant_links) if set(p) & copies}
+    kinds = {tuple(sorted(p)): t for p, t in zip(plant_links, planted.truth["transform"])}
+    return pd.concat([manifest, planted.manifest], ignore_index=True), true, kinds
+
+
 def curve(pairs: pd.DataFrame, true: set, judged, kinds: dict | None = None) -> dict:
     """AP, best F1, recall at precision >= 0.9 of pairs ranked by distance, and the recall of each
     kind of pair (e.g. planted transform) at the best-F1 threshold."""
@@ -162,14 +174,9 @@ def main() -> None:
     kinds = {}
     if args.plant:
         names = {"easy": EASY_TRANSFORMS, "hard": HARD_TRANSFORMS, "all": EASY_TRANSFORMS + HARD_TRANSFORMS}
-        planted = plant_copies(manifest, cache / f"plants_{args.plant}_{args.plant_transforms}", n=args.plant,
-                               transforms=names[args.plant_transforms], seed=0)
-        kinds_ids = set(planted.truth["id"])
-        manifest = pd.concat([manifest, planted.manifest], ignore_index=True)
-        plant_links = list(zip(planted.truth["id"], planted.truth["original"]))
-        true |= {p for p in closed_pairs(links + plant_links) if p[0] in kinds_ids or p[1] in kinds_ids}
-        kinds = {tuple(sorted(p)): t for p, t in zip(zip(planted.truth["id"], planted.truth["original"]),
-                                                     planted.truth["transform"])}
+        manifest, planted_true, kinds = with_plants(manifest, links, cache / f"plants_{args.plant}_{args.plant_transforms}",
+                                                    n=args.plant, transforms=names[args.plant_transforms])
+        true |= planted_true
         cache = cache / f"with_{args.plant}_{args.plant_transforms}"
         cache.mkdir(exist_ok=True)
     true = {p for p in true if set(p) <= set(manifest["id"])}

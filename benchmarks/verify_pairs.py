@@ -21,17 +21,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from real_duplicates import closed_pairs, curve, embed_cached, read_truth  # noqa: E402
+from real_duplicates import curve, embed_cached, read_truth, with_plants  # noqa: E402
 
 from neardup.cluster import cluster_run  # noqa: E402
 from neardup.cluster.scoring import descriptors  # noqa: E402
 from neardup.fetch.folder import scan_folder  # noqa: E402
-from neardup.plant import plant_copies  # noqa: E402
 from neardup.transforms import EASY_TRANSFORMS, HARD_TRANSFORMS  # noqa: E402
 from neardup.verify import extract, match  # noqa: E402
 
@@ -65,12 +63,9 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         if args.plant:
-            planted = plant_copies(manifest, Path(tmp) / "plants", n=args.plant,
-                                   transforms=EASY_TRANSFORMS + HARD_TRANSFORMS, seed=0)
-            manifest = pd.concat([manifest, planted.manifest], ignore_index=True)
-            plant_links = list(zip(planted.truth["id"], planted.truth["original"]))
-            true |= {p for p in closed_pairs(links + plant_links) if set(p) & set(planted.truth["id"])}
-            kinds = {tuple(sorted(p)): t for p, t in zip(plant_links, planted.truth["transform"])}
+            manifest, planted_true, kinds = with_plants(manifest, links, Path(tmp) / "plants", n=args.plant,
+                                                        transforms=EASY_TRANSFORMS + HARD_TRANSFORMS, seed=0)
+            true |= planted_true
             cache = cache / f"verify_plants_{args.plant}"
             cache.mkdir(exist_ok=True)
         true = {p for p in true if set(p) <= set(manifest["id"])}
