@@ -31,7 +31,8 @@ from neardup.cluster import cluster_run  # noqa: E402
 from neardup.cluster.scoring import descriptors  # noqa: E402
 from neardup.embed.models import build_embedder, get_spec  # noqa: E402
 from neardup.embed.pixels import load_pixels  # noqa: E402
-from neardup.embed.tflite import TFLiteModel, convert, cpu_cores  # noqa: E402
+from neardup.embed.tflite import TFLiteModel, convert  # noqa: E402
+from neardup.runner import cpu_cores  # noqa: E402
 from neardup.fetch.folder import scan_folder  # noqa: E402
 from neardup.hash import hash_manifest  # noqa: E402
 from neardup.transforms import EASY_TRANSFORMS, HARD_TRANSFORMS  # noqa: E402

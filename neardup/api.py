@@ -143,24 +143,29 @@ def _fetch(images, labels, out: Path, params: dict):
     from neardup.cache import InspectionCache
     from neardup.fetch import EmptyDatasetError, fetch_dataset
     from neardup.fetch.folder import load_labels_csv
+    from neardup.files import is_url
     from neardup.images import scan_files
     from neardup.params import params_from_dict
 
     cache_dir = params["cache"]["dir"]
     cache = InspectionCache(Path(cache_dir)) if cache_dir else None
+    engine = params_from_dict(params, "engine")
     if isinstance(labels, Mapping):
         labels_path = out / "labels.csv"
         write_table(pd.DataFrame({"image_id": list(labels), "label": [str(v) for v in labels.values()]}), labels_path)
         labels = labels_path
+    labels_csv = str(Path(labels).resolve()) if labels else ""
     if isinstance(images, (str, os.PathLike)):
-        folder = Path(images)
-        if not folder.is_dir():
-            raise UserError(f"{folder}: not a folder; give find_duplicates a folder of images or a list of files")
-        params["fetch"].update(source="folder", input=str(folder.resolve()), sets=[],
-                               folder={"images": ".", "labels_csv": str(Path(labels).resolve()) if labels else "",
-                                       "label_map": ""})
+        if is_url(images):  # a folder at a URL (neardup.files), read through fsspec
+            input_dir, folder = out, {"images": images, "labels_csv": labels_csv, "label_map": ""}
+        else:
+            input_dir, folder = Path(images), {"images": ".", "labels_csv": labels_csv, "label_map": ""}
+            if not input_dir.is_dir():
+                raise UserError(f"{input_dir}: not a folder; give find_duplicates a folder of images or a list of "
+                                f"files")
+        params["fetch"].update(source="folder", input=str(input_dir.resolve()), sets=[], folder=folder)
         try:
-            return fetch_dataset(params_from_dict(params, "fetch"), out / "dataset", cache=cache)
+            return fetch_dataset(params_from_dict(params, "fetch"), out / "dataset", cache=cache, engine=engine)
         except EmptyDatasetError as exc:
             write_fetch_result(exc.result, out / "dataset")
             raise
@@ -171,7 +176,7 @@ def _fetch(images, labels, out: Path, params: dict):
     fetch = params_from_dict(params, "fetch")
     result = scan_files([p.resolve() for p in paths], root=root, set_name=fetch.set_name,
                         labels=load_labels_csv(Path(labels)) if labels else None, cache=cache,
-                        max_pixels=fetch.max_pixels)
+                        max_pixels=fetch.max_pixels, engine=engine)
     if not len(result.manifest):
         raise UserError(f"none of the {len(paths)} files is a readable image (see {out / 'dataset' / 'skipped.csv'})")
     return result
@@ -184,7 +189,8 @@ def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], lab
     Parameters
     ----------
     images : str, Path, or sequence of paths
-        A folder (scanned recursively; every entry ends in the manifest or the skipped list) or files.
+        A folder (scanned recursively; every entry ends in the manifest or the skipped list), a folder
+        at an fsspec URL (``s3://bucket/train``, ``file:///mnt/train``, ``memory://...``) or files.
     labels : str, Path or mapping, optional
         A Kaggle-style ``image_id,label`` CSV (ids are paths relative to the folder, or bare file
         names), or a mapping id -> label. Groups whose images carry different labels are label conflicts.
@@ -192,7 +198,7 @@ def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], lab
         Folder for every file written (the pipeline's layout); default: a new temporary folder.
     **params : dict per params group
         Overrides of the defaults in ``params.yaml``, one dict per group: ``plant``, ``embed``,
-        ``hash``, ``cluster``, ``evaluate``, ``act``, ``render``, ``cache``. For example
+        ``hash``, ``cluster``, ``evaluate``, ``act``, ``render``, ``cache``, ``engine``. For example
         ``embed={"models": ["efficientnet-lite2"]}`` or ``cluster={"eps": [0.3, 0.5]}``. Only the
         primary run (the first model at the first size) is computed.
 
@@ -233,16 +239,19 @@ def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], lab
     write_fetch_result(planted, out / "plants")
     plants_manifest, plant_truth = read_table(out / "plants" / MANIFEST), read_table(out / "plants" / TRUTH)
     model, size = embed.models[0], embed.sizes[0]
-    run, cache_dir = run_key(model, size), checked["cache"].dir
-    emb = embed_images(model, size, manifest, params=embed, cache_dir=cache_dir)
-    plants = embed_images(model, size, plants_manifest, params=embed, cache_dir=cache_dir, size_from=manifest)
+    run, cache_dir, engine = run_key(model, size), checked["cache"].dir, checked["engine"]
+    emb = embed_images(model, size, manifest, params=embed, cache_dir=cache_dir, engine=engine)
+    plants = embed_images(model, size, plants_manifest, params=embed, cache_dir=cache_dir, size_from=manifest,
+                          engine=engine)
     hashes = plant_hashes = None
     if cluster.hash_weight:
-        hashes = hash_images(cluster.hash, manifest, hash_size=hashing.size, cache_dir=cache_dir)
-        plant_hashes = hash_images(cluster.hash, plants_manifest, hash_size=hashing.size, cache_dir=cache_dir)
+        hashes = hash_images(cluster.hash, manifest, hash_size=hashing.size, cache_dir=cache_dir, engine=engine)
+        plant_hashes = hash_images(cluster.hash, plants_manifest, hash_size=hashing.size, cache_dir=cache_dir,
+                                   engine=engine)
     groups, pairs, outcomes, stats = cluster_embeddings(emb, plants, manifest, plant_truth, params=cluster,
                                                         baseline=False, hashes=hashes, plant_hashes=plant_hashes,
-                                                        plant_manifest=plants_manifest, cache_dir=cache_dir)
+                                                        plant_manifest=plants_manifest, cache_dir=cache_dir,
+                                                        engine=engine)
     write_cluster_outputs(out / "clusters" / run, groups, pairs, outcomes, stats)
     metrics, sweep, at, queue, reason = evaluate_run(
         run, dataset=out / "dataset", plants_truth=out / "plants" / TRUTH, clusters=out / "clusters" / run,

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from neardup.files import open_input
+
 log = logging.getLogger(__name__)
 
 #: Part of every descriptor key: bump it when preprocessing or the models change, so old vectors
@@ -25,9 +27,9 @@ CACHE_VERSION = 3
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """Return the SHA-256 hex digest (64 chars) of the bytes of the file at ``path``."""
+    """Return the SHA-256 hex digest (64 chars) of the bytes of the file at ``path`` (or URL)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_input(path) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()

@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from PIL import ExifTags, Image, ImageFile, ImageOps
+
+from neardup.files import is_url, open_input
 
 
 class ImageTooLarge(ValueError):
@@ -77,6 +79,7 @@ def decode_image(path: str | os.PathLike, *, max_pixels: int | None, min_side: i
     Parameters
     ----------
     path : str or PathLike
+        A file, or a URL (:mod:`neardup.files`).
     max_pixels : int or None
         Cap on width x height, checked from the header before any pixel is decoded (fetch passes
         ``fetch.max_pixels``; later stages pass None: their images were checked at fetch). Pillow's
@@ -93,8 +96,8 @@ def decode_image(path: str | os.PathLike, *, max_pixels: int | None, min_side: i
     UnidentifiedImageError, OSError, and whatever a Pillow decoder raises
         Not an image, truncated, unreadable.
     """
-    with _decoder_settings():
-        with Image.open(path) as im:
+    with _decoder_settings(), (open_input(path) if is_url(path) else nullcontext(path)) as source:
+        with Image.open(source) as im:
             width, height = im.size
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageTooLarge(width, height, max_pixels)

@@ -1,11 +1,16 @@
-"""Embedding on Dask workers (``engine.kind: dask``): the manifest split into shards, one task each.
+"""Work on Dask workers (``engine.kind: dask``), one task per shard: the fetch scan (files read and
+decoded), embedding and hashing in shards of ``engine.shard_size`` images, and the pair search in
+row blocks or cells (:class:`neardup.search.tasks.DaskRunner`).
 
-Each task embeds one shard on a worker and writes its vectors to the content cache (``cache.dir``,
-which every worker must see: a shared filesystem). The stage then assembles its output from the cache
-exactly as a local run does, so both give the same bytes. A worker loads each model once and keeps
-it for the tasks that follow. A task lost with its worker (killed, out of memory) is run again on
-another one by Dask; the cache chunks it may have written are complete or absent (written to a
-temporary name and renamed), so nothing is lost or counted twice.
+Embedding and hashing: each task embeds (hashes) one shard on a worker and writes its vectors to the
+content cache (``cache.dir``, which every worker must see: a shared filesystem); the stage then
+assembles its output from the cache exactly as a local run does, so both give the same bytes. A
+worker loads each model once and keeps it for the tasks that follow. A task lost with its worker
+(killed, out of memory) is run again on another one by Dask; the cache chunks it may have written
+are complete or absent (written to a temporary name and renamed), so nothing is lost or counted twice.
+
+The fetch scan returns each file's content hash and inspection to the stage, which writes the
+manifest as a local scan does.
 
 ``engine.address`` is a running scheduler (``tcp://host:8786``: ``dask scheduler`` and ``dask
 worker`` on a cluster, or dask-jobqueue / dask-kubernetes) or ``local:N``, N worker processes started
@@ -13,6 +18,7 @@ here for the run.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import time
 from contextlib import contextmanager
@@ -23,23 +29,37 @@ from neardup.contract import UserError
 
 log = logging.getLogger(__name__)
 
-#: Per worker process: Embedder by settings, built on a worker's first task.
-_EMBEDDERS: dict = {}
+
+
+#: This process's LocalClusters (``local:N``) by address: started once, stopped at exit.
+_LOCAL: dict = {}
+
+
+def _close_local() -> None:
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # workers' last heartbeats are no news
+    while _LOCAL:
+        client, cluster = _LOCAL.popitem()[1]
+        client.close()
+        cluster.close()
 
 
 @contextmanager
 def dask_client(address: str):
-    """A ``distributed.Client`` for ``engine.address``; ``local:N`` starts (and then stops) a LocalCluster
-    of N worker processes."""
+    """A ``distributed.Client`` for ``engine.address``; ``local:N`` starts a LocalCluster of N worker
+    processes on first use and keeps it for the rest of this process (a stage's several steps)."""
     try:
         from distributed import Client, LocalCluster
     except ModuleNotFoundError as exc:
         raise UserError("engine.kind is dask but Dask is not installed: pip install 'neardup[scale]' "
                         "(or 'dask[distributed]')") from exc
     if address.startswith("local:"):
-        with LocalCluster(n_workers=int(address[6:]), threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
-            yield client
+        if address not in _LOCAL or _LOCAL[address][0].status != "running":
+            if not _LOCAL:
+                atexit.register(_close_local)
+            cluster = LocalCluster(n_workers=int(address[6:]), threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            _LOCAL[address] = (Client(cluster), cluster)
+        yield _LOCAL[address][0]
         return
     try:
         client = Client(address, timeout="30s")
@@ -50,56 +70,23 @@ def dask_client(address: str):
         yield client
 
 
-def _embed_shard(shard: pd.DataFrame, settings: dict, cache_dir: str) -> int:
-    """On a worker: embed ``shard`` into the vector cache; returns how many images it holds now."""
-    from neardup.cache import vector_cache
-    from neardup.embed import Embedder
-
-    key = tuple(sorted(settings.items()))
-    if key not in _EMBEDDERS:
-        _EMBEDDERS[key] = Embedder(settings["model"], size=settings["size"], weights=settings["weights"],
-                                   batch_size=settings["batch_size"], pooling=settings["pooling"],
-                                   runtime=settings["runtime"], cache_dir=cache_dir)
-    embedder = _EMBEDDERS[key]
-    cache = vector_cache(cache_dir, model=settings["model"], size=embedder.size, pooling=settings["pooling"],
-                         weights=settings["weights"], runtime=embedder.runtime)
-    embedder.embed_manifest(shard, cache=cache, chunk_size=len(shard))
-    return len(shard)
-
-
-def embed_on_dask(manifest: pd.DataFrame, *, model: str, size: int, params, runtime: str, cache_dir: str,
-                  engine) -> None:
-    """Fill the vector cache for ``manifest`` on Dask workers, ``engine.shard_size`` images per task.
-
-    Parameters
-    ----------
-    manifest : DataFrame
-        The images (``id, path, sha256``, ...), in manifest order; only those the cache lacks are sent.
-    model, size, runtime : str, int, str
-        The resolved run settings (``size`` an int: ``auto`` is fitted by the caller).
-    params : EmbedParams
-        ``weights``, ``pooling``, ``batch_size``.
-    cache_dir : str
-        ``cache.dir``, which the workers must see.
-    engine : EngineParams
-    """
-    from neardup.cache import vector_cache
-
-    if not cache_dir:
-        raise UserError("engine.kind dask needs cache.dir: the workers hand their vectors over through it")
-    cache = vector_cache(cache_dir, model=model, size=size, pooling=params.pooling, weights=params.weights,
-                         runtime=runtime)
-    todo = manifest[[sha not in cache for sha in manifest["sha256"].astype(str)]]
-    if not len(todo):
-        return
-    shards = [todo.iloc[i:i + engine.shard_size] for i in range(0, len(todo), engine.shard_size)]
-    settings = {"model": model, "size": size, "weights": params.weights, "batch_size": params.batch_size,
-                "pooling": params.pooling, "runtime": runtime}
+def map_on_dask(task, items, *, engine, what: str, **kwargs) -> list:
+    """``task(shard, **kwargs)`` on Dask workers for every shard of ``engine.shard_size`` items (a list or
+    the rows of a DataFrame); the results in shard order. A task lost with its worker is run again
+    (twice at most)."""
+    rows = items.iloc if isinstance(items, pd.DataFrame) else items
+    shards = [rows[i:i + engine.shard_size] for i in range(0, len(items), engine.shard_size)]
+    if not shards:
+        return []
     start = time.perf_counter()
     with dask_client(engine.address) as client:
-        workers = len(client.scheduler_info()["workers"])
-        log.info("embedding %d images in %d shards on %d Dask workers (%s)", len(todo), len(shards), workers,
-                 engine.address)
-        futures = client.map(_embed_shard, shards, settings=settings, cache_dir=cache_dir, pure=False, retries=2)
-        done = sum(client.gather(futures))
-    log.info("Dask workers embedded %d images in %.1f s", done, time.perf_counter() - start)
+        log.info("%s: %d items in %d shards on %d Dask workers (%s)", what, len(items), len(shards),
+                 len(client.scheduler_info()["workers"]), engine.address)
+        results = client.gather(client.map(task, shards, pure=False, retries=2, **kwargs))
+    log.info("%s: %d items on Dask workers in %.1f s", what, len(items), time.perf_counter() - start)
+    return results
+
+
+def missing_from(manifest: pd.DataFrame, cache) -> pd.DataFrame:
+    """The rows of ``manifest`` whose content ``cache`` lacks."""
+    return manifest[[sha not in cache for sha in manifest["sha256"].astype(str)]]

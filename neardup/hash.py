@@ -20,7 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from neardup.cache import vector_cache
-from neardup.contract import Embeddings
+from neardup.contract import Embeddings, UserError
 from neardup.decode import open_rgb
 from neardup.params import check_choice
 
@@ -181,9 +181,29 @@ def hash_manifest(manifest: pd.DataFrame, *, method: str, hash_size: int, cache=
                       images_per_second=rate)
 
 
-def hash_images(method: str, manifest: pd.DataFrame, *, hash_size: int, cache_dir: str) -> Embeddings:
+def hash_cache(cache_dir: str, method: str, hash_size: int):
+    """The content cache of one hash's vectors ('' = none)."""
+    return vector_cache(cache_dir, hash=method, hash_size=hash_size)
+
+
+def _hash_shard(shard: pd.DataFrame, method: str, hash_size: int, cache_dir: str) -> int:
+    """On a Dask worker: hash ``shard`` into the hash cache."""
+    hash_manifest(shard, method=method, hash_size=hash_size, cache=hash_cache(cache_dir, method, hash_size),
+                  chunk_size=len(shard))
+    return len(shard)
+
+
+def hash_images(method: str, manifest: pd.DataFrame, *, hash_size: int, cache_dir: str, engine=None) -> Embeddings:
     """One hash over every image of ``manifest`` through the content cache (``cache.dir``; '' = none), as
-    the ``hash`` stage and :func:`neardup.find_duplicates` make it; see :func:`hash_manifest`."""
+    the ``hash`` stage and :func:`neardup.find_duplicates` make it; see :func:`hash_manifest`. With
+    ``engine.kind: dask`` the images the cache lacks are hashed on Dask workers first
+    (one task per ``engine.shard_size`` images), and the output is assembled from the cache as here."""
     check_choice(method, HASH_METHODS, "hash.methods")
-    cache = vector_cache(cache_dir, hash=method, hash_size=hash_size)
-    return hash_manifest(manifest, method=method, hash_size=hash_size, cache=cache)
+    if engine is not None and engine.kind == "dask":
+        from neardup.engine import map_on_dask, missing_from
+
+        if not cache_dir:
+            raise UserError("engine.kind dask needs cache.dir: the workers hand their hashes over through it")
+        map_on_dask(_hash_shard, missing_from(manifest, hash_cache(cache_dir, method, hash_size)), engine=engine,
+                    what=f"hash {method}", method=method, hash_size=hash_size, cache_dir=cache_dir)
+    return hash_manifest(manifest, method=method, hash_size=hash_size, cache=hash_cache(cache_dir, method, hash_size))

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from neardup.contract import MANIFEST_COLUMNS, SKIPPED_COLUMNS, FetchResult, empty_frame
 from neardup.cache import sha256_file
 from neardup.decode import ImageTooLarge, decode_image, pixel_sha256
+from neardup.files import input_size, is_url
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def inspect_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> 
         ``"empty file"``, ``"too large: "``, ``"truncated image: "``, ``"not an image: "`` or ``"unreadable: "``.
     """
     try:
-        if os.path.getsize(path) == 0:
+        if input_size(path) == 0:
             return None, "empty file"
     except OSError as exc:
         return None, f"unreadable: {exc.strerror or exc}"
@@ -75,6 +76,10 @@ def inspect_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> 
 
 
 def _relative_id(path: Path, root: Path) -> str:
+    if is_url(root):  # a URL folder (neardup.fetch.remote): ids relative to it
+        if not str(path).startswith(root.rstrip("/") + "/"):
+            raise ValueError(f"file {path} is not under the dataset root {root}")
+        return str(path)[len(root.rstrip("/")) + 1:]
     try:
         rel = path.relative_to(root)
     except ValueError:
@@ -116,6 +121,35 @@ def _match_labels(ids: list[str], labels: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+def _read_files(paths: list, desc: str = "") -> list[tuple[str | None, str | None]]:
+    """``(sha256, None)`` per regular file, ``(None, reason)`` for the rest (a task on a Dask worker)."""
+    out = []
+    for path in tqdm(paths, desc=desc or "read", unit="file", leave=False, disable=not desc):
+        try:
+            if not is_url(path) and not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block for ever
+                out.append((None, "special file: not an image"))
+                continue
+            out.append((sha256_file(path), None))
+        except OSError as exc:
+            out.append((None, f"unreadable: {exc.strerror or exc}"))
+    return out
+
+
+def _inspect_files(paths: list, desc: str = "", *, max_pixels: int | None = None) -> list[tuple]:
+    """:func:`inspect_image` of each path (a task on a Dask worker)."""
+    return [inspect_image(path, max_pixels=max_pixels)
+            for path in tqdm(paths, desc=desc or "decode", unit="file", leave=False, disable=not desc)]
+
+
+def _on_engine(task, paths: list, engine, desc: str, **kwargs) -> list:
+    """``task(paths)`` here, or in shards of ``engine.shard_size`` on Dask workers (``engine.kind: dask``)."""
+    if engine is None or engine.kind == "local" or not paths:
+        return task(paths, desc, **kwargs)
+    from neardup.engine import map_on_dask
+
+    return [item for shard in map_on_dask(task, paths, engine=engine, what=desc, **kwargs) for item in shard]
+
+
 def scan_files(
     paths: Iterable[str | os.PathLike],
     *,
@@ -125,6 +159,7 @@ def scan_files(
     label_names: Mapping[str, str] | None = None,
     cache=None,
     max_pixels: int | None = None,
+    engine=None,
 ) -> FetchResult:
     """Hash and decode ``paths`` and sort them into a manifest and a skipped list.
 
@@ -132,9 +167,10 @@ def scan_files(
     ----------
     paths : iterable of path-like
         Files under ``root``; duplicates are ignored. The manifest ``path`` is
-        ``str(path)`` as given (a relative path stays relative).
-    root : Path
-        Dataset root; an image's ``id`` is its POSIX path relative to ``root``.
+        ``str(path)`` as given (a relative path stays relative; a URL stays a URL).
+    root : Path or str
+        Dataset root (a folder, or a URL: :mod:`neardup.files`); an image's ``id`` is its POSIX path
+        relative to ``root``.
     set_name : str
         Value of the manifest's ``set`` column.
     labels : mapping of str to str, optional
@@ -149,6 +185,9 @@ def scan_files(
     max_pixels : int, optional
         ``fetch.max_pixels``: images whose header announces more pixels are skipped ("too large: ...")
         without being decoded.
+    engine : EngineParams, optional
+        ``kind: dask``: files are read and hashed, then the new ones decoded, in shards of
+        ``shard_size`` on Dask workers (which must see the same paths); default here.
 
     Returns
     -------
@@ -156,39 +195,42 @@ def scan_files(
         ``manifest`` (n_images rows, sorted by id), ``skipped`` (sorted by path),
         ``truth=None``.
     """
-    root = Path(root)
-    by_id: dict[str, Path] = {}
+    root = root if is_url(root) else Path(root)
+    by_id: dict[str, Path | str] = {}
     for p in paths:
-        p = Path(p)
+        p = p if is_url(p) else Path(p)
         by_id.setdefault(_relative_id(p, root), p)
     ids = sorted(by_id)
     label_of = _match_labels(ids, labels) if labels else {}
     label_names = {str(k): str(v) for k, v in (label_names or {}).items()}
     unnamed: set[str] = set()
 
+    paths = [by_id[image_id] for image_id in ids]
+    read = _on_engine(_read_files, paths, engine, "scan " + set_name)  # (sha256, None) or (None, reason)
+    known: dict[str, tuple] = {}  # inspection by content: from the cache, or decoded once below
+    for digest, _ in read:
+        entry = cache.get(digest) if cache is not None and digest and digest not in known else None
+        if entry is not None and (entry[0] is None or set(INFO_FIELDS) <= set(entry[0])):
+            known[digest] = entry  # (else written before the info had all its fields: inspect again)
+    todo = {}
+    for path, (digest, _) in zip(paths, read):
+        if digest and digest not in known:
+            todo.setdefault(digest, path)
+    for digest, entry in zip(todo, _on_engine(_inspect_files, list(todo.values()), engine, "decode " + set_name,
+                                              max_pixels=max_pixels)):
+        known[digest] = entry
+        # "too large" depends on the cap, not on the content: never cached
+        if cache is not None and not (entry[1] or "").startswith("too large"):
+            cache.put(digest, *entry)
+
     rows, skipped = [], []
-    for image_id in tqdm(ids, desc=f"scan {set_name}", unit="file", leave=False):
-        path = by_id[image_id]
-        try:
-            if not stat.S_ISREG(os.stat(path).st_mode):  # reading a FIFO or a device would block for ever
-                skipped.append({"path": str(path), "reason": "special file: not an image"})
-                continue
-            digest = sha256_file(path)
-        except OSError as exc:
-            skipped.append({"path": str(path), "reason": f"unreadable: {exc.strerror or exc}"})
+    for image_id, path, (digest, why) in zip(ids, paths, read):
+        if digest is None:
+            skipped.append({"path": str(path), "reason": why})
             continue
-        known = cache.get(digest) if cache is not None else None
-        if known is not None and known[0] is not None and not set(INFO_FIELDS) <= set(known[0]):
-            known = None  # written before the info had all its fields: inspect again
-        if known is not None:
-            info, reason = known
-            if info is not None and max_pixels is not None and info["width"] * info["height"] > max_pixels:
-                info, reason = None, str(ImageTooLarge(info["width"], info["height"], max_pixels))
-        else:
-            info, reason = inspect_image(path, max_pixels=max_pixels)
-            # "too large" depends on the cap, not on the content: never cached
-            if cache is not None and not (reason or "").startswith("too large"):
-                cache.put(digest, info, reason)
+        info, reason = known[digest]
+        if info is not None and max_pixels is not None and info["width"] * info["height"] > max_pixels:
+            info, reason = None, str(ImageTooLarge(info["width"], info["height"], max_pixels))
         if info is None:
             skipped.append({"path": str(path), "reason": reason})
             continue

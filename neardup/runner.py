@@ -12,6 +12,22 @@ from pathlib import Path
 TIMINGS = Path("logs") / "timings.jsonl"
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on: its affinity mask (else ``os.cpu_count()``); inside a Dask
+    task, at most the worker's threads (``--nthreads``: the cores a worker was given)."""
+    try:
+        cores = max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        cores = max(1, os.cpu_count() or 1)
+    dask = sys.modules.get("distributed")  # only imported where Dask runs
+    if dask is not None:
+        try:
+            return min(cores, int(dask.get_worker().state.nthreads))
+        except ValueError:  # not inside a task
+            pass
+    return cores
+
+
 def setup_logging() -> None:
     """Log to stderr at INFO (``NEARDUP_LOG_LEVEL`` overrides) and quieten TensorFlow's C++ log."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

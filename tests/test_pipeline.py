@@ -168,13 +168,16 @@ def test_dvc_repro_end_to_end(repo, dvc_env, tmp_path):
     status = dvc("status", cwd=repo, env=env)
     assert re.findall(r"(?m)^(\S[^\n]*):\s*$", status) == ["fetch_input"], status
 
-    # The embed stages again on Dask workers (2 worker processes), from an empty cache: the same bytes.
+    # Embedding, hashing and the pair search again on Dask workers (2 worker processes), from an empty
+    # cache: the same bytes in every output, so the same dvc.lock.
     lock = (repo / "dvc.lock").read_text()
     on_dask = {**params, "engine": {"kind": "dask", "address": "local:2", "shard_size": 32},
                "cache": {"dir": str(tmp_path / "dask-cache")}}
     (repo / "params.yaml").write_text(yaml.safe_dump(on_dask, sort_keys=False))
-    log = dvc("repro", "-f", "-s", f"embed@{lite}", f"embed_plants@{lite}", cwd=repo, env=env)
-    assert "125 images in 4 shards on 2 Dask workers" in log and "18 images in 1 shards" in log, log[-2000:]
+    log = dvc("repro", "-f", "-s", f"embed@{lite}", f"embed_plants@{lite}", f"hash@{dhash}", f"cluster@{lite}",
+              f"cluster_hash@{dhash}", cwd=repo, env=env)
+    assert "embedding: 125 items in 4 shards on 2 Dask workers" in log and "18 items in 1 shards" in log, log[-2000:]
+    assert "hash dhash: 125 items in 4 shards" in log and log.count("pair search on 2 Dask workers") == 2, log[-2000:]
     assert (repo / "dvc.lock").read_text() == lock  # engine and cache.dir are not results
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     embedding = repo / "data" / "embeddings" / "efficientnet-lite0_auto.npz"

@@ -184,7 +184,8 @@ def planted_outcomes(groups: pd.DataFrame, truth: pd.DataFrame, eps_values, real
 
 def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, normalize_k: int, candidates: int,
                 search: str, nprobe: int, block: int, content=None, plant_vectors: np.ndarray | None = None,
-                plant_ids=None, plant_truth: pd.DataFrame | None = None, stats: dict | None = None, verify=None):
+                plant_ids=None, plant_truth: pd.DataFrame | None = None, stats: dict | None = None, verify=None,
+                runner=None):
     """Cluster the real images, and the real images with planted copies, from one pair graph.
 
     The graph is built once over real images and copies; the real images' graph is its sub-matrix
@@ -197,8 +198,9 @@ def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, no
         Descriptors, already whitened / combined with a hash (see :mod:`neardup.cluster.scoring`).
     ids, labels : sequences of str, length n
     eps_values : sequence of float
-    metric, normalize_k, candidates, search, nprobe, block, stats
-        See :func:`neardup.cluster.scoring.scored_graph` (``cluster`` params).
+    metric, normalize_k, candidates, search, nprobe, block, stats, runner
+        See :func:`neardup.cluster.scoring.scored_graph` (``cluster`` params; ``runner``: where the
+        search runs, threads here or Dask workers).
     content : sequence of str, length n, optional
         A content key per image (the decoded pixels' hash): images with the same key are
         duplicates at distance 0 at every eps, whatever their vectors and neighbourhoods.
@@ -221,7 +223,7 @@ def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, no
     everything = np.vstack([vectors, plant_vectors]) if has_plants else vectors
     graph, nearest = scored_graph(everything, radius=max(float(e) for e in eps_values), candidates=candidates,
                                   metric=metric, normalize_k=normalize_k, n_reference=n, search=search,
-                                  nprobe=nprobe, block=block, stats=stats, recall_at=eps_values)
+                                  nprobe=nprobe, block=block, stats=stats, recall_at=eps_values, runner=runner)
     if content is not None:
         graph, nearest = with_exact_copies(graph, nearest, content)
     if verify is not None:

@@ -12,13 +12,14 @@ import pandas as pd
 from neardup.cluster import cluster_run
 from neardup.cluster.scoring import descriptors
 from neardup.contract import GROUPS, PAIRS, PLANTED, STATS, Embeddings, UserError, content_keys, write_table
+from neardup.search.tasks import search_runner
 from neardup.params import ClusterParams, ParamsError
 
 
 def cluster_embeddings(emb: Embeddings, plants: Embeddings, manifest: pd.DataFrame, plant_truth: pd.DataFrame, *,
                        params: ClusterParams, baseline: bool, hashes: Embeddings | None = None,
                        plant_hashes: Embeddings | None = None, source: str = "the embeddings",
-                       plant_manifest: pd.DataFrame | None = None, cache_dir: str = ""):
+                       plant_manifest: pd.DataFrame | None = None, cache_dir: str = "", engine=None):
     """Cluster one run's real images (with its planted copies alongside).
 
     Parameters
@@ -40,6 +41,8 @@ def cluster_embeddings(emb: Embeddings, plants: Embeddings, manifest: pd.DataFra
         the largest eps is verified geometrically, copies included (CNN runs only).
     cache_dir : str
         ``cache.dir``: keypoints are kept there by image content ('' = no cache).
+    engine : EngineParams, optional
+        Where the pair search runs (:func:`neardup.engine.search_runner`); default here.
 
     Returns
     -------
@@ -74,11 +77,12 @@ def cluster_embeddings(emb: Embeddings, plants: Embeddings, manifest: pd.DataFra
 
             return verify_edges(graph, paths, content, params.verify, radius=radius, cache_dir=cache_dir,
                                 stats=stats)
-    groups, pairs, outcomes = cluster_run(
-        vectors[:n], emb.ids, rows["label_name"].to_numpy(), eps_values=params.eps, metric=params.metric,
-        normalize_k=0 if baseline else params.normalize_k, candidates=params.candidates, search=params.search,
-        nprobe=params.nprobe, block=params.block_size, content=content_keys(rows), plant_vectors=vectors[n:],
-        plant_ids=plants.ids, plant_truth=plant_truth, stats=stats, verify=verify)
+    with search_runner(engine, cache_dir) as runner:
+        groups, pairs, outcomes = cluster_run(
+            vectors[:n], emb.ids, rows["label_name"].to_numpy(), eps_values=params.eps, metric=params.metric,
+            normalize_k=0 if baseline else params.normalize_k, candidates=params.candidates, search=params.search,
+            nprobe=params.nprobe, block=params.block_size, content=content_keys(rows), plant_vectors=vectors[n:],
+            plant_ids=plants.ids, plant_truth=plant_truth, stats=stats, verify=verify, runner=runner)
     stats.update(eps=list(params.eps), input_size=emb.input_size, n_embedded=n,
                  skipped_ids=sorted(emb.skipped["id"].astype(str)))
     return groups, pairs, outcomes, stats

@@ -142,7 +142,8 @@ class Embedder:
     def __init__(self, model_name: str, *, size, weights: str, batch_size: int, pooling: str,
                  runtime: str = "auto", cache_dir: str = "", strategy=None, manifest: pd.DataFrame | None = None):
         from neardup.embed.models import build_embedder, get_spec
-        from neardup.embed.tflite import TFLiteModel, cached_flatbuffer, cpu_cores
+        from neardup.embed.tflite import TFLiteModel, cached_flatbuffer
+        from neardup.runner import cpu_cores
 
         check_choice(runtime, RUNTIMES, "embed.runtime")
         import_tensorflow()

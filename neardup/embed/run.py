@@ -5,10 +5,16 @@ from __future__ import annotations
 import pandas as pd
 
 from neardup.cache import vector_cache
-from neardup.contract import Embeddings
+from neardup.contract import Embeddings, UserError
 from neardup.embed import Embedder
 from neardup.embed.models import MODEL_NAMES
 from neardup.params import EmbedParams, EngineParams, check_choice
+
+
+def run_cache(cache_dir: str, settings: dict):
+    """The vector cache of one run's resolved ``settings`` (model, size, weights, pooling, runtime; the
+    batch size is not part of the key). The runtime is: the two agree to a cosine of 0.9999, not to the bit."""
+    return vector_cache(cache_dir, **{key: settings[key] for key in ("model", "size", "pooling", "weights", "runtime")})
 
 
 def embed_images(model: str, size, manifest: pd.DataFrame, *, params: EmbedParams, cache_dir: str,
@@ -32,7 +38,7 @@ def embed_images(model: str, size, manifest: pd.DataFrame, *, params: EmbedParam
         The manifest whose sizes ``auto`` fits (the real images, when embedding planted copies).
     engine : EngineParams, optional
         ``kind: dask``: the images the cache lacks are embedded on Dask workers first
-        (:func:`neardup.engine.embed_on_dask`); the output is then assembled from the cache as here.
+        (:func:`_embed_on_dask`); the output is then assembled from the cache as here.
 
     Returns
     -------
@@ -42,14 +48,37 @@ def embed_images(model: str, size, manifest: pd.DataFrame, *, params: EmbedParam
     embedder = Embedder(model, size=size, weights=params.weights, batch_size=params.batch_size,
                         pooling=params.pooling, runtime=params.runtime, cache_dir=cache_dir,
                         manifest=manifest if size_from is None else size_from)
+    settings = {"model": model, "size": embedder.size, "weights": params.weights, "pooling": params.pooling,
+                "runtime": embedder.runtime, "batch_size": params.batch_size}
     if engine is not None and engine.kind == "dask":
-        from neardup.engine import embed_on_dask
-
-        embed_on_dask(manifest, model=model, size=embedder.size, params=params, runtime=embedder.runtime,
-                      cache_dir=cache_dir, engine=engine)
-    # the runtime is part of the key: the two agree to a cosine of 0.9999, not to the last bit
-    cache = vector_cache(cache_dir, model=model, size=embedder.size, pooling=params.pooling, weights=params.weights,
-                         runtime=embedder.runtime)
-    emb = embedder.embed_manifest(manifest, cache=cache)
+        _embed_on_dask(manifest, settings=settings, cache_dir=cache_dir, engine=engine)
+    emb = embedder.embed_manifest(manifest, cache=run_cache(cache_dir, settings))
     emb.runtime = embedder.runtime
     return emb
+
+
+#: Per Dask worker process: Embedder by settings, built on a worker's first task.
+_EMBEDDERS: dict = {}
+
+
+def _embed_shard(shard: pd.DataFrame, settings: dict, cache_dir: str) -> int:
+    """On a Dask worker: embed ``shard`` into the vector cache; returns how many images it holds."""
+    key = tuple(sorted(settings.items()))
+    if key not in _EMBEDDERS:
+        _EMBEDDERS[key] = Embedder(settings["model"], size=settings["size"], weights=settings["weights"],
+                                   batch_size=settings["batch_size"], pooling=settings["pooling"],
+                                   runtime=settings["runtime"], cache_dir=cache_dir)
+    _EMBEDDERS[key].embed_manifest(shard, cache=run_cache(cache_dir, settings), chunk_size=len(shard))
+    return len(shard)
+
+
+def _embed_on_dask(manifest: pd.DataFrame, *, settings: dict, cache_dir: str, engine: EngineParams) -> None:
+    """Fill the vector cache for ``manifest`` on Dask workers, ``engine.shard_size`` images per task
+    (only the images the cache lacks; ``settings`` resolved: ``size`` an int). The workers must see
+    ``cache_dir``."""
+    from neardup.engine import map_on_dask, missing_from
+
+    if not cache_dir:
+        raise UserError("engine.kind dask needs cache.dir: the workers hand their vectors over through it")
+    map_on_dask(_embed_shard, missing_from(manifest, run_cache(cache_dir, settings)), engine=engine,
+                what="embedding", settings=settings, cache_dir=cache_dir)

@@ -24,14 +24,6 @@ from neardup.cache import CACHE_VERSION, descriptor_key, sha256_file
 log = logging.getLogger(__name__)
 
 
-def cpu_cores() -> int:
-    """The cores this process may run on (its affinity mask, else ``os.cpu_count()``)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def weights_digest(model_name: str, weights) -> str:
     """The sha256 of the file ``weights`` resolves to for ``model_name`` ('none': ``'none'``), so a cached
     flatbuffer is never reused for other weights under the same name."""

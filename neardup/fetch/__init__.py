@@ -11,7 +11,9 @@ from neardup.contract import FetchResult, SourceError, UserError
 from neardup.fetch.demo import make_demo
 from neardup.fetch.folder import scan_folder
 from neardup.fetch.kaggle import download_competition
+from neardup.fetch.remote import scan_url
 from neardup.fetch.tfrecords import extract_tfrecords
+from neardup.files import is_url
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +23,15 @@ def _optional(root: Path, name: str) -> Path | None:
 
 
 def fetch_source(spec, out_dir: Path, *, set_name: str, cache=None, max_pixels: int | None = None,
-                 symlinks: str = "inside", param: str = "fetch") -> FetchResult:
+                 symlinks: str = "inside", param: str = "fetch", engine=None) -> FetchResult:
     """Build the manifest of one source (``spec``: fetch params or one of ``fetch.sets``).
 
     Demo and TFRecord images are written under ``out_dir``; folder and Kaggle images stay where they
     are: the manifest points at them. ``cache``: an :class:`neardup.cache.InspectionCache`,
     so files seen before (by content) are not decoded again. ``max_pixels`` and ``symlinks``:
     ``fetch.max_pixels`` and ``fetch.symlinks``; ``param``: where ``spec`` lives in params.yaml
-    (``fetch`` or ``fetch.sets[i]``), for messages.
+    (``fetch`` or ``fetch.sets[i]``), for messages. ``engine``: with ``kind: dask``, a folder's files
+    are read and decoded on Dask workers (:func:`neardup.images.scan_files`).
     """
     root = Path(spec.input)
     if spec.source == "demo":
@@ -40,6 +43,10 @@ def fetch_source(spec, out_dir: Path, *, set_name: str, cache=None, max_pixels: 
         return extract_tfrecords(str(root / spec.tfrecords.pattern), out_dir, set_name=set_name,
                                  label_map_json=_optional(root, spec.folder.label_map), cache=cache,
                                  max_pixels=max_pixels, param=param)
+    if spec.source == "folder" and is_url(spec.folder.images):
+        return scan_url(spec.folder.images, labels_csv=_optional(root, spec.folder.labels_csv),
+                        label_map_json=_optional(root, spec.folder.label_map), set_name=set_name, cache=cache,
+                        max_pixels=max_pixels, param=param, engine=engine)
     if spec.source == "kaggle":
         root = download_competition(spec.kaggle.competition, root / spec.kaggle.competition)
     images = root / spec.folder.images
@@ -48,7 +55,7 @@ def fetch_source(spec, out_dir: Path, *, set_name: str, cache=None, max_pixels: 
                           f"{param}.input / {param}.folder.images in params.yaml")
     return scan_folder(images, labels_csv=_optional(root, spec.folder.labels_csv),
                        label_map_json=_optional(root, spec.folder.label_map), set_name=set_name, cache=cache,
-                       max_pixels=max_pixels, symlinks=symlinks, param=param)
+                       max_pixels=max_pixels, symlinks=symlinks, param=param, engine=engine)
 
 
 def _prefixed(result: FetchResult, name: str) -> FetchResult:
@@ -61,18 +68,19 @@ def _prefixed(result: FetchResult, name: str) -> FetchResult:
     return FetchResult(manifest=manifest, skipped=result.skipped, truth=truth)
 
 
-def fetch_dataset(params: FetchParams, out_dir: Path, *, cache=None) -> FetchResult:
+def fetch_dataset(params: FetchParams, out_dir: Path, *, cache=None, engine=None) -> FetchResult:
     """The whole dataset: the single source of ``params``, or every set of ``params.sets`` together.
 
     With sets, each is fetched on its own (demo / TFRecord images under ``out_dir/sets/<name>``),
-    its ids are prefixed with ``<name>/`` and its ``set`` column is its name.
+    its ids are prefixed with ``<name>/`` and its ``set`` column is its name. ``cache``, ``engine``: see
+    :func:`fetch_source`.
 
     Raises
     ------
     EmptyDatasetError
         When no image at all is readable (its ``result`` holds the skipped list, to be written).
     """
-    options = {"cache": cache, "max_pixels": params.max_pixels, "symlinks": params.symlinks}
+    options = {"cache": cache, "max_pixels": params.max_pixels, "symlinks": params.symlinks, "engine": engine}
     if not params.sets:
         result = fetch_source(params, out_dir, set_name=params.set_name, **options)
     else:

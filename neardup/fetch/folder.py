@@ -138,6 +138,7 @@ def scan_folder(
     max_pixels: int | None = None,
     symlinks: str = "inside",
     param: str = "fetch",
+    engine=None,
 ) -> FetchResult:
     """Scan every entry under ``root`` (recursively) into a manifest or the skipped list.
 
@@ -159,6 +160,8 @@ def scan_folder(
         ``fetch.symlinks`` (see :func:`walk_folder`).
     param : str
         Where this source's params live (``fetch`` or ``fetch.sets[i]``), for messages.
+    engine : EngineParams, optional
+        Where the files are read and decoded (see :func:`neardup.images.scan_files`).
 
     Returns
     -------
@@ -209,7 +212,7 @@ def scan_folder(
                  set_name, sum(1 for e in entries if e.reason is not None))
 
     result = scan_files(paths, root=root, set_name=set_name, labels=labels, label_names=label_names, cache=cache,
-                        max_pixels=max_pixels)
+                        max_pixels=max_pixels, engine=engine)
     if side_rows:
         rows = result.skipped.to_dict("records") + side_rows
         result.skipped = pd.DataFrame(rows, columns=SKIPPED_COLUMNS).sort_values("path", ignore_index=True)

@@ -8,7 +8,8 @@ An inverted-file index searched cell by cell:
 3. distances are then computed exactly, in full dimension, one cell at a time: the cell's members
    against every query visiting it, as one BLAS product.
 
-Step 3 keeps a cell in cache while all its queries pass, so the search runs at matrix-product
+Each cell of step 3 is one task (:mod:`neardup.search.tasks`: threads here, or Dask tasks). Step 3
+keeps a cell in cache while all its queries pass, so the search runs at matrix-product
 speed (FAISS's own IVF scan goes query by query and is bound by memory bandwidth at 1280-d). Every
 distance returned is exact; a pair is missed only when a query does not visit its partner's cell,
 and :func:`neardup.search.exact.pair_recall` measures how often. The index keeps no copy of the
@@ -19,10 +20,13 @@ from __future__ import annotations
 import numpy as np
 
 from neardup.contract import UserError
-from neardup.search.exact import blocks, smallest, unit_rows
+from neardup.search.exact import progress, smallest, unit_rows
+from neardup.search.tasks import LocalRunner
 
 #: Queries per matrix product within one cell.
 QUERY_BLOCK = 8192
+#: Consecutive cells are grouped into about this many tasks per worker (a Dask task costs ~3-5 ms).
+CELL_TASKS_PER_WORKER = 16
 
 
 class ApproximateIndex:
@@ -38,9 +42,13 @@ class ApproximateIndex:
         Seed of the training sample and of k-means.
     reduced_dim : int
         Dimensions the cells are formed and chosen in.
+    runner : LocalRunner or DaskRunner (neardup.search.tasks), optional
+        Where the cells are searched, one task each (:mod:`neardup.search.tasks`); default threads here.
     """
 
-    def __init__(self, reference: np.ndarray, *, nprobe: int = 16, seed: int = 0, reduced_dim: int = 64):
+    def __init__(self, reference: np.ndarray, *, nprobe: int = 16, seed: int = 0, reduced_dim: int = 64,
+                 runner=None):
+        self.runner = runner or LocalRunner()
         try:
             import faiss
         except ModuleNotFoundError as exc:  # an optional dependency: the [scale] extra
@@ -81,47 +89,83 @@ class ApproximateIndex:
                                                                 self.nprobe)
         return out
 
-    def _cells(self, points: np.ndarray, self_offset: bool, desc: str):
-        """Yield ``(queries, members, sims)``: query rows, the member rows of a cell they visit and
-        their cosine similarities, shape (len(queries), len(members)); each pair at most once."""
+    def _cell_tasks(self, points: np.ndarray, self_offset: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(members, queries)`` per cell: its member rows and the query rows that visit it."""
         probes = self._own_probes if self_offset else self._probe(points)
         flat = probes.ravel()
         order = np.argsort(flat, kind="stable")
         visitors = np.repeat(np.arange(len(points)), probes.shape[1])[order]
         bounds = np.searchsorted(flat[order], np.arange(self.nlist + 1))
-        for cell in blocks(self.nlist, 1, desc):
+        tasks = []
+        for cell in range(self.nlist):
             members = self.members[self.bounds[cell]:self.bounds[cell + 1]]
-            if not len(members):
-                continue
-            block = self.reference[members]
-            for start in range(bounds[cell], bounds[cell + 1], QUERY_BLOCK):
-                queries = visitors[start:min(bounds[cell + 1], start + QUERY_BLOCK)]
-                yield queries, members, points[queries] @ block.T
+            if len(members) and bounds[cell + 1] > bounds[cell]:
+                tasks.append((members, visitors[bounds[cell]:bounds[cell + 1]]))
+        return tasks
+
+    def _map(self, fn, points: np.ndarray, radii, self_offset: bool, *args, desc: str):
+        """``fn`` over the cells (tasks of :mod:`neardup.search.tasks`), results in cell order."""
+        arrays = {"reference": self.reference}
+        if not self_offset:
+            arrays["points"] = points
+        if radii is not None:
+            arrays["radii"] = radii
+        cells = self._cell_tasks(points, self_offset)
+        per_task = max(1, len(cells) // (CELL_TASKS_PER_WORKER * self.runner.workers))  # fewer, larger tasks
+        tasks = [(cells[i:i + per_task], self_offset, *args) for i in range(0, len(cells), per_task)]
+        return progress(self.runner.map(fn, arrays, tasks), len(tasks), desc)
 
     def radius_search(self, points: np.ndarray, radius, *, self_offset: bool = True):
         """Like :func:`neardup.search.exact.radius_search` (cosine) over the indexed vectors;
         ``self_offset``: the query rows are the indexed rows themselves, whose own match is dropped."""
         points = self.reference if self_offset else unit_rows(points)
-        radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(points),))
-        rows, cols, dists = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
-        for queries, members, sims in self._cells(points, self_offset, "approximate radius search"):
-            dist = np.maximum(1.0 - sims, 0.0)
-            r, c = np.nonzero(dist <= radii[queries][:, None])
-            keep = queries[r] != members[c] if self_offset else slice(None)
-            rows.append(queries[r][keep])
-            cols.append(members[c][keep])
-            dists.append(dist[r, c][keep].astype(np.float64))
-        return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64), np.concatenate(dists)
+        radii = np.ascontiguousarray(np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(points),)))
+        found = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))]
+        found += self._map(_cell_radius_task, points, radii, self_offset, desc="approximate radius search")
+        return tuple(np.concatenate(part) for part in zip(*found))
 
     def knn_distances(self, points: np.ndarray, k: int, *, self_offset: bool = True) -> np.ndarray:
         """Like :func:`neardup.search.exact.knn_distances` (cosine) over the indexed vectors among
         the visited cells; shape (n, k), ascending, ``inf`` where fewer were seen."""
         points = self.reference if self_offset else unit_rows(points)
         best = np.full((len(points), k), np.inf, dtype=np.float32)
-        for queries, members, sims in self._cells(points, self_offset, "approximate neighbour search"):
-            dist = np.maximum(1.0 - sims, 0.0)
-            if self_offset:
-                dist[queries[:, None] == members[None, :]] = np.inf
-            near = smallest(dist, min(k, dist.shape[1]))
-            best[queries] = smallest(np.hstack([best[queries], near]), k)
+        for cell in self._map(_cell_knn_task, points, None, self_offset, k, desc="approximate neighbour search"):
+            for queries, near in cell:
+                best[queries] = smallest(np.hstack([best[queries], near]), k)
         return np.sort(best.astype(np.float64), axis=1)
+
+
+def _cells_sims(arrays: dict, cells):
+    """Yield ``(members, queries, sims)`` for each ``(members, queries)`` cell in turn: cosine
+    similarities of the visiting query rows to the cell's members, ``QUERY_BLOCK`` queries at a
+    time, shape (len(queries), len(members))."""
+    points = arrays.get("points", arrays["reference"])
+    for members, queries in cells:
+        block = arrays["reference"][members]
+        for start in range(0, len(queries), QUERY_BLOCK):
+            chunk = queries[start:start + QUERY_BLOCK]
+            yield members, chunk, points[chunk] @ block.T
+
+
+def _cell_radius_task(arrays: dict, cells, self_offset: bool):
+    """The pairs of some cells within the queries' radii (a task), in cell order; each pair at most once."""
+    rows, cols, dists = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+    for members, chunk, sims in _cells_sims(arrays, cells):
+        dist = np.maximum(1.0 - sims, 0.0)
+        r, c = np.nonzero(dist <= arrays["radii"][chunk][:, None])
+        keep = chunk[r] != members[c] if self_offset else slice(None)
+        rows.append(chunk[r][keep].astype(np.int64))
+        cols.append(members[c][keep].astype(np.int64))
+        dists.append(dist[r, c][keep].astype(np.float64))
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(dists)
+
+
+def _cell_knn_task(arrays: dict, cells, self_offset: bool, k: int):
+    """``[(queries, nearest)]``: each visiting query's ``k`` smallest distances, cell by cell (a task)."""
+    out = []
+    for members, chunk, sims in _cells_sims(arrays, cells):
+        dist = np.maximum(1.0 - sims, 0.0)
+        if self_offset:
+            dist[chunk[:, None] == members[None, :]] = np.inf
+        out.append((chunk, smallest(dist, min(k, dist.shape[1])).copy()))
+    return out

@@ -1,23 +1,21 @@
 """Exact neighbour search by blocked matrix products: memory bounded by the block, never N x N.
 
 Both searches compare every row with every other (BLAS matrix products, one block of rows at a
-time), so the cost is O(N^2 d) time but only O(block * N) memory for the similarities in flight,
-plus what is returned. A search of a set against itself computes each pair once (the upper
+time), so the cost is O(N^2 d) time but only O(block * N) memory per task for the similarities in
+flight, plus what is returned. A search of a set against itself computes each pair once (the upper
 triangle: a block of rows against itself and the rows after it), half the products of a full pass.
+Each block is a task (:mod:`neardup.search.tasks`: threads here, one per core, or Dask workers),
+merged in block order, with the same bytes either way.
 """
 from __future__ import annotations
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from neardup.search.tasks import LocalRunner
+
 #: Rows compared at once; a block of similarities takes ``block * N * 4`` bytes.
 DEFAULT_BLOCK = 1024
-
-
-def blocks(n: int, block: int, desc: str):
-    """Start rows of the blocks of ``block`` rows, with a progress bar when there are many."""
-    starts = range(0, n, max(1, int(block)))
-    return tqdm(starts, desc=desc, unit="block", leave=False, disable=len(starts) < 8)
 
 
 def _distances(queries, ref, sq_queries, sq_ref, metric: str) -> np.ndarray:
@@ -32,10 +30,6 @@ def _distances(queries, ref, sq_queries, sq_ref, metric: str) -> np.ndarray:
     return np.sqrt(np.maximum(dots, 0.0, out=dots), out=dots)
 
 
-def _rows(values, start: int, stop: int):
-    return None if values is None else values[start:stop]
-
-
 def unit_rows(points: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, float32 C-contiguous; no copy when they already are (zero rows stay)."""
     points = np.ascontiguousarray(points, dtype=np.float32)
@@ -45,29 +39,53 @@ def unit_rows(points: np.ndarray) -> np.ndarray:
     return points / np.where(norms > 0, norms, 1.0).astype(np.float32)[:, None]
 
 
-def _prepare(points: np.ndarray, metric: str):
+def _prepare(points: np.ndarray, metric: str) -> np.ndarray:
     if metric not in ("cosine", "euclidean"):
         raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
+    return unit_rows(points) if metric == "cosine" else np.ascontiguousarray(points, dtype=np.float32)
+
+
+def _block_distances(queries, ref, metric: str) -> np.ndarray:
+    """:func:`_distances` of two slices (squared norms of the slices themselves)."""
     if metric == "cosine":
-        return unit_rows(points), None
-    points = np.ascontiguousarray(points, dtype=np.float32)
-    return points, np.einsum("ij,ij->i", points, points)
+        return _distances(queries, ref, None, None, metric)
+    return _distances(queries, ref, np.einsum("ij,ij->i", queries, queries), np.einsum("ij,ij->i", ref, ref),
+                      metric)
 
 
-def _upper_blocks(points, sq_norms, metric: str, block: int, desc: str):
-    """Yield ``(start, stop, dist)``: rows ``start:stop`` against rows ``start:``, shape
-    (b, n - start), each pair once: a row's distance to itself and to earlier rows is ``inf``."""
-    n = len(points)
-    for start in blocks(n, block, desc):
-        stop = min(n, start + block)
-        dist = _distances(points[start:stop], points[start:], _rows(sq_norms, start, stop),
-                          _rows(sq_norms, start, n), metric)
-        b = stop - start
-        dist[:, :b][np.tril_indices(b)] = np.inf
-        yield start, stop, dist
+def _upper_block(points, start: int, stop: int, metric: str) -> np.ndarray:
+    """Rows ``start:stop`` against rows ``start:``, shape (b, n - start), each pair once: a row's
+    distance to itself and to earlier rows is ``inf``."""
+    dist = _block_distances(points[start:stop], points[start:], metric)
+    b = stop - start
+    dist[:, :b][np.tril_indices(b)] = np.inf
+    return dist
 
 
-def radius_search(points: np.ndarray, radius, *, metric: str = "cosine", block: int = DEFAULT_BLOCK):
+def _tasks(n: int, block: int) -> list[tuple[int, int]]:
+    block = max(1, int(block))
+    return [(start, min(n, start + block)) for start in range(0, n, block)]
+
+
+def progress(results, total: int, desc: str):
+    """``results`` with a progress bar when there are many."""
+    return tqdm(results, total=total, desc=desc, unit="block", leave=False, disable=total < 8)
+
+
+def _radius_task(arrays: dict, start: int, stop: int, metric: str, uniform: bool):
+    """The pairs of rows ``start:stop`` with later rows within either row's radius (a task)."""
+    dist = _upper_block(arrays["points"], start, stop, metric)
+    radii = arrays["radii"]
+    r, c = np.nonzero(dist <= radii[start:stop, None])  # pairs found from the earlier row
+    forward = (r + start, c + start, dist[r, c].astype(np.float64))
+    if not uniform:  # ... and from the later row, with its own radius
+        r, c = np.nonzero(dist <= radii[None, start:])
+    backward = forward if uniform else (r + start, c + start, dist[r, c].astype(np.float64))
+    rows, cols, dists = [forward[0], backward[1]], [forward[1], backward[0]], [forward[2], backward[2]]
+    return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64), np.concatenate(dists)
+
+
+def radius_search(points: np.ndarray, radius, *, metric: str = "cosine", block: int = DEFAULT_BLOCK, runner=None):
     """All ordered pairs ``(i, j)``, ``i != j``, with ``distance(i, j) <= radius[i]``.
 
     Parameters
@@ -78,31 +96,25 @@ def radius_search(points: np.ndarray, radius, *, metric: str = "cosine", block: 
         Search radius per query row, in ``metric`` units (cosine distance is ``1 - cos``).
     metric : {'cosine', 'euclidean'}
     block : int
-        Query rows per matrix product.
+        Query rows per matrix product (one task).
+    runner : LocalRunner or DaskRunner (neardup.search.tasks), optional
+        Where the blocks run (:mod:`neardup.search.tasks`); default threads of this process.
 
     Returns
     -------
     rows, cols : ndarray of int64, shape (m,)
     distances : ndarray of float64, shape (m,)
     """
-    points, sq_norms = _prepare(points, metric)
+    points = _prepare(points, metric)
     n = len(points)
-    radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), (n,))
-    uniform = bool(n) and np.all(radii == radii[0])
-    rows, cols, dists = [], [], []
-    for start, stop, dist in _upper_blocks(points, sq_norms, metric, block, "radius search"):
-        r, c = np.nonzero(dist <= radii[start:stop, None])  # pairs found from the earlier row
-        forward = (r + start, c + start, dist[r, c].astype(np.float64))
-        if not uniform:  # ... and from the later row, with its own radius
-            r, c = np.nonzero(dist <= radii[None, start:])
-        backward = forward if uniform else (r + start, c + start, dist[r, c].astype(np.float64))
-        rows += [forward[0], backward[1]]
-        cols += [forward[1], backward[0]]
-        dists += [forward[2], backward[2]]
-    if not rows:
+    radii = np.ascontiguousarray(np.broadcast_to(np.asarray(radius, dtype=np.float64), (n,)))
+    uniform = bool(n) and bool(np.all(radii == radii[0]))
+    tasks = [(start, stop, metric, uniform) for start, stop in _tasks(n, block)]
+    found = list(progress((runner or LocalRunner()).map(_radius_task, {"points": points, "radii": radii}, tasks),
+                           len(tasks), "radius search"))
+    if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    return (np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64),
-            np.concatenate(dists))
+    return tuple(np.concatenate(part) for part in zip(*found))
 
 
 def smallest(values: np.ndarray, k: int) -> np.ndarray:
@@ -110,8 +122,22 @@ def smallest(values: np.ndarray, k: int) -> np.ndarray:
     return values if values.shape[1] == k else np.partition(values, k - 1, axis=1)[:, :k]
 
 
+def _knn_task(arrays: dict, start: int, stop: int, k: int, metric: str):
+    """Rows ``start:stop`` against every later row (a task): their own ``k`` smallest, shape (b, k'),
+    and each later row's ``k`` smallest among the block's rows, shape (n - start, k'')."""
+    dist = _upper_block(arrays["points"], start, stop, metric)
+    own = smallest(dist, min(k, dist.shape[1]))
+    later = np.ascontiguousarray(dist.T)  # (n - start, b): the block's rows as candidates of each later row
+    return own, smallest(later, min(k, later.shape[1])).copy()
+
+
+def _knn_reference_task(arrays: dict, start: int, stop: int, k: int, metric: str) -> np.ndarray:
+    """The ``k`` smallest distances of rows ``start:stop`` to the reference rows (a task)."""
+    return smallest(_block_distances(arrays["points"][start:stop], arrays["reference"], metric), k).copy()
+
+
 def knn_distances(points: np.ndarray, k: int, *, reference: np.ndarray | None = None, metric: str = "cosine",
-                  block: int = DEFAULT_BLOCK) -> np.ndarray:
+                  block: int = DEFAULT_BLOCK, runner=None) -> np.ndarray:
     """Distances from each row to its ``k`` nearest rows of ``reference``, ascending.
 
     Parameters
@@ -120,32 +146,34 @@ def knn_distances(points: np.ndarray, k: int, *, reference: np.ndarray | None = 
     k : int
     reference : ndarray, shape (m, d), optional
         Default: ``points`` itself, each row's own distance left out.
+    metric, block, runner
+        As for :func:`radius_search`.
 
     Returns
     -------
     ndarray of float64, shape (n, k); ``inf`` where fewer than ``k`` candidates exist.
     """
-    points, sq_norms = _prepare(points, metric)
+    points = _prepare(points, metric)
     n = len(points)
     out = np.full((n, k), np.inf)
     if k <= 0 or n == 0:
         return out
+    runner = runner or LocalRunner()
+    tasks = _tasks(n, block)
     if reference is not None:
-        ref, ref_sq = _prepare(reference, metric)
+        ref = _prepare(reference, metric)
         kk = min(k, len(ref))
-        for start in blocks(n, block, "neighbour search"):
-            stop = min(n, start + block)
-            dist = _distances(points[start:stop], ref, _rows(sq_norms, start, stop), ref_sq, metric)
-            out[start:stop, :kk] = smallest(dist, kk)
+        found = runner.map(_knn_reference_task, {"points": points, "reference": ref},
+                           [(start, stop, kk, metric) for start, stop in tasks])
+        for (start, stop), near in zip(tasks, progress(found, len(tasks), "neighbour search")):
+            out[start:stop, :kk] = near
         return np.sort(out, axis=1)
     best = np.full((n, k), np.inf, dtype=np.float32)  # each row's k smallest so far, unsorted
-    for start, stop, dist in _upper_blocks(points, sq_norms, metric, block, "neighbour search"):
+    found = runner.map(_knn_task, {"points": points}, [(start, stop, k, metric) for start, stop in tasks])
+    for (start, stop), (own, later) in zip(tasks, progress(found, len(tasks), "neighbour search")):
         # rows start:stop see every later row here and every earlier row already (as columns)
-        own = smallest(dist, min(k, dist.shape[1]))
         best[start:stop] = smallest(np.hstack([best[start:stop], own]), k)
-        later = dist.T  # (n - start, b): the block's rows as candidates of each later row
-        kk = min(k, later.shape[1])
-        best[start:] = smallest(np.hstack([best[start:], smallest(np.ascontiguousarray(later), kk)]), k)
+        best[start:] = smallest(np.hstack([best[start:], later]), k)
     return np.sort(best.astype(np.float64), axis=1)
 
 

@@ -21,14 +21,15 @@ def main() -> None:
                       ("--plants-hashes", {"required": False}),
                       ("--baseline", {"action": "store_true", "required": False,
                                       "help": "score the vectors as they are (hash baselines)"}))
-    params, cache_dir = load_params("cluster"), load_params("cache").dir
+    params, cache_dir, engine = load_params("cluster"), load_params("cache").dir, load_params("engine")
     manifest = read_manifest(Path(args.manifest))  # an empty dataset: one clear line
     load = Embeddings.load
     groups, pairs, outcomes, stats = cluster_embeddings(
         load(args.embeddings), load(args.plants_embeddings), manifest, read_table(Path(args.plants_truth)),
         params=params, baseline=args.baseline, hashes=load(args.hashes) if args.hashes else None,
         plant_hashes=load(args.plants_hashes) if args.plants_hashes else None, source=args.embeddings,
-        plant_manifest=read_table(Path(args.plants_manifest)) if args.plants_manifest else None, cache_dir=cache_dir)
+        plant_manifest=read_table(Path(args.plants_manifest)) if args.plants_manifest else None, cache_dir=cache_dir,
+        engine=engine)
     write_cluster_outputs(Path(args.out), groups, pairs, outcomes, stats)
 
 

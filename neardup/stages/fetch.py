@@ -25,7 +25,7 @@ def main() -> None:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     try:
-        result = fetch_dataset(params, out, cache=cache)
+        result = fetch_dataset(params, out, cache=cache, engine=load_params("engine"))
     except EmptyDatasetError as exc:
         write_fetch_result(exc.result, out)  # skipped.csv says why each entry was left out
         raise

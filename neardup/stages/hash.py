@@ -18,10 +18,11 @@ def main() -> None:
     if len(args.manifest) != len(args.out):
         parser.error("give one --out per --manifest")
     params = load_params("hash")
-    cache_dir = load_params("cache").dir
+    cache_dir, engine = load_params("cache").dir, load_params("engine")
     for manifest, out in zip(args.manifest, args.out):
         start = time.perf_counter()
-        hashed = hash_images(args.method, read_table(manifest), hash_size=params.size, cache_dir=cache_dir)
+        hashed = hash_images(args.method, read_table(manifest), hash_size=params.size, cache_dir=cache_dir,
+                             engine=engine)
         hashed.save(out)
         record_timing("hash", Path(out).stem, images=len(hashed.ids), seconds=time.perf_counter() - start,
                       rate=hashed.images_per_second)
