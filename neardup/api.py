@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 #: The package's defaults: the repository's ``params.yaml`` (the one home of every value).
 DEFAULTS = Path(__file__).with_name("params.yaml")
 #: Params groups ``find_duplicates`` accepts as keyword overrides (fetch comes from its arguments).
-GROUPS = ("plant", "embed", "hash", "cluster", "evaluate", "act", "render", "cache")
+GROUPS = ("plant", "embed", "hash", "cluster", "evaluate", "act", "render", "cache", "engine")
 
 
 def default_params() -> dict:

@@ -29,7 +29,7 @@ class ImageTooLarge(ValueError):
 # module globals. While any decode runs they are set to "no limit of Pillow's own" (the decoder
 # checks the caller's cap from the header itself, so Pillow never pre-empts it or crashes above
 # 2x its default) and "truncated files fail"; the first decoder in saves them, the last one out
-# restores them, so concurrent decodes (embed's tf.data threads) never leave them changed.
+# restores them, so concurrent decodes (embed's decode threads) never leave them changed.
 _limits_lock = threading.Lock()
 _limits_depth = 0
 _limits_saved: tuple = ()

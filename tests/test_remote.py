@@ -79,6 +79,28 @@ def test_memory_url_folder(folder, tmp_path):
         fs.rm("/bucket", recursive=True)
 
 
+def test_the_api_finds_a_copy_in_a_memory_folder(folder, tmp_path, model_cache):
+    import io
+
+    import neardup
+    from PIL import Image
+
+    fs = fsspec.filesystem("memory")
+    for path in folder.rglob("*.jpg"):
+        fs.pipe(f"/api/{path.name}", path.read_bytes())
+    copy = io.BytesIO()
+    Image.open(folder / "sub" / "coffee.jpg").resize((120, 100)).save(copy, "JPEG", quality=70)
+    fs.pipe("/api/coffee_small.jpg", copy.getvalue())
+    try:
+        result = neardup.find_duplicates("memory://api", out=tmp_path / "out", plant={"n": 4},
+                                         cache={"dir": model_cache})
+    finally:
+        fs.rm("/api", recursive=True)
+    assert result.manifest["path"].str.startswith("memory:///api/").all() and len(result.manifest) == 5
+    groups = result.groups.groupby("group")["id"].apply(set).tolist()
+    assert {"coffee.jpg", "coffee_small.jpg"} in groups, groups
+
+
 def test_bad_urls_are_one_line_errors(tmp_path):
     with pytest.raises(UserError, match=r"^fetch.folder.images memory://nowhere/x is not a folder"):
         fetch_source(_spec("memory://nowhere/x", tmp_path), tmp_path / "out", set_name="train")

@@ -56,7 +56,7 @@ def detect_strategy():
     """
     tf = import_tensorflow()
 
-    if os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR") or Path("/dev/accel0").exists():
+    if tpu_announced():
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
             tf.config.experimental_connect_to_cluster(resolver)
@@ -105,11 +105,14 @@ def describe_strategy(strategy) -> str:
     return "CPU"
 
 
+def tpu_announced() -> bool:
+    """Whether the environment announces a TPU (``TPU_NAME``, ``COLAB_TPU_ADDR`` or ``/dev/accel0``)."""
+    return bool(os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR") or Path("/dev/accel0").exists())
+
+
 def has_accelerator() -> bool:
     """Whether TensorFlow sees a GPU, or the environment announces a TPU (without initialising either)."""
-    tf = import_tensorflow()
-    return bool(tf.config.list_physical_devices("GPU") or os.environ.get("TPU_NAME")
-                or os.environ.get("COLAB_TPU_ADDR") or Path("/dev/accel0").exists())
+    return bool(import_tensorflow().config.list_physical_devices("GPU") or tpu_announced())
 
 
 class Embedder:
