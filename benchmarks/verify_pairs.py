@@ -31,7 +31,7 @@ from neardup.cluster import cluster_run  # noqa: E402
 from neardup.cluster.scoring import descriptors  # noqa: E402
 from neardup.fetch.folder import scan_folder  # noqa: E402
 from neardup.transforms import EASY_TRANSFORMS, HARD_TRANSFORMS  # noqa: E402
-from neardup.verify import extract, match  # noqa: E402
+from neardup.verify import CONTRAST, extract, match  # noqa: E402
 
 
 def adjusted(distance: np.ndarray, inliers: np.ndarray, usable: np.ndarray, *, min_inliers: int,
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--min-inliers", type=int, default=12)
     parser.add_argument("--factor", type=float, default=0.5, help="verified pairs: distance times this")
     parser.add_argument("--penalty", type=float, default=0.3, help="unverified pairs: distance plus this")
+    parser.add_argument("--contrast", type=float, default=CONTRAST, help="SIFT contrastThreshold")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/neardup-bench-cache"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -77,7 +78,7 @@ def main() -> None:
         path = dict(zip(manifest["id"], manifest["path"]))
         todo = pairs[pairs["distance"] <= args.radius]
         start = time.perf_counter()
-        features = {i: extract(path[i]) for i in sorted(set(todo["a"]) | set(todo["b"]))}
+        features = {i: extract(path[i], contrast=args.contrast) for i in sorted(set(todo["a"]) | set(todo["b"]))}
         t_images = time.perf_counter() - start
         start = time.perf_counter()
         found = [match(features[a], features[b]) for a, b in zip(todo["a"], todo["b"])]

@@ -24,8 +24,13 @@ from scipy import sparse
 
 from neardup.cache import CACHE_VERSION, descriptor_key
 from neardup.decode import open_rgb
+from neardup.runner import cpu_cores
 
 log = logging.getLogger(__name__)
+#: SIFT's contrastThreshold, an eighth of OpenCV's 0.04: low-texture photos (fur, sky, a smooth
+#: crop) keep enough keypoints to be proven, while textured ones keep their ``max_keypoints``
+#: strongest (docs/quality.md, "Geometric verification": 0.04, 0.01, 0.005 and 0.0025 measured).
+CONTRAST = 0.005
 ARRAYS = ("points", "descriptors", "mirror_points", "mirror_descriptors", "scale", "width")
 
 
@@ -57,8 +62,10 @@ class Match:
     pairs: np.ndarray
 
 
-def extract(path: str, *, max_side: int = 512, max_keypoints: int = 1000, min_side: int = 64) -> Features:
-    """SIFT features of ``path`` and of its mirror (see the module docstring)."""
+def extract(path: str, *, max_side: int = 512, max_keypoints: int = 1000, min_side: int = 64,
+            contrast: float = CONTRAST) -> Features:
+    """SIFT features of ``path`` and of its mirror (see the module docstring); ``contrast`` is SIFT's
+    ``contrastThreshold``."""
     import cv2
 
     image = open_rgb(path)
@@ -71,7 +78,7 @@ def extract(path: str, *, max_side: int = 512, max_keypoints: int = 1000, min_si
     if scale < 1:
         grey = cv2.resize(grey, (round(grey.shape[1] * scale), round(grey.shape[0] * scale)),
                           interpolation=cv2.INTER_AREA)
-    sift = cv2.SIFT_create(nfeatures=max_keypoints)
+    sift = cv2.SIFT_create(nfeatures=max_keypoints, contrastThreshold=contrast)
 
     def detect(pixels):
         keypoints, descriptors = sift.detectAndCompute(np.ascontiguousarray(pixels), None)
@@ -165,7 +172,7 @@ def load_features(images, paths, content, params, *, cache_dir: str = "") -> tup
     """Features of rows ``images`` (``paths[i]``, cached by ``content[i]``), extracted in one thread per
     core where the cache has none. Returns ``{row: Features}`` and the rows that were extracted."""
     cache = FeatureCache(cache_dir, max_side=params.max_side, max_keypoints=params.max_keypoints,
-                         min_side=params.min_side, features="sift", format=2)
+                         min_side=params.min_side, features="sift", contrast=CONTRAST, format=2)
     features: dict[int, Features] = {}
     by_key: dict[str, Features] = {}
     todo = []
@@ -176,7 +183,7 @@ def load_features(images, paths, content, params, *, cache_dir: str = "") -> tup
             todo.append(i)
         else:
             features[i] = by_key[key] = found
-    with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:  # OpenCV releases the GIL
+    with ThreadPoolExecutor(cpu_cores()) as pool:  # OpenCV releases the GIL
         extracted = pool.map(lambda i: extract(str(paths[i]), max_side=params.max_side,
                                                max_keypoints=params.max_keypoints, min_side=params.min_side), todo)
         for i, f in zip(todo, extracted):
