@@ -70,6 +70,14 @@ def dask_client(address: str):
         yield client
 
 
+def require_cache_dir(cache_dir: str, what: str) -> None:
+    """Dask workers hand their results over (and read shared arrays) through ``cache.dir``: stop with one
+    line when it is off. ``what``: what they exchange there, for the message."""
+    if not cache_dir:
+        raise UserError(f"engine.kind dask needs cache.dir: the workers exchange {what} through it, so set "
+                        f"cache.dir to a folder every worker sees")
+
+
 def map_on_dask(task, items, *, engine, what: str, **kwargs) -> list:
     """``task(shard, **kwargs)`` on Dask workers for every shard of ``engine.shard_size`` items (a list or
     the rows of a DataFrame); the results in shard order. A task lost with its worker is run again

@@ -20,7 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from neardup.cache import vector_cache
-from neardup.contract import Embeddings, UserError
+from neardup.contract import Embeddings
 from neardup.decode import open_rgb
 from neardup.params import check_choice
 
@@ -200,10 +200,9 @@ def hash_images(method: str, manifest: pd.DataFrame, *, hash_size: int, cache_di
     (one task per ``engine.shard_size`` images), and the output is assembled from the cache as here."""
     check_choice(method, HASH_METHODS, "hash.methods")
     if engine is not None and engine.kind == "dask":
-        from neardup.engine import map_on_dask, missing_from
+        from neardup.engine import map_on_dask, missing_from, require_cache_dir
 
-        if not cache_dir:
-            raise UserError("engine.kind dask needs cache.dir: the workers hand their hashes over through it")
+        require_cache_dir(cache_dir, "hashes")
         map_on_dask(_hash_shard, missing_from(manifest, hash_cache(cache_dir, method, hash_size)), engine=engine,
                     what=f"hash {method}", method=method, hash_size=hash_size, cache_dir=cache_dir)
     return hash_manifest(manifest, method=method, hash_size=hash_size, cache=hash_cache(cache_dir, method, hash_size))

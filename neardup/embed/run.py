@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from neardup.cache import vector_cache
-from neardup.contract import Embeddings, UserError
+from neardup.contract import Embeddings
 from neardup.embed import Embedder
 from neardup.embed.models import MODEL_NAMES
 from neardup.params import EmbedParams, EngineParams, check_choice
@@ -76,9 +76,8 @@ def _embed_on_dask(manifest: pd.DataFrame, *, settings: dict, cache_dir: str, en
     """Fill the vector cache for ``manifest`` on Dask workers, ``engine.shard_size`` images per task
     (only the images the cache lacks; ``settings`` resolved: ``size`` an int). The workers must see
     ``cache_dir``."""
-    from neardup.engine import map_on_dask, missing_from
+    from neardup.engine import map_on_dask, missing_from, require_cache_dir
 
-    if not cache_dir:
-        raise UserError("engine.kind dask needs cache.dir: the workers hand their vectors over through it")
+    require_cache_dir(cache_dir, "vectors")
     map_on_dask(_embed_shard, missing_from(manifest, run_cache(cache_dir, settings)), engine=engine,
                 what="embedding", settings=settings, cache_dir=cache_dir)

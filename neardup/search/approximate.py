@@ -43,7 +43,8 @@ class ApproximateIndex:
     reduced_dim : int
         Dimensions the cells are formed and chosen in.
     runner : LocalRunner or DaskRunner (neardup.search.tasks), optional
-        Where the cells are searched, one task each (:mod:`neardup.search.tasks`); default threads here.
+        Where the cells are searched, consecutive cells grouped into about ``CELL_TASKS_PER_WORKER``
+        tasks per worker (:mod:`neardup.search.tasks`); default threads here.
     """
 
     def __init__(self, reference: np.ndarray, *, nprobe: int = 16, seed: int = 0, reduced_dim: int = 64,

@@ -25,7 +25,6 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from neardup.contract import UserError
 from neardup.runner import cpu_cores
 
 log = logging.getLogger(__name__)
@@ -134,9 +133,9 @@ def search_runner(engine, cache_dir: str):
     if engine is None or engine.kind == "local":
         yield LocalRunner()
         return
-    if not cache_dir:
-        raise UserError("engine.kind dask needs cache.dir: the workers read the vectors of the pair search there")
-    from neardup.engine import dask_client
+    from neardup.engine import dask_client, require_cache_dir
+
+    require_cache_dir(cache_dir, "the pair search's vectors")
 
     with dask_client(engine.address) as client:
         runner = DaskRunner(client, Path(cache_dir) / "engine")
