@@ -35,6 +35,15 @@ def default_params() -> dict:
     return yaml.safe_load(DEFAULTS.read_text())
 
 
+def _deep(base: dict, values: Mapping) -> dict:
+    """``base`` with ``values`` laid over it; nested dicts merge (``cluster={"verify": {"factor": 0.3}}``
+    keeps the other ``verify`` params), anything else is replaced."""
+    out = dict(base)
+    for key, value in values.items():
+        out[key] = _deep(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def _merged(defaults: dict, overrides: Mapping) -> dict:
     out = copy.deepcopy(defaults)
     for group, values in overrides.items():
@@ -43,7 +52,7 @@ def _merged(defaults: dict, overrides: Mapping) -> dict:
                             "(the images and labels are its first arguments)")
         if not isinstance(values, Mapping):
             raise UserError(f"{group} must be a dict of params, e.g. {group}={{...}}, got {values!r}")
-        out[group] = {**out[group], **values}
+        out[group] = _deep(out[group], values)
     return out
 
 

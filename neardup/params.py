@@ -234,7 +234,9 @@ class VerifyParams:
     max_keypoints: int
     min_side: int
     min_inliers: int
+    min_ratio: float
     factor: float
+    refute_keypoints: int
 
     def validate(self, where: str) -> None:
         _check(self.max_side >= 64, f"{where}.max_side must be >= 64, got {self.max_side}")
@@ -242,6 +244,9 @@ class VerifyParams:
         _check(self.min_side >= 16, f"{where}.min_side must be >= 16, got {self.min_side}")
         _check(self.min_inliers >= 4, f"{where}.min_inliers must be >= 4 (a similarity needs 2 points; "
                                       f"RANSAC agreement needs more), got {self.min_inliers}")
+        _check(0 <= self.min_ratio <= 1, f"{where}.min_ratio must lie in [0, 1], got {self.min_ratio}")
+        _check(self.refute_keypoints >= 0,
+               f"{where}.refute_keypoints must be >= 0 (0: never), got {self.refute_keypoints}")
         _check(0 < self.factor <= 1, f"{where}.factor must lie in (0, 1], got {self.factor}")
 
 

@@ -3,9 +3,12 @@ transform (rotation, scale, shift; mirrored too) are proof of a copy.
 
 For each image, SIFT keypoints (OpenCV) on the grey image scaled to at most ``max_side`` pixels,
 of the image and of its mirror, cached by image content. A pair is matched with Lowe's ratio test,
-then a similarity is fitted with RANSAC (``cv2.estimateAffinePartial2D``); the inliers are the
-evidence. A pair with at least ``min_inliers`` moves closer (its distance times ``factor``); the
-others keep their distance (low-texture copies often have few features, so no agreement is no
+then a similarity is fitted with RANSAC (``cv2.estimateAffinePartial2D``); the inliers, counted once
+per keypoint location, are the evidence. A pair with at least ``min_inliers`` of them, making up at
+least ``min_ratio`` of the matches (a repeated pattern gives a few inliers among many matches that
+disagree), is proven and moves closer (its distance times ``factor``). A pair that is not proven
+although both images have ``refute_keypoints`` keypoints moves away (its distance over ``factor``);
+other pairs keep their distance (a low-texture copy has few features, so there no agreement is no
 proof of a different photo: measured in docs/quality.md). Images whose short side is under
 ``min_side`` are not verified (too few features: CIFAR's 32 x 32).
 """
@@ -51,15 +54,22 @@ class Features:
 
 @dataclass
 class Match:
-    """The result of verifying one pair: RANSAC inliers, matches that passed the ratio test, whether
-    the best fit was against the mirror, the fitted 2 x 3 transform (None without one) and the inlier
-    keypoints ``(inliers, 4)``: ``x_a, y_a, x_b, y_b`` in each image's own pixels (b unmirrored)."""
+    """The result of verifying one pair: RANSAC inliers (distinct locations, :func:`distinct_points`),
+    matches that passed the ratio test, whether the best fit was against the mirror, the fitted 2 x 3
+    transform (None without one) and the inlier keypoints ``(k, 4)``, ``k >= inliers`` (a location
+    with several orientations repeats): ``x_a, y_a, x_b, y_b`` in each image's own pixels (b unmirrored)."""
 
     inliers: int
     matches: int
     mirrored: bool
     transform: np.ndarray | None
     pairs: np.ndarray
+
+    def proves(self, params) -> bool:
+        """Proof of a copy: at least ``params.min_inliers`` inliers, and at least ``params.min_ratio``
+        of the ratio-test matches among them (a repeated pattern, a lattice or a fence, gives a few
+        inliers among many matches that disagree)."""
+        return self.inliers >= params.min_inliers and self.inliers >= params.min_ratio * self.matches
 
 
 def extract(path: str, *, max_side: int = 512, max_keypoints: int = 1000, min_side: int = 64,
@@ -90,6 +100,16 @@ def extract(path: str, *, max_side: int = 512, max_keypoints: int = 1000, min_si
     return Features(points, descriptors, mirror_points, mirror_descriptors, float(scale), float(image.width), True)
 
 
+def distinct_points(src: np.ndarray, dst: np.ndarray) -> int:
+    """Inliers counted once per keypoint location on each side: SIFT gives one location several
+    orientations, and many keypoints of one image can match one keypoint of a texture-poor image, so
+    raw inliers can outnumber the locations that agree (a degenerate fit). Returns the smaller number of
+    distinct locations (to 0.1 px) among ``src`` and ``dst``, each ``(n, 2)``."""
+    if not len(src):
+        return 0
+    return min(len(np.unique(np.round(points, 1), axis=0)) for points in (src, dst))
+
+
 def match(a: Features, b: Features, *, ratio: float = 0.75, threshold: float = 5.0, enough: int = 20) -> Match:
     """Verify one pair: ``a`` against ``b``, then against ``b``'s mirror unless ``enough`` inliers agree."""
     import cv2
@@ -110,9 +130,9 @@ def match(a: Features, b: Features, *, ratio: float = 0.75, threshold: float = 5
             # ``threshold`` pixels of the image as detected, in b's own pixels
             transform, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC,
                                                              ransacReprojThreshold=threshold / b.scale)
-            n = int(inliers.sum()) if inliers is not None else 0
+            keep = inliers.ravel().astype(bool) if inliers is not None else np.zeros(len(good), bool)
+            n = distinct_points(src[keep], dst[keep])
             if n > best.inliers:
-                keep = inliers.ravel().astype(bool)
                 x_b = b.width - dst[keep, 0] if mirrored else dst[keep, 0]  # back to b's own pixels
                 best = Match(n, len(good), mirrored, transform,
                              np.column_stack([src[keep], x_b, dst[keep, 1]]).astype(np.float32))
@@ -196,7 +216,7 @@ def load_features(images, paths, content, params, *, cache_dir: str = "") -> tup
 
 
 def pair_matches(pairs, manifest, params, *, cache_dir: str = "") -> dict:
-    """``{(a, b): Match}`` for the id pairs ``pairs`` whose match is verified (``min_inliers``), from the
+    """``{(a, b): Match}`` for the id pairs ``pairs`` whose match is a proof (:meth:`Match.proves`), from the
     images of ``manifest`` (``id, path, sha256``, ``pixel_sha256``): the proof drawn in the report."""
     from neardup.contract import content_keys
 
@@ -212,52 +232,80 @@ def pair_matches(pairs, manifest, params, *, cache_dir: str = "") -> dict:
     for a, b in pairs:
         if a in index and b in index:
             m = match(features[index[a]], features[index[b]])
-            if m.inliers >= params.min_inliers:
+            if m.proves(params):
                 found[(a, b)] = m
     return found
 
 
+def nearest_edges(coo: sparse.coo_matrix, graph: sparse.csr_matrix) -> np.ndarray:
+    """Mask over the entries of ``coo`` (the upper triangle of the symmetric ``graph``): the pair is
+    some image's nearest neighbour in ``graph`` (ties: the lower column)."""
+    graph = graph.tocsr()
+    graph.sort_indices()
+    filled = np.flatnonzero(np.diff(graph.indptr))
+    if not len(filled):
+        return np.zeros(coo.nnz, bool)
+    lowest = np.minimum.reduceat(graph.data, graph.indptr[filled])
+    rows = np.repeat(np.arange(graph.shape[0]), np.diff(graph.indptr))
+    is_min = graph.data == np.repeat(lowest, np.diff(graph.indptr)[filled])
+    first = np.unique(rows[is_min], return_index=True)[1]
+    a, b = rows[is_min][first], graph.indices[is_min][first]
+    keys = np.minimum(a, b).astype(np.int64) * graph.shape[0] + np.maximum(a, b)
+    return np.isin(coo.row.astype(np.int64) * graph.shape[0] + coo.col, keys)
+
+
 def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: float, cache_dir: str = "",
                  stats: dict | None = None) -> sparse.csr_matrix:
-    """``graph`` with every pair within ``radius`` verified and the verified ones moved closer.
+    """``graph`` with its candidate pairs verified: proven pairs move closer, refuted ones away.
+
+    Verified: every pair within ``radius`` (the largest eps) and each image's nearest neighbour
+    whatever its distance (a crop can sit beyond every eps, and the proof brings it in), except pairs
+    of identical content (distance 0). A pair that :meth:`Match.proves` a copy moves to its distance
+    times ``factor``; a pair that does not, of two images with at least ``refute_keypoints`` keypoints
+    each (both textured enough that a copy would show), moves to its distance divided by ``factor``.
 
     Parameters
     ----------
     graph : csr_matrix, shape (n, n)
-        The scored pair graph (symmetric); every stored pair within ``radius`` is verified once (the
-        nearest-neighbour candidates beyond it are left as they are).
+        The scored pair graph (symmetric).
     paths : sequence of str, length n
         Each row's image file.
     content : sequence of str, length n
         Each row's content key (features are cached and shared by it).
     params : VerifyParams
-        ``max_side``, ``max_keypoints``, ``min_side``, ``min_inliers``, ``factor``.
+        ``max_side``, ``max_keypoints``, ``min_side``, ``min_inliers``, ``min_ratio``, ``factor``,
+        ``refute_keypoints``.
     stats : dict, optional
-        Receives ``verify``: pairs verified, images they involve, pairs moved closer (timings go to
-        the log only: outputs hold no timings).
+        Receives ``verify``: pairs verified, images they involve, pairs moved closer and away, images
+        too small (timings go to the log only: outputs hold no timings).
     """
     coo = sparse.triu(graph, k=1).tocoo()
-    within = np.flatnonzero(coo.data <= radius)
-    rows, cols = coo.row[within], coo.col[within]
+    chosen = np.flatnonzero(((coo.data <= radius) | nearest_edges(coo, graph)) & (coo.data > 0))
+    rows, cols = coo.row[chosen], coo.col[chosen]
     images = sorted(set(rows.tolist()) | set(cols.tolist()))
     start = time.perf_counter()
     features, todo = load_features(images, paths, content, params, cache_dir=cache_dir)
     t_images = time.perf_counter() - start
     start = time.perf_counter()
-    inliers = np.array([match(features[a], features[b]).inliers for a, b in zip(rows, cols)], dtype=int)
+    with ThreadPoolExecutor(cpu_cores()) as pool:  # OpenCV releases the GIL
+        found = list(pool.map(lambda ab: match(features[ab[0]], features[ab[1]]), zip(rows, cols)))
     t_pairs = time.perf_counter() - start
-    verified = inliers >= params.min_inliers
+    proven = np.array([m.proves(params) for m in found], dtype=bool)
+    keypoints = np.array([min(len(features[a].points), len(features[b].points)) for a, b in zip(rows, cols)], dtype=int)
+    refuted = ~proven & (params.refute_keypoints > 0) & (keypoints >= params.refute_keypoints)
     data = coo.data.astype(float).copy()
-    data[within[verified]] *= params.factor
+    data[chosen[proven]] *= params.factor
+    data[chosen[refuted]] /= params.factor
     small = sum(1 for i in images if not features[i].usable)
-    log.info("verified %d pairs within %g: %d moved closer; features of %d images (%d extracted, %.0f ms each), "
-             "%.1f ms per pair", len(rows), radius, int(verified.sum()), len(images), len(todo),
-             1000 * t_images / max(1, len(todo)), 1000 * t_pairs / max(1, len(rows)))
+    log.info("verified %d pairs (within %g, or an image's nearest): %d proven, moved closer; %d refuted, moved "
+             "away; features of %d images (%d extracted, %.1f s), %.1f ms per pair", len(rows), radius,
+             int(proven.sum()), int(refuted.sum()), len(images), len(todo), t_images,
+             1000 * t_pairs / max(1, len(rows)))
     if small:
         log.info("%d of these images have a side under cluster.verify.min_side (%d px): their pairs are not verified",
                  small, params.min_side)
     if stats is not None:
-        stats["verify"] = {"pairs": int(len(rows)), "images": len(images), "verified": int(verified.sum()),
-                           "too_small": small}
+        stats["verify"] = {"pairs": int(len(rows)), "images": len(images), "verified": int(proven.sum()),
+                           "refuted": int(refuted.sum()), "too_small": small}
     return sparse.coo_matrix((np.r_[data, data], (np.r_[coo.row, coo.col], np.r_[coo.col, coo.row])),
                              shape=graph.shape).tocsr()

@@ -81,6 +81,9 @@ def test_the_api_rejects_bad_params_and_inputs_in_one_line(tmp_path, demo):
 
     with pytest.raises(UserError, match=r"cluster\.eps"):
         neardup.find_duplicates(demo["images"], out=tmp_path / "a", cluster={"eps": ["abc"]})
+    # a nested group merges into the defaults: only the param given is checked against them
+    with pytest.raises(UserError, match=r"^cluster\.verify\.factor must lie in \(0, 1\], got 2"):
+        neardup.find_duplicates(demo["images"], out=tmp_path / "a", cluster={"verify": {"factor": 2}})
     with pytest.raises(UserError, match="unknown params group 'fetch'"):
         neardup.find_duplicates(demo["images"], out=tmp_path / "b", fetch={"source": "demo"})
     with pytest.raises(UserError, match="not a folder"):

@@ -161,6 +161,10 @@ def test_bad_values(tmp_path):
          r"^cluster.verify.enabled must be true or false, got 'yes'$"),
         ({"cluster": {"verify": {"min_inliers": 2}}},
          r"^cluster.verify.min_inliers must be >= 4"),
+        ({"cluster": {"verify": {"min_ratio": 1.5}}},
+         r"^cluster.verify.min_ratio must lie in \[0, 1\], got 1.5$"),
+        ({"cluster": {"verify": {"refute_keypoints": -1}}},
+         r"^cluster.verify.refute_keypoints must be >= 0 \(0: never\), got -1$"),
     ])
     assert_rejected(tmp_path, [({"embed": {"sizes": ["big"]}}, "embed.sizes"),
                                ({"embed": {"sizes": [16]}}, "embed.sizes"),

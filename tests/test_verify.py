@@ -1,18 +1,22 @@
 """Geometric verification on real photos with real OpenCV SIFT and RANSAC: copies (rotated, cropped,
-mirrored) are proven, different photos are not, tiny images are left alone, and keypoints are cached
-by content and checked before they are trusted."""
+mirrored) are proven, different photos are not (nor a degenerate fit onto one keypoint), textured
+different photos are refuted, tiny images are left alone, an image's nearest neighbour is verified
+beyond the radius, and keypoints are cached by content and checked before they are trusted."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 from scipy import sparse
 
 from conftest import save
 from neardup.params import VerifyParams
-from neardup.verify import extract, match, verify_edges
+from dataclasses import replace
 
-PARAMS = VerifyParams(enabled=True, max_side=512, max_keypoints=1000, min_side=64, min_inliers=12, factor=0.5)
+from neardup.verify import distinct_points, extract, match, verify_edges
+
+PARAMS = VerifyParams(enabled=True, max_side=512, max_keypoints=1000, min_side=64, min_inliers=12, min_ratio=0.4,
+                      factor=0.5, refute_keypoints=200)
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +31,9 @@ def files(tmp_path_factory, photos):
         "mirror": save(np.asarray(original.transpose(Image.Transpose.FLIP_LEFT_RIGHT)), root / "mirror.jpg"),
         "other": save(photos["coffee"], root / "other.jpg", quality=90),
         "tiny": save(np.asarray(original.resize((32, 32))), root / "tiny.png"),
+        # a blurred thumbnail blown up: ~50 keypoints, onto which many of another photo's match
+        "blurred": save(np.asarray(original.resize((96, 96)).filter(ImageFilter.GaussianBlur(2))
+                                   .resize((300, 300))), root / "blurred.jpg", quality=90),
     }
     return {k: str(v) for k, v in paths.items()}
 
@@ -41,21 +48,41 @@ def test_copies_are_proven_and_different_photos_are_not(files):
     assert mirrored.inliers >= 30 and mirrored.mirrored
     assert match(feats["original"], feats["other"]).inliers < PARAMS.min_inliers
     assert not feats["tiny"].usable and match(feats["original"], feats["tiny"]).inliers == 0
+    # inliers count distinct keypoint locations: SIFT repeats a location per orientation
+    assert rotated.inliers == distinct_points(rotated.pairs[:, :2], rotated.pairs[:, 2:]) <= len(rotated.pairs)
+    assert distinct_points(np.float32([[1, 2], [1, 2], [3, 4]]), np.float32([[0, 0], [5, 5], [6, 6]])) == 2
 
 
-def test_verified_pairs_move_closer_and_features_are_cached(files, tmp_path, caplog):
+def test_a_degenerate_fit_and_a_weak_agreement_prove_nothing(files):
+    feats = {k: extract(p) for k, p in files.items()}
+    # many of the coffee photo's keypoints match the few of a blurred thumbnail, and RANSAC can fit a
+    # transform of scale ~0 sending them all to one point: one location agrees, not a dozen
+    degenerate = match(feats["other"], feats["blurred"])
+    assert degenerate.matches >= PARAMS.min_inliers and degenerate.inliers <= 2 and not degenerate.proves(PARAMS)
+    rotated = match(feats["original"], feats["rotated_crop"])
+    share = rotated.inliers / rotated.matches
+    assert rotated.proves(replace(PARAMS, min_ratio=share))
+    assert not rotated.proves(replace(PARAMS, min_ratio=min(1.0, share + 0.01)))
+    assert not rotated.proves(replace(PARAMS, min_inliers=rotated.inliers + 1))
+
+
+def test_verified_pairs_move_closer_refuted_ones_away_and_features_are_cached(files, tmp_path, caplog):
     names = ["original", "rotated_crop", "other", "tiny"]
     paths = [files[k] for k in names]
     content = [f"key-{k}" for k in names]
-    # every pair at 0.4 (within the radius 0.5), and original-other also as a far candidate at 0.9
-    rows, cols, dist = [0, 0, 0, 1, 1, 2], [1, 2, 3, 2, 3, 3], [0.4, 0.9, 0.4, 0.4, 0.4, 0.4]
+    # the copy at 0.9 (beyond the radius 0.5, but the rotated crop's nearest), the different photo and
+    # the tiny image within the radius, and other-tiny at 0.95 (beyond it, nobody's nearest)
+    rows, cols, dist = [0, 0, 0, 2], [1, 2, 3, 3], [0.9, 0.4, 0.4, 0.95]
     graph = sparse.coo_matrix((dist + dist, (rows + cols, cols + rows)), shape=(4, 4)).tocsr()
     stats = {}
     out = verify_edges(graph, paths, content, PARAMS, radius=0.5, cache_dir=str(tmp_path), stats=stats)
-    assert out[0, 1] == out[1, 0] == pytest.approx(0.2)  # the copy: proven, half the distance
-    assert out[0, 2] == pytest.approx(0.9) and out[1, 2] == pytest.approx(0.4)  # far candidate untouched
+    assert out[0, 1] == out[1, 0] == pytest.approx(0.45)  # the copy: proven, half the distance
+    assert out[0, 2] == out[2, 0] == pytest.approx(0.8)  # two textured photos that do not agree: refuted
     assert out[0, 3] == pytest.approx(0.4)  # tiny: not verified, not moved
-    assert stats["verify"] == {"pairs": 5, "images": 4, "verified": 1, "too_small": 1}
+    assert out[2, 3] == pytest.approx(0.95)  # far and nobody's nearest: not verified
+    assert stats["verify"] == {"pairs": 3, "images": 4, "verified": 1, "refuted": 1, "too_small": 1}
+    kept = verify_edges(graph, paths, content, replace(PARAMS, refute_keypoints=0), radius=0.5)
+    assert kept[0, 2] == pytest.approx(0.4) and kept[0, 1] == pytest.approx(0.45)  # refuting off
     cached = sorted((tmp_path / "features").rglob("*.npz"))
     assert len(cached) == 4
     again = verify_edges(graph, paths, content, PARAMS, radius=0.5, cache_dir=str(tmp_path))
@@ -86,8 +113,8 @@ def test_the_proof_is_drawn_in_the_figures_and_the_review_view(files, tmp_path):
     matches = pair_matches(pairs, manifest, PARAMS, cache_dir=str(tmp_path))
     assert set(matches) == set(pairs[:2])  # the different photo has no proof
     m = matches[pairs[0]]
-    assert m.pairs.shape == (m.inliers, 4)
-    a = np.column_stack([m.pairs[:, :2], np.ones(m.inliers)])
+    assert m.pairs.shape[1] == 4 and len(m.pairs) >= m.inliers  # every inlier keypoint, repeats included
+    a = np.column_stack([m.pairs[:, :2], np.ones(len(m.pairs))])
     assert np.median(np.linalg.norm(a @ m.transform.T - m.pairs[:, 2:], axis=1)) < 3  # b's own pixels
     mirrored = matches[pairs[1]]
     assert mirrored.mirrored and np.median(np.abs(mirrored.pairs[:, 2] - (sizes[2][0] - mirrored.pairs[:, 0]))) < 3
