@@ -3,10 +3,12 @@ verified pairs should move, measured on the pairs the default scoring proposes (
 
 For a folder with known duplicates (and/or planted copies), the default configuration (Lite0@auto,
 max pooling, whitening, dHash mix, neighbourhood normalisation) proposes the candidate pairs: each
-image's 10 nearest and every pair within ``--radius``. Every pair within the radius is verified
-(:mod:`neardup.verify`), and the table gives AP, best pair F1, R@P0.9, recall per planted transform
-at the best-F1 threshold and the different-original pairs proposed there, with the plain distance
-and with the distance adjusted by the verification, plus the cost per image and per pair::
+image's 10 nearest and every pair within ``--radius``. Every candidate is verified
+(:mod:`neardup.verify`, ``cluster.verify`` from params.yaml, overridable here). The script prints how
+many true and other pairs each rule proves or refutes, then AP, best pair F1, R@P0.9, recall per
+planted transform at the best-F1 threshold and the different-original pairs proposed there, with the
+plain distance and with the distances verification gives (proven x factor, refuted / factor), plus
+the cost per image and per pair::
 
     .venv/bin/python benchmarks/verify_pairs.py --images ../shared/data/wallpapers \\
         --truth ../shared/data/wallpapers/truth_pairs.csv --plant 35
@@ -18,6 +20,8 @@ import logging
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +34,10 @@ from real_duplicates import curve, embed_cached, read_truth, with_plants  # noqa
 from neardup.cluster import cluster_run  # noqa: E402
 from neardup.cluster.scoring import descriptors  # noqa: E402
 from neardup.fetch.folder import scan_folder  # noqa: E402
+from neardup.params import load_params  # noqa: E402
+from neardup.runner import cpu_cores  # noqa: E402
 from neardup.transforms import EASY_TRANSFORMS, HARD_TRANSFORMS  # noqa: E402
-from neardup.verify import CONTRAST, extract, match  # noqa: E402
-
-
-def adjusted(distance: np.ndarray, inliers: np.ndarray, usable: np.ndarray, *, min_inliers: int,
-             factor: float, penalty: float) -> np.ndarray:
-    """Verified pairs (``inliers >= min_inliers``) move to ``factor * distance``; pairs of two usable
-    images with fewer than 4 inliers move ``penalty`` away; the rest keep their distance."""
-    out = distance.astype(float).copy()
-    out[inliers >= min_inliers] *= factor
-    out[usable & (inliers < 4)] += penalty
-    return out
+from neardup.verify import extract, match  # noqa: E402
 
 
 def main() -> None:
@@ -50,13 +46,17 @@ def main() -> None:
     parser.add_argument("--truth", type=Path)
     parser.add_argument("--plant", type=int, default=0)
     parser.add_argument("--radius", type=float, default=0.8)
-    parser.add_argument("--min-inliers", type=int, default=12)
-    parser.add_argument("--factor", type=float, default=0.5, help="verified pairs: distance times this")
-    parser.add_argument("--penalty", type=float, default=0.3, help="unverified pairs: distance plus this")
-    parser.add_argument("--contrast", type=float, default=CONTRAST, help="SIFT contrastThreshold")
+    parser.add_argument("--min-inliers", type=int, help="default: params.yaml")
+    parser.add_argument("--min-ratio", type=float, help="default: params.yaml")
+    parser.add_argument("--refute-keypoints", type=int, help="default: params.yaml")
+    parser.add_argument("--factor", type=float, help="default: params.yaml")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/neardup-bench-cache"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    params = load_params("cluster", Path(__file__).resolve().parents[1] / "params.yaml").verify
+    params = replace(params, **{k: v for k, v in (("min_inliers", args.min_inliers), ("min_ratio", args.min_ratio),
+                                                  ("refute_keypoints", args.refute_keypoints),
+                                                  ("factor", args.factor)) if v is not None})
     manifest = scan_folder(args.images).manifest
     true, links = read_truth(args.truth) if args.truth else (set(), [])
     kinds = {}
@@ -76,33 +76,41 @@ def main() -> None:
         _, pairs, _ = cluster_run(vectors, emb.ids, [""] * len(emb.ids), eps_values=[args.radius], metric="cosine",
                                   normalize_k=10, candidates=10, search="exact", nprobe=16, block=1024, stats={})
         path = dict(zip(manifest["id"], manifest["path"]))
-        todo = pairs[pairs["distance"] <= args.radius]
+        images = sorted(set(pairs["a"]) | set(pairs["b"]))
         start = time.perf_counter()
-        features = {i: extract(path[i], contrast=args.contrast) for i in sorted(set(todo["a"]) | set(todo["b"]))}
+        with ThreadPoolExecutor(cpu_cores()) as pool:
+            features = dict(zip(images, pool.map(lambda i: extract(path[i], max_side=params.max_side,
+                                                                   max_keypoints=params.max_keypoints,
+                                                                   min_side=params.min_side), images)))
         t_images = time.perf_counter() - start
         start = time.perf_counter()
-        found = [match(features[a], features[b]) for a, b in zip(todo["a"], todo["b"])]
+        with ThreadPoolExecutor(cpu_cores()) as pool:
+            found = list(pool.map(lambda ab: match(features[ab[0]], features[ab[1]]), zip(pairs["a"], pairs["b"])))
         t_pairs = time.perf_counter() - start
-    inliers = np.zeros(len(pairs), int)
-    usable = np.zeros(len(pairs), bool)
-    rows = pairs.index.get_indexer(todo.index)
-    inliers[rows] = [m.inliers for m in found]
-    usable[rows] = [features[a].usable and features[b].usable for a, b in zip(todo["a"], todo["b"])]
-    print(f"{len(manifest)} images, {len(true)} true pairs; {len(todo)} pairs within {args.radius} verified, "
-          f"{len(features)} images: {1000 * t_images / max(1, len(features)):.0f} ms per image, "
-          f"{1000 * t_pairs / max(1, len(todo)):.1f} ms per pair\n")
+    keypoints = np.array([min(len(features[a].points), len(features[b].points)) for a, b in zip(pairs["a"], pairs["b"])])
+    distinct = np.array([m.inliers for m in found])
+    enough = distinct >= params.min_inliers
+    proven = np.array([m.proves(params) for m in found])
+    refuted = ~proven & (params.refute_keypoints > 0) & (keypoints >= params.refute_keypoints)
     truth_of = np.array([(a, b) in true for a, b in zip(pairs["a"], pairs["b"])])
-    for name, ok in (("true pairs", truth_of[rows]), ("other pairs", ~truth_of[rows])):
-        values = inliers[rows][ok]
-        if len(values):
-            print(f"{name}: {len(values)}, inliers median {np.median(values):.0f}, >= {args.min_inliers}: "
-                  f"{np.mean(values >= args.min_inliers):.2f}, < 4: {np.mean(values < 4):.2f}")
-    print("\n| scoring | AP | best pair F1 | R@P0.9 | other pairs at best F1 | recall by transform |\n|---|---|---|---|---|---|")
+    print(f"{len(manifest)} images, {len(true)} true pairs; {len(pairs)} candidate pairs ({int(truth_of.sum())} true) "
+          f"verified, {len(features)} images: {1000 * t_images / max(1, len(features)):.0f} ms per image, "
+          f"{1000 * t_pairs / max(1, len(pairs)):.1f} ms per pair ({cpu_cores()} threads)\n")
+    print(f"| rule | true pairs | other pairs |\n|---|---|---|\n"
+          f"| >= {params.min_inliers} distinct inliers | {int((enough & truth_of).sum())} | {int((enough & ~truth_of).sum())} |\n"
+          f"| proven (and >= {params.min_ratio:g} of the matches) | {int((proven & truth_of).sum())} | "
+          f"{int((proven & ~truth_of).sum())} |\n"
+          f"| refuted (not proven, both >= {params.refute_keypoints} keypoints) | {int((refuted & truth_of).sum())} | "
+          f"{int((refuted & ~truth_of).sum())} |\n")
+    print("| scoring | AP | best pair F1 | R@P0.9 | other pairs at best F1 | recall by transform |\n|---|---|---|---|---|---|")
     near = pairs["nearest"] == 1
-    for name, distance in (("plain", pairs["distance"].to_numpy()),
-                           (f"verified x{args.factor:g}, unverified +{args.penalty:g}",
-                            adjusted(pairs["distance"].to_numpy(), inliers, usable, min_inliers=args.min_inliers,
-                                     factor=args.factor, penalty=args.penalty))):
+    plain = pairs["distance"].to_numpy(dtype=float)
+    moved = plain.copy()
+    moved[proven] *= params.factor
+    only_proof = moved.copy()
+    moved[refuted] /= params.factor
+    for name, distance in (("plain", plain), (f"proven x{params.factor:g}", only_proof),
+                           (f"proven x{params.factor:g}, refuted / {params.factor:g}", moved)):
         scored = pairs.assign(distance=distance)[near]
         s = curve(scored, true, lambda i: True, kinds)
         ranked = scored.sort_values(["distance", "a", "b"], kind="stable")

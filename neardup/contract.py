@@ -40,7 +40,7 @@ MANIFEST_COLUMNS = ["id", "path", "label", "label_name", "set", "sha256", "width
 SKIPPED_COLUMNS = ["path", "reason"]
 TRUTH_COLUMNS = ["id", "original", "transform"]
 GROUP_COLUMNS = ["eps", "group", "id", "label", "distance"]
-PAIR_COLUMNS = ["a", "b", "distance", "nearest"]
+PAIR_COLUMNS = ["a", "b", "distance", "nearest", "verified"]
 OUTCOME_COLUMNS = ["eps", "id", "original", "transform", "found", "with_unrelated"]
 
 #: Precision of every float written out, so a rerun gives the same bytes: significant digits in CSV
@@ -213,8 +213,9 @@ def content_keys(manifest: pd.DataFrame) -> np.ndarray:
 
 
 def read_pairs(path: Path) -> pd.DataFrame:
-    """``pairs.csv``: the scored candidate pairs, ``distance`` as float, ``nearest`` as int (0 / 1)."""
-    return read_table(path).astype({"distance": float, "nearest": int})
+    """``pairs.csv``: the scored candidate pairs, ``distance`` as float, ``nearest`` as int (0 / 1),
+    ``verified`` as int (1: proven a copy by geometric verification, -1: refuted, 0: neither or not verified)."""
+    return read_table(path).astype({"distance": float, "nearest": int, "verified": int})
 
 
 def read_outcomes(path: Path) -> pd.DataFrame:

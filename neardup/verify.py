@@ -255,7 +255,7 @@ def nearest_edges(coo: sparse.coo_matrix, graph: sparse.csr_matrix) -> np.ndarra
 
 
 def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: float, cache_dir: str = "",
-                 stats: dict | None = None) -> sparse.csr_matrix:
+                 stats: dict | None = None) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
     """``graph`` with its candidate pairs verified: proven pairs move closer, refuted ones away.
 
     Verified: every pair within ``radius`` (the largest eps) and each image's nearest neighbour
@@ -278,6 +278,13 @@ def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: fl
     stats : dict, optional
         Receives ``verify``: pairs verified, images they involve, pairs moved closer and away, images
         too small (timings go to the log only: outputs hold no timings).
+
+    Returns
+    -------
+    graph : csr_matrix, shape (n, n)
+        The graph with the moved distances.
+    verdicts : csr_matrix of int8, shape (n, n), symmetric
+        1 where a pair was proven, -1 where it was refuted (no entry: neither, or not verified).
     """
     coo = sparse.triu(graph, k=1).tocoo()
     chosen = np.flatnonzero(((coo.data <= radius) | nearest_edges(coo, graph)) & (coo.data > 0))
@@ -307,5 +314,10 @@ def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: fl
     if stats is not None:
         stats["verify"] = {"pairs": int(len(rows)), "images": len(images), "verified": int(proven.sum()),
                            "refuted": int(refuted.sum()), "too_small": small}
-    return sparse.coo_matrix((np.r_[data, data], (np.r_[coo.row, coo.col], np.r_[coo.col, coo.row])),
-                             shape=graph.shape).tocsr()
+    moved = sparse.coo_matrix((np.r_[data, data], (np.r_[coo.row, coo.col], np.r_[coo.col, coo.row])),
+                              shape=graph.shape).tocsr()
+    verdict = proven.astype(np.int8) - refuted.astype(np.int8)
+    keep = verdict != 0
+    r, c, v = rows[keep], cols[keep], verdict[keep]
+    verdicts = sparse.coo_matrix((np.r_[v, v], (np.r_[r, c], np.r_[c, r])), shape=graph.shape, dtype=np.int8).tocsr()
+    return moved, verdicts

@@ -55,12 +55,13 @@ def plants_of(rng, vectors: np.ndarray, ids, n: int, distance: float = 0.02):
     return copies, copy_ids, truth
 
 
-def run_case(tmp_path, vectors, ids, *, eps, normalize_k=0, plants=None, content=None, truth=None, rule=RULE):
+def run_case(tmp_path, vectors, ids, *, eps, normalize_k=0, plants=None, content=None, truth=None, rule=RULE,
+             verify=None):
     """cluster_run + the contract files + evaluate_run, as the stages do; returns evaluate_run's result."""
     copies, copy_ids, plant_truth = plants if plants is not None else (None, None, None)
     groups, pairs, outcomes = cluster_run(vectors, ids, [""] * len(ids), eps_values=eps, normalize_k=normalize_k,
                                           content=content, plant_vectors=copies, plant_ids=copy_ids,
-                                          plant_truth=plant_truth, **OPTIONS)
+                                          plant_truth=plant_truth, verify=verify, **OPTIONS)
     dataset, clusters = tmp_path / "dataset", tmp_path / "clusters"
     sha = list(content) if content is not None else [f"sha-{i}" for i in ids]
     write_table(pd.DataFrame({"id": ids, "path": ids, "label": "", "label_name": "", "set": "train", "sha256": sha}),
@@ -164,6 +165,40 @@ def test_images_with_equal_content_count_once_in_the_growth_guards(tmp_path):
     assert metrics["largest_group"] == 0  # one content: no group of distinct images
     assert metrics["eps"] == 0.1 and metrics["n_pairs"] == 50 * 49 // 2
     assert metrics["n_queue_left_out"] == 50 * 49 // 2 - 20
+
+
+def test_proven_copies_count_once_in_the_growth_guards(tmp_path, photos):
+    """A folder that is all originals and their copies (wallpapers and their screenshots): every image is
+    in a group, which trips max_grouped_share unless the copies are proven (real SIFT, real RANSAC)."""
+    from neardup.params import VerifyParams
+    from neardup.verify import verify_edges
+
+    rng = np.random.default_rng(5)
+    ids, paths = [], []
+    for name, array in sorted(photos.items()):
+        image = Image.fromarray(array)
+        w, h = image.size
+        copy = image.rotate(4, resample=Image.Resampling.BICUBIC).crop((w // 10, h // 10, w - w // 10, h - h // 10))
+        for suffix, picture in (("", image), ("_copy", copy)):
+            ids.append(f"{name}{suffix}.jpg")
+            paths.append(str(save(np.asarray(picture), tmp_path / "images" / ids[-1], quality=90)))
+    originals = rng.normal(size=(len(photos), 64))
+    originals /= np.linalg.norm(originals, axis=1, keepdims=True)
+    vectors = np.array([v for o in originals for v in (o, step(rng, o, 0.28))], np.float32)  # each copy at 0.28
+    params = VerifyParams(enabled=True, max_side=512, max_keypoints=1000, min_side=64, min_inliers=12, min_ratio=0.4,
+                          factor=0.5, refute_keypoints=200)
+    eps = [0.1, 0.2, 0.3]
+    plain, *_ = run_case(tmp_path / "plain", vectors, ids, eps=eps)
+    assert plain["eps"] < 0.3 and plain["n_groups"] == 0  # at 0.3 every image is grouped: never chosen
+    metrics, sweep, at, _, reason = run_case(
+        tmp_path / "proven", vectors, ids, eps=eps,
+        verify=lambda graph, radius: verify_edges(graph, paths, ids, params, radius=radius))
+    pairs = pd.read_csv(tmp_path / "proven" / "clusters" / "pairs.csv")
+    proven = pairs[pairs["verified"] == 1]
+    assert len(proven) == len(photos) and (proven["b"] == proven["a"].str.replace(".jpg", "_copy.jpg")).all()
+    assert np.allclose(proven["distance"], 0.14, atol=1e-4)  # 0.28 x factor
+    assert metrics["eps"] == 0.3 and metrics["n_groups"] == len(photos) and metrics["grouped_share"] == 1.0
+    assert "of the images are grouped" not in reason
 
 
 def test_average_precision_does_not_depend_on_the_eps_sweep(tmp_path):

@@ -116,7 +116,7 @@ def test_groups_and_pairs_survive_their_csv(tmp_path):
     assert back["distance"].iloc[0] == 0.0123457  # floats written to 6 significant digits: same params, same bytes
     assert set(groups_at(back, 0.3125)["id"]) == {"a", "b", "c"}
     assert label_conflict_groups(groups_at(back, 0.3125)) == [0] and label_conflict_groups(groups_at(back, 0.1)) == []
-    pairs = pd.DataFrame({"a": ["a", "a"], "b": ["b", "c"], "distance": [0.01, 0.3], "nearest": [1, 0]},
-                         columns=PAIR_COLUMNS)
+    pairs = pd.DataFrame({"a": ["a", "a"], "b": ["b", "c"], "distance": [0.01, 0.3], "nearest": [1, 0],
+                          "verified": [1, -1]}, columns=PAIR_COLUMNS)
     write_table(pairs, tmp_path / "pairs.csv")
     pd.testing.assert_frame_equal(read_pairs(tmp_path / "pairs.csv"), pairs)

@@ -75,21 +75,22 @@ def test_verified_pairs_move_closer_refuted_ones_away_and_features_are_cached(fi
     rows, cols, dist = [0, 0, 0, 2], [1, 2, 3, 3], [0.9, 0.4, 0.4, 0.95]
     graph = sparse.coo_matrix((dist + dist, (rows + cols, cols + rows)), shape=(4, 4)).tocsr()
     stats = {}
-    out = verify_edges(graph, paths, content, PARAMS, radius=0.5, cache_dir=str(tmp_path), stats=stats)
+    out, verdicts = verify_edges(graph, paths, content, PARAMS, radius=0.5, cache_dir=str(tmp_path), stats=stats)
     assert out[0, 1] == out[1, 0] == pytest.approx(0.45)  # the copy: proven, half the distance
     assert out[0, 2] == out[2, 0] == pytest.approx(0.8)  # two textured photos that do not agree: refuted
     assert out[0, 3] == pytest.approx(0.4)  # tiny: not verified, not moved
     assert out[2, 3] == pytest.approx(0.95)  # far and nobody's nearest: not verified
     assert stats["verify"] == {"pairs": 3, "images": 4, "verified": 1, "refuted": 1, "too_small": 1}
-    kept = verify_edges(graph, paths, content, replace(PARAMS, refute_keypoints=0), radius=0.5)
+    assert verdicts[0, 1] == verdicts[1, 0] == 1 and verdicts[0, 2] == verdicts[2, 0] == -1 and verdicts.nnz == 4
+    kept, _ = verify_edges(graph, paths, content, replace(PARAMS, refute_keypoints=0), radius=0.5)
     assert kept[0, 2] == pytest.approx(0.4) and kept[0, 1] == pytest.approx(0.45)  # refuting off
     cached = sorted((tmp_path / "features").rglob("*.npz"))
     assert len(cached) == 4
-    again = verify_edges(graph, paths, content, PARAMS, radius=0.5, cache_dir=str(tmp_path))
+    again, _ = verify_edges(graph, paths, content, PARAMS, radius=0.5, cache_dir=str(tmp_path))
     assert (again != out).nnz == 0
     cached[0].write_bytes(cached[0].read_bytes()[:100])  # truncated: not trusted, extracted again
     with caplog.at_level("WARNING"):
-        mended = verify_edges(graph, paths, content, PARAMS, radius=0.5, cache_dir=str(tmp_path))
+        mended, _ = verify_edges(graph, paths, content, PARAMS, radius=0.5, cache_dir=str(tmp_path))
     assert f"cached features {cached[0]} cannot be trusted" in caplog.text
     assert (mended != out).nnz == 0 and len(list((tmp_path / "features").rglob("*.npz"))) == 4
 

@@ -63,11 +63,15 @@ def groups_for_eps(graph: sparse.csr_matrix, ids, labels, *, eps: float) -> pd.D
     return pd.DataFrame(rows, columns=GROUP_COLUMNS)
 
 
-def graph_pairs(graph: sparse.csr_matrix, ids, nearest: sparse.csr_matrix | None = None) -> pd.DataFrame:
-    """Every edge of the graph once, as ``a, b, distance, nearest`` with ``a < b`` (the candidate pairs).
+def graph_pairs(graph: sparse.csr_matrix, ids, nearest: sparse.csr_matrix | None = None,
+                verdicts: sparse.csr_matrix | None = None) -> pd.DataFrame:
+    """Every edge of the graph once, as ``a, b, distance, nearest, verified`` with ``a < b`` (the
+    candidate pairs).
 
     ``nearest`` (bool, the graph's entries): whether the pair is among one image's nearest
     neighbours (see :func:`neardup.cluster.scoring.scored_graph`); all False when not given.
+    ``verdicts`` (int, 1 proven / -1 refuted, from :func:`neardup.verify.verify_edges`): the
+    ``verified`` column; all 0 when not given.
     """
     ids = np.asarray(ids, dtype=str)
     coo = sparse.triu(graph, k=1).tocoo()
@@ -76,8 +80,10 @@ def graph_pairs(graph: sparse.csr_matrix, ids, nearest: sparse.csr_matrix | None
     a, b = np.where(swap, b, a), np.where(swap, a, b)
     near = (np.zeros(len(a), bool) if nearest is None or not len(a)
             else np.asarray(nearest.tocsr()[coo.row, coo.col]).ravel().astype(bool))
-    pairs = pd.DataFrame({"a": a, "b": b, "distance": coo.data.astype(float), "nearest": near.astype(int)},
-                         columns=PAIR_COLUMNS)
+    verified = (np.zeros(len(a), int) if verdicts is None or not len(a)
+                else np.asarray(verdicts.tocsr()[coo.row, coo.col]).ravel().astype(int))
+    pairs = pd.DataFrame({"a": a, "b": b, "distance": coo.data.astype(float), "nearest": near.astype(int),
+                          "verified": verified}, columns=PAIR_COLUMNS)
     return pairs.sort_values(["distance", "a", "b"], kind="stable", ignore_index=True)
 
 
@@ -208,14 +214,15 @@ def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, no
     plant_ids : sequence of str, length m
     plant_truth : DataFrame with columns ``id, original, transform``
     verify : callable, optional
-        ``verify(graph, radius) -> graph``: the graph (real images then copies) with pairs moved by
-        geometric verification (:func:`neardup.verify.verify_edges`), before any grouping.
+        ``verify(graph, radius) -> (graph, verdicts)``: the graph (real images then copies) with pairs
+        moved by geometric verification, and its verdicts (:func:`neardup.verify.verify_edges`),
+        before any grouping.
 
     Returns
     -------
     groups : DataFrame ``eps, group, id, label, distance`` (real images only)
-    pairs : DataFrame ``a, b, distance, nearest``: every real pair within ``max(eps_values)`` and
-        each image's ``candidates`` nearest neighbours
+    pairs : DataFrame ``a, b, distance, nearest, verified``: every real pair within ``max(eps_values)``
+        and each image's ``candidates`` nearest neighbours
     outcomes : DataFrame from :func:`planted_outcomes` (empty without copies)
     """
     n = len(vectors)
@@ -226,12 +233,13 @@ def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, no
                                   nprobe=nprobe, block=block, stats=stats, recall_at=eps_values, runner=runner)
     if content is not None:
         graph, nearest = with_exact_copies(graph, nearest, content)
+    verdicts = None
     if verify is not None:
-        graph = verify(graph, max(float(e) for e in eps_values))
+        graph, verdicts = verify(graph, max(float(e) for e in eps_values))
     log.info("pair graph: %d images (%d planted), %d edges", graph.shape[0], graph.shape[0] - n, graph.nnz // 2)
     real = graph[:n][:, :n].tocsr()
     groups = sweep_graph(real, ids, labels, eps_values=eps_values)
-    pairs = graph_pairs(real, ids, nearest[:n][:, :n])
+    pairs = graph_pairs(real, ids, nearest[:n][:, :n], None if verdicts is None else verdicts[:n][:, :n])
     if not has_plants:
         return groups, pairs, pd.DataFrame(columns=OUTCOME_COLUMNS)
     all_ids = np.concatenate([np.asarray(ids, dtype=str), np.asarray(plant_ids, dtype=str)])

@@ -15,7 +15,7 @@ import pandas as pd
 
 from neardup.contract import (DIGITS, GROUPS, MANIFEST, PAIRS, PLANTED, QUEUE, REASON, SKIPPED, STATS, groups_at,
                               read_groups, read_outcomes, read_pairs, read_table, read_truth, write_table)
-from neardup.evaluate.eps import growth_sweep, pick_eps
+from neardup.evaluate.eps import GUARD_COLUMNS, growth_sweep, pick_eps
 from neardup.evaluate.metrics import average_precision, pair_sweep, recall_at_precision, sweep_scores, truth_pairs
 from neardup.evaluate.queue import build_queue, capped_group_pairs, load_reviews, reviewed_precision
 from neardup.params import EvaluateParams
@@ -115,7 +115,8 @@ def evaluate_run(run: str, *, dataset: Path, plants_truth: Path, clusters: Path,
     true = None if truth is None else truth_pairs(truth, present=present)
     sweep = sweep_scores(groups, eps_values, true).merge(_planted_sweep(outcomes, eps_values), on="eps")
     sweep = sweep.merge(pair_sweep(pairs, eps_values, true), on="eps")
-    sweep = sweep.merge(growth_sweep(groups, manifest, eps_values, present=present), on="eps")
+    proven = pairs.loc[pairs["verified"] == 1, ["a", "b"]].itertuples(index=False)
+    sweep = sweep.merge(growth_sweep(groups, manifest, eps_values, present=present, proven=proven), on="eps")
     eps, reason = pick_eps(sweep, params, has_truth=true is not None)
     chosen = sweep[sweep["eps"] == eps].iloc[0]
     at = groups_at(groups, eps)
@@ -152,7 +153,7 @@ def evaluate_run(run: str, *, dataset: Path, plants_truth: Path, clusters: Path,
                           "n_truth_copies": 0 if truth is None else len(truth), "n_planted": n_planted}
     log.info("%s: eps %g (%s): %s", run, eps, reason.splitlines()[0],
              {k: v for k, v in metrics.items() if not isinstance(v, dict)})
-    return metrics, sweep.drop(columns=["n_contents"]), at, queue, reason
+    return metrics, sweep.drop(columns=GUARD_COLUMNS), at, queue, reason
 
 
 def write_run(run: str, *, metrics: dict, sweep: pd.DataFrame, at: pd.DataFrame, queue: pd.DataFrame, reason: str,

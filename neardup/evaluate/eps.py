@@ -6,8 +6,9 @@ chosen"):
 - **growth guards** (always): an eps is never chosen when its largest group holds more than
   ``max_group_share`` of the images (groups of up to :data:`ALWAYS_ALLOWED` always pass), when
   more than ``max_grouped_share`` of the images are in groups, or when the groups propose more than
-  ``max_pairs_per_image`` pairs per image. Images with the same pixels count once, so a folder
-  holding many exact copies of one picture does not trip them;
+  ``max_pairs_per_image`` pairs per image. Images with the same pixels, and images proven copies
+  of one another by geometric verification, count once, so a folder holding many copies of one
+  picture does not trip them;
 - **with ground truth**: the best pairwise F1 among the eps with precision >= ``min_precision``;
 - **without it, with planted copies**: most copies found while at most ``max_unrelated`` of them land
   with an image outside their family (the original, the images directly within eps of it and their
@@ -27,7 +28,8 @@ from neardup.params import EvaluateParams
 ALWAYS_ALLOWED = 5
 
 
-def growth_sweep(groups: pd.DataFrame, manifest: pd.DataFrame, eps_values, *, present=None) -> pd.DataFrame:
+def growth_sweep(groups: pd.DataFrame, manifest: pd.DataFrame, eps_values, *, present=None,
+                 proven=None) -> pd.DataFrame:
     """How the groups grow over the sweep, counting images with the same content once.
 
     Parameters
@@ -37,42 +39,66 @@ def growth_sweep(groups: pd.DataFrame, manifest: pd.DataFrame, eps_values, *, pr
     eps_values : sequence of float
     present : iterable of str, optional
         The ids that were embedded (default: every manifest id).
+    proven : iterable of (str, str), optional
+        Pairs proven copies by geometric verification (``pairs.csv`` rows with ``verified == 1``).
 
     Returns
     -------
-    DataFrame with columns ``eps, largest_group, grouped_share, pairs_per_image``: the largest group
-    in distinct images, the share of distinct images in a group, and the pairs of distinct images the
-    groups propose per distinct image.
+    DataFrame with columns ``eps, largest_group, grouped_share, pairs_per_image, n_contents``: the
+    largest group in distinct images, the share of distinct images in a group, and the pairs of
+    distinct images the groups propose per distinct image; and the same with each set of proven
+    copies counted once as well, prefixed ``guard_`` (what the growth guards judge).
     """
     key_of = dict(zip(manifest["id"].astype(str), content_keys(manifest)))
     ids = manifest["id"].astype(str) if present is None else pd.Series(sorted(map(str, present)))
-    n_contents = max(1, len({key_of.get(i, i) for i in ids}))
+    parent: dict[str, str] = {}
+
+    def root(key):
+        while parent.get(key, key) != key:
+            key = parent[key]
+        return key
+
+    for a, b in proven if proven is not None else ():
+        ra, rb = root(key_of.get(a, a)), root(key_of.get(b, b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
     rows = []
     for eps in sorted(float(e) for e in eps_values):
         at = groups_at(groups, eps)
-        keyed = pd.DataFrame({"group": at["group"].to_numpy(),
-                              "key": [key_of.get(i, i) for i in at["id"].astype(str)]}).drop_duplicates()
-        sizes = keyed.groupby("group").size().to_numpy()
-        sizes = sizes[sizes > 1]
-        rows.append({"eps": eps, "largest_group": int(sizes.max()) if len(sizes) else 0,
-                     "grouped_share": float(sizes.sum() / n_contents),
-                     "pairs_per_image": float((sizes * (sizes - 1) / 2).sum() / n_contents),
-                     "n_contents": n_contents})
+        row = {"eps": eps}
+        for prefix, key in (("", lambda i: key_of.get(i, i)), ("guard_", lambda i: root(key_of.get(i, i)))):
+            n_contents = max(1, len({key(i) for i in ids}))
+            keyed = pd.DataFrame({"group": at["group"].to_numpy(),
+                                  "key": [key(i) for i in at["id"].astype(str)]}).drop_duplicates()
+            sizes = keyed.groupby("group").size().to_numpy()
+            sizes = sizes[sizes > 1]
+            row.update({f"{prefix}largest_group": int(sizes.max()) if len(sizes) else 0,
+                        f"{prefix}grouped_share": float(sizes.sum() / n_contents),
+                        f"{prefix}pairs_per_image": float((sizes * (sizes - 1) / 2).sum() / n_contents),
+                        f"{prefix}n_contents": n_contents})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
+#: Columns of :func:`growth_sweep` that only the guards read (not written out).
+GUARD_COLUMNS = ["n_contents", "guard_largest_group", "guard_grouped_share", "guard_pairs_per_image",
+                 "guard_n_contents"]
+
+
 def guard_failures(row, rule: EvaluateParams) -> list[str]:
-    """Why one eps of the sweep (a row of the evaluate sweep) is never chosen; empty when it may be."""
+    """Why one eps of the sweep (a row of the evaluate sweep) is never chosen; empty when it may be.
+    Judged on the ``guard_`` columns: proven copies of one picture count as one image."""
     out = []
-    limit = max(ALWAYS_ALLOWED, rule.max_group_share * row["n_contents"])
-    if row["largest_group"] > limit:
-        out.append(f"one group holds {int(row['largest_group'])} images "
-                   f"({row['largest_group'] / row['n_contents']:.0%}; max_group_share {rule.max_group_share:g})")
-    if row["grouped_share"] > rule.max_grouped_share:
-        out.append(f"{row['grouped_share']:.0%} of the images are grouped (max_grouped_share "
+    largest, n = row["guard_largest_group"], row["guard_n_contents"]
+    if largest > max(ALWAYS_ALLOWED, rule.max_group_share * n):
+        out.append(f"one group holds {int(largest)} images ({largest / n:.0%}; max_group_share "
+                   f"{rule.max_group_share:g})")
+    if row["guard_grouped_share"] > rule.max_grouped_share:
+        out.append(f"{row['guard_grouped_share']:.0%} of the images are grouped (max_grouped_share "
                    f"{rule.max_grouped_share:g})")
-    if row["pairs_per_image"] > rule.max_pairs_per_image:
-        out.append(f"{row['pairs_per_image']:.2f} pairs per image (max_pairs_per_image {rule.max_pairs_per_image:g})")
+    if row["guard_pairs_per_image"] > rule.max_pairs_per_image:
+        out.append(f"{row['guard_pairs_per_image']:.2f} pairs per image (max_pairs_per_image "
+                   f"{rule.max_pairs_per_image:g})")
     return out
 
 
@@ -88,8 +114,8 @@ def _table(sweep: pd.DataFrame, verdicts: dict) -> list[str]:
             cells += [f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}"]
         if planted:
             cells += [f"{row['planted_recall']:.3f}", f"{row['planted_with_unrelated']:.3f}"]
-        cells += [str(int(row["largest_group"])), f"{row['grouped_share']:.3f}", f"{row['pairs_per_image']:.3f}",
-                  verdicts[float(row["eps"])]]
+        cells += [str(int(row["guard_largest_group"])), f"{row['guard_grouped_share']:.3f}",
+                  f"{row['guard_pairs_per_image']:.3f}", verdicts[float(row["eps"])]]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
