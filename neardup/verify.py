@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 #: crop) keep enough keypoints to be proven, while textured ones keep their ``max_keypoints``
 #: strongest (docs/quality.md, "Geometric verification": 0.04, 0.01, 0.005 and 0.0025 measured).
 CONTRAST = 0.005
+#: Orientation bin ``o`` of a SIFT cell holds bin ``-o`` (mod 8) of the mirrored patch's cell.
+MIRROR_BINS = (8 - np.arange(8)) % 8
 ARRAYS = ("points", "descriptors", "mirror_points", "mirror_descriptors", "scale", "width")
 
 
@@ -89,15 +91,16 @@ def extract(path: str, *, max_side: int = 512, max_keypoints: int = 1000, min_si
         grey = cv2.resize(grey, (round(grey.shape[1] * scale), round(grey.shape[0] * scale)),
                           interpolation=cv2.INTER_AREA)
     sift = cv2.SIFT_create(nfeatures=max_keypoints, contrastThreshold=contrast)
-
-    def detect(pixels):
-        keypoints, descriptors = sift.detectAndCompute(np.ascontiguousarray(pixels), None)
-        points = np.float32([k.pt for k in keypoints]).reshape(-1, 2) / np.float32(scale)  # original pixels
-        return points, (descriptors if descriptors is not None else np.zeros((0, 128), np.float32))
-
-    points, descriptors = detect(grey)
-    mirror_points, mirror_descriptors = detect(grey[:, ::-1])
-    return Features(points, descriptors, mirror_points, mirror_descriptors, float(scale), float(image.width), True)
+    keypoints, descriptors = sift.detectAndCompute(np.ascontiguousarray(grey), None)
+    found = np.float32([k.pt for k in keypoints]).reshape(-1, 2)
+    descriptors = descriptors if descriptors is not None else np.zeros((0, 128), np.float32)
+    # the mirror's keypoints, without detecting again: OpenCV's SIFT finds a keypoint at (x, y) in the
+    # mirror at (width - 0.5 - x, y), and its descriptor is this one with the 4 x 4 cells' rows reversed
+    # and each cell's 8 orientation bins negated (measured: docs/quality.md)
+    mirrored = np.column_stack([grey.shape[1] - 0.5 - found[:, 0], found[:, 1]]).astype(np.float32)
+    mirror_descriptors = descriptors.reshape(-1, 4, 4, 8)[:, ::-1][:, :, :, MIRROR_BINS].reshape(-1, 128)
+    return Features(found / np.float32(scale), descriptors, mirrored / np.float32(scale),
+                    np.ascontiguousarray(mirror_descriptors), float(scale), float(image.width), True)
 
 
 def distinct_points(src: np.ndarray, dst: np.ndarray) -> int:
@@ -192,7 +195,7 @@ def load_features(images, paths, content, params, *, cache_dir: str = "") -> tup
     """Features of rows ``images`` (``paths[i]``, cached by ``content[i]``), extracted in one thread per
     core where the cache has none. Returns ``{row: Features}`` and the rows that were extracted."""
     cache = FeatureCache(cache_dir, max_side=params.max_side, max_keypoints=params.max_keypoints,
-                         min_side=params.min_side, features="sift", contrast=CONTRAST, format=2)
+                         min_side=params.min_side, features="sift", contrast=CONTRAST, format=3)
     features: dict[int, Features] = {}
     by_key: dict[str, Features] = {}
     todo = []

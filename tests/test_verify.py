@@ -53,6 +53,20 @@ def test_copies_are_proven_and_different_photos_are_not(files):
     assert distinct_points(np.float32([[1, 2], [1, 2], [3, 4]]), np.float32([[0, 0], [5, 5], [6, 6]])) == 2
 
 
+def test_the_mirrors_keypoints_are_those_sift_finds_in_the_mirror(photos, tmp_path):
+    """The mirror's features are derived, not detected again: most of them are what SIFT finds when
+    run on the mirrored image, at the same place with the same descriptor (lossless files: JPEG's
+    8 x 8 blocks are not mirror-symmetric)."""
+    derived = extract(str(save(photos["astronaut"], tmp_path / "a.png")))
+    detected = extract(str(save(np.ascontiguousarray(photos["astronaut"][:, ::-1]), tmp_path / "mirror.png")))
+    gap = np.linalg.norm(derived.mirror_points[:, None] - detected.points[None], axis=2)
+    near = gap.min(axis=1) < 0.05
+    assert near.mean() > 0.5
+    pairs = [(i, j) for i in np.flatnonzero(near) for j in np.flatnonzero(gap[i] < 0.05)]
+    same = {i for i, j in pairs if np.abs(derived.mirror_descriptors[i] - detected.descriptors[j]).max() <= 1}
+    assert len(same) > 0.6 * near.sum()
+
+
 def test_a_degenerate_fit_and_a_weak_agreement_prove_nothing(files):
     feats = {k: extract(p) for k, p in files.items()}
     # many of the coffee photo's keypoints match the few of a blurred thumbnail, and RANSAC can fit a
