@@ -167,6 +167,22 @@ def test_images_with_equal_content_count_once_in_the_growth_guards(tmp_path):
     assert metrics["n_queue_left_out"] == 50 * 49 // 2 - 20
 
 
+def test_of_several_eps_that_find_every_copy_the_smallest_is_chosen(tmp_path):
+    """Every copy is found from eps 0.05 on; eps 0.35 adds only a pair of two unrelated images."""
+    rng = np.random.default_rng(6)
+    vectors = rng.normal(size=(100, 64))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[1] = step(rng, vectors[0], 0.3)  # two different images, alike
+    vectors = vectors.astype(np.float32)
+    ids = [f"img_{i:03d}.jpg" for i in range(100)]
+    plants = plants_of(rng, vectors[2:], ids[2:], 20)
+    metrics, _, _, _, reason = run_case(tmp_path, vectors, ids, eps=[0.05, 0.35], plants=plants)
+    assert reason.startswith("most planted copies found (the smallest such eps)")
+    outcomes = pd.read_csv(tmp_path / "clusters" / PLANTED)
+    assert outcomes.groupby("eps")["found"].mean().tolist() == [1.0, 1.0]
+    assert metrics["eps"] == 0.05 and metrics["n_pairs"] == 0
+
+
 def test_proven_copies_count_once_in_the_growth_guards(tmp_path, photos):
     """A folder that is all originals and their copies (wallpapers and their screenshots): every image is
     in a group, which trips max_grouped_share unless the copies are proven (real SIFT, real RANSAC)."""

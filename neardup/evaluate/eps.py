@@ -12,7 +12,9 @@ chosen"):
 - **with ground truth**: the best pairwise F1 among the eps with precision >= ``min_precision``;
 - **without it, with planted copies**: most copies found while at most ``max_unrelated`` of them land
   with an image outside their family (the original, the images directly within eps of it and their
-  copies; an image only chained in through others is unrelated). Of several, the largest eps;
+  copies; an image only chained in through others is unrelated). Of several, the smallest eps: a
+  larger one finds no more copies, only more pairs that no copy vouches for (as with ground truth,
+  where ties of F1 also go to the smallest eps);
 - **otherwise**: the largest eps up to ``fallback_eps`` that passes the guards.
 
 When no eps passes the guards, the smallest eps of the sweep is used and the reason says so.
@@ -157,8 +159,8 @@ def pick_eps(sweep: pd.DataFrame, rule: EvaluateParams, *, has_truth: bool) -> t
     elif planted:
         clean = ok[ok["planted_with_unrelated"] <= rule.max_unrelated]
         if len(clean):
-            eps = float(clean.sort_values(["planted_recall", "eps"], ascending=[False, False]).iloc[0]["eps"])
-            why = (f"most planted copies found (the largest such eps) while at most {rule.max_unrelated:.0%} of "
+            eps = float(clean.sort_values(["planted_recall", "eps"], ascending=[False, True]).iloc[0]["eps"])
+            why = (f"most planted copies found (the smallest such eps) while at most {rule.max_unrelated:.0%} of "
                    "them land with an image outside their family, among eps that pass the growth guards")
         else:
             eps = float(ok["eps"].min())
