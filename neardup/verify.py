@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 #: crop) keep enough keypoints to be proven, while textured ones keep their ``max_keypoints``
 #: strongest (docs/quality.md, "Geometric verification": 0.04, 0.01, 0.005 and 0.0025 measured).
 CONTRAST = 0.005
+#: An affine fit may scale one axis at most this many times the other (aspect ratio changes).
+MAX_STRETCH = 3.0
 #: Orientation bin ``o`` of a SIFT cell holds bin ``-o`` (mod 8) of the mirrored patch's cell.
 MIRROR_BINS = (8 - np.arange(8)) % 8
 ARRAYS = ("points", "descriptors", "mirror_points", "mirror_descriptors", "scale", "width")
@@ -113,6 +115,29 @@ def distinct_points(src: np.ndarray, dst: np.ndarray) -> int:
     return min(len(np.unique(np.round(points, 1), axis=0)) for points in (src, dst))
 
 
+def fit(src: np.ndarray, dst: np.ndarray, threshold: float) -> tuple[np.ndarray | None, np.ndarray, int]:
+    """The transform of ``src`` onto ``dst`` (each ``(n, 2)``) that most matches agree on, within
+    ``threshold`` pixels: a similarity (rotation, scale, shift), or an affine map when more agree on it
+    (a copy resized to another aspect ratio, 640 x 480 to 300 x 300, is not a similarity) as long as it
+    keeps orientation and stretches one axis at most :data:`MAX_STRETCH` times the other. Returns the
+    2 x 3 transform (None without one), the inlier mask and the inliers' :func:`distinct_points`."""
+    import cv2
+
+    best: tuple[np.ndarray | None, np.ndarray, int] = (None, np.zeros(len(src), bool), 0)
+    for estimate in (cv2.estimateAffinePartial2D, cv2.estimateAffine2D):
+        transform, inliers = estimate(src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold)
+        if transform is None or inliers is None:
+            continue
+        stretch = np.linalg.svd(transform[:, :2], compute_uv=False)
+        if np.linalg.det(transform[:, :2]) <= 0 or stretch[0] > MAX_STRETCH * stretch[1]:
+            continue  # a mirror, a collapse onto a line, or a shear no copy has
+        keep = inliers.ravel().astype(bool)
+        n = distinct_points(src[keep], dst[keep])
+        if n > best[2]:
+            best = (transform, keep, n)
+    return best
+
+
 def match(a: Features, b: Features, *, ratio: float = 0.75, threshold: float = 5.0, enough: int = 20) -> Match:
     """Verify one pair: ``a`` against ``b``, then against ``b``'s mirror unless ``enough`` inliers agree."""
     import cv2
@@ -130,11 +155,7 @@ def match(a: Features, b: Features, *, ratio: float = 0.75, threshold: float = 5
         if len(good) >= 3:
             src = a.points[[g.queryIdx for g in good]]
             dst = points[[g.trainIdx for g in good]]
-            # ``threshold`` pixels of the image as detected, in b's own pixels
-            transform, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC,
-                                                             ransacReprojThreshold=threshold / b.scale)
-            keep = inliers.ravel().astype(bool) if inliers is not None else np.zeros(len(good), bool)
-            n = distinct_points(src[keep], dst[keep])
+            transform, keep, n = fit(src, dst, threshold / b.scale)  # threshold: in b's pixels as detected
             if n > best.inliers:
                 x_b = b.width - dst[keep, 0] if mirrored else dst[keep, 0]  # back to b's own pixels
                 best = Match(n, len(good), mirrored, transform,
@@ -240,17 +261,21 @@ def pair_matches(pairs, manifest, params, *, cache_dir: str = "") -> dict:
     return found
 
 
-def nearest_edges(coo: sparse.coo_matrix, graph: sparse.csr_matrix) -> np.ndarray:
+def nearest_edges(coo: sparse.coo_matrix, graph: sparse.csr_matrix, n_reference: int | None = None) -> np.ndarray:
     """Mask over the entries of ``coo`` (the upper triangle of the symmetric ``graph``): the pair is
-    some image's nearest neighbour in ``graph`` (ties: the lower column)."""
-    graph = graph.tocsr()
+    some image's nearest neighbour among the first ``n_reference`` rows (the real images; default:
+    all), other than its identical copies (distance 0; ties: the lower column). Planted copies
+    (the rows after them) so never change which pairs of real images are verified."""
+    n_reference = graph.shape[0] if n_reference is None else n_reference
+    graph = graph.tocsr()[:, :n_reference].tocsr()
     graph.sort_indices()
     filled = np.flatnonzero(np.diff(graph.indptr))
     if not len(filled):
         return np.zeros(coo.nnz, bool)
-    lowest = np.minimum.reduceat(graph.data, graph.indptr[filled])
+    data = np.where(graph.data > 0, graph.data, np.inf)  # an identical copy is no neighbour to verify
+    lowest = np.minimum.reduceat(data, graph.indptr[filled])
     rows = np.repeat(np.arange(graph.shape[0]), np.diff(graph.indptr))
-    is_min = graph.data == np.repeat(lowest, np.diff(graph.indptr)[filled])
+    is_min = (data == np.repeat(lowest, np.diff(graph.indptr)[filled])) & np.isfinite(data)
     first = np.unique(rows[is_min], return_index=True)[1]
     a, b = rows[is_min][first], graph.indices[is_min][first]
     keys = np.minimum(a, b).astype(np.int64) * graph.shape[0] + np.maximum(a, b)
@@ -258,10 +283,12 @@ def nearest_edges(coo: sparse.coo_matrix, graph: sparse.csr_matrix) -> np.ndarra
 
 
 def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: float, cache_dir: str = "",
+                 n_reference: int | None = None,
                  stats: dict | None = None) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
     """``graph`` with its candidate pairs verified: proven pairs move closer, refuted ones away.
 
-    Verified: every pair within ``radius`` (the largest eps) and each image's nearest neighbour
+    Verified: every pair within ``radius`` (the largest eps) and each image's nearest neighbour among
+    the first ``n_reference`` rows (the real images, so planted copies change nothing about them)
     whatever its distance (a crop can sit beyond every eps, and the proof brings it in), except pairs
     of identical content (distance 0). A pair that :meth:`Match.proves` a copy moves to its distance
     times ``factor``; a pair that does not, of two images with at least ``refute_keypoints`` keypoints
@@ -278,6 +305,9 @@ def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: fl
     params : VerifyParams
         ``max_side``, ``max_keypoints``, ``min_side``, ``min_inliers``, ``min_ratio``, ``factor``,
         ``refute_keypoints``.
+    n_reference : int, optional
+        The real images are the first ``n_reference`` rows, planted copies the rest (default: all
+        real): nearest neighbours are looked for among the real images only.
     stats : dict, optional
         Receives ``verify``: pairs verified, images they involve, pairs moved closer and away, images
         too small (timings go to the log only: outputs hold no timings).
@@ -290,7 +320,7 @@ def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: fl
         1 where a pair was proven, -1 where it was refuted (no entry: neither, or not verified).
     """
     coo = sparse.triu(graph, k=1).tocoo()
-    chosen = np.flatnonzero(((coo.data <= radius) | nearest_edges(coo, graph)) & (coo.data > 0))
+    chosen = np.flatnonzero(((coo.data <= radius) | nearest_edges(coo, graph, n_reference)) & (coo.data > 0))
     rows, cols = coo.row[chosen], coo.col[chosen]
     images = sorted(set(rows.tolist()) | set(cols.tolist()))
     start = time.perf_counter()

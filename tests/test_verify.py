@@ -98,6 +98,15 @@ def test_verified_pairs_move_closer_refuted_ones_away_and_features_are_cached(fi
     assert verdicts[0, 1] == verdicts[1, 0] == 1 and verdicts[0, 2] == verdicts[2, 0] == -1 and verdicts.nnz == 4
     kept, _ = verify_edges(graph, paths, content, replace(PARAMS, refute_keypoints=0), radius=0.5)
     assert kept[0, 2] == pytest.approx(0.4) and kept[0, 1] == pytest.approx(0.45)  # refuting off
+    # a planted copy (row 4) nearer to the rotated crop than the original: the crop's nearest real image
+    # is still verified, so copies never change what happens to real images
+    planted = sparse.bmat([[graph, sparse.csr_matrix(([0.05], ([1], [0])), shape=(4, 1))],
+                           [sparse.csr_matrix(([0.05], ([0], [1])), shape=(1, 4)), None]]).tocsr()
+    with_copy, _ = verify_edges(planted, paths + [files["mirror"]], content + ["key-mirror"], PARAMS, radius=0.5,
+                                n_reference=4)
+    assert with_copy[0, 1] == pytest.approx(0.45) and with_copy[1, 4] == pytest.approx(0.025)
+    unaware, _ = verify_edges(planted, paths + [files["mirror"]], content + ["key-mirror"], PARAMS, radius=0.5)
+    assert unaware[0, 1] == pytest.approx(0.9)  # without n_reference the copy would have hidden it
     cached = sorted((tmp_path / "features").rglob("*.npz"))
     assert len(cached) == 4
     again, _ = verify_edges(graph, paths, content, PARAMS, radius=0.5, cache_dir=str(tmp_path))

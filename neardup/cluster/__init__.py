@@ -130,7 +130,7 @@ def sweep_graph(graph: sparse.csr_matrix, ids, labels, *, eps_values) -> pd.Data
 
 
 def planted_outcomes(groups: pd.DataFrame, truth: pd.DataFrame, eps_values, real_graph=None,
-                     real_ids=None) -> pd.DataFrame:
+                     real_ids=None, real_verdicts=None) -> pd.DataFrame:
     """What happened to each planted copy at each eps.
 
     Parameters
@@ -142,12 +142,16 @@ def planted_outcomes(groups: pd.DataFrame, truth: pd.DataFrame, eps_values, real
     real_graph : csr_matrix, shape (n, n), optional
         The real images' pair graph, ``real_ids`` its row ids: images within eps of the original
         *directly* (its own duplicates) are family; images only chained in through others are not.
+    real_verdicts : csr_matrix, shape (n, n), optional
+        Geometric verification's verdicts on the real images' pairs (1: proven): images proven
+        copies of a family member are family too, as are images with the same content.
 
     Returns
     -------
     DataFrame with columns :data:`neardup.contract.OUTCOME_COLUMNS`: ``found`` when the copy shares
     a group with its original, ``with_unrelated`` when its group holds any image outside the family:
-    the original, the images directly within eps of it, and the copies made from those.
+    the original, the images directly within eps of it, the images with the same content as these or
+    proven copies of them, and the copies made from those.
     """
     siblings = {}
     for copy, original in zip(truth["id"], truth["original"]):
@@ -155,18 +159,29 @@ def planted_outcomes(groups: pd.DataFrame, truth: pd.DataFrame, eps_values, real
     row_of = {} if real_ids is None else {i: r for r, i in enumerate(np.asarray(real_ids, dtype=str))}
     real_ids = None if real_ids is None else np.asarray(real_ids, dtype=str)
     graph = None if real_graph is None else real_graph.tocsr()
+    proven = None
+    if real_verdicts is not None:
+        proven = real_verdicts.tocsr().astype(np.int8)
+        proven.data = (proven.data == 1).astype(np.int8)
+        proven.eliminate_zeros()
 
     def neighbours(r: int, eps: float) -> np.ndarray:
         start, stop = graph.indptr[r], graph.indptr[r + 1]
         return graph.indices[start:stop][graph.data[start:stop] <= eps + 1e-12]
 
+    def same(r: int) -> list:
+        """Images with the same content as row ``r`` (joined at distance 0) or proven copies of it."""
+        out = neighbours(r, 0.0).tolist()
+        return out if proven is None else out + proven.indices[proven.indptr[r]:proven.indptr[r + 1]].tolist()
+
     def direct(original: str, eps: float) -> set:
         r = row_of.get(original)
         if graph is None or r is None:
             return {original}
-        family, todo = {r, *neighbours(r, eps).tolist()}, [r]
-        while todo:  # images with the same content as a family member (joined at distance 0) are family
-            for j in neighbours(todo.pop(), 0.0).tolist():
+        family = {r, *neighbours(r, eps).tolist()}
+        todo = sorted(family)
+        while todo:  # images with a family member's content, or proven copies of one, are family
+            for j in same(todo.pop()):
                 if j not in family:
                     family.add(j)
                     todo.append(j)
@@ -245,4 +260,5 @@ def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, no
     all_ids = np.concatenate([np.asarray(ids, dtype=str), np.asarray(plant_ids, dtype=str)])
     all_groups = sweep_graph(graph, all_ids, [""] * len(all_ids), eps_values=eps_values)
     truth = plant_truth[plant_truth["id"].isin(set(all_ids)) & plant_truth["original"].isin(set(ids))]
-    return groups, pairs, planted_outcomes(all_groups, truth, eps_values, real_graph=real, real_ids=ids)
+    return groups, pairs, planted_outcomes(all_groups, truth, eps_values, real_graph=real, real_ids=ids,
+                                           real_verdicts=None if verdicts is None else verdicts[:n][:, :n])

@@ -76,7 +76,7 @@ def cluster_embeddings(emb: Embeddings, plants: Embeddings, manifest: pd.DataFra
             from neardup.verify import verify_edges
 
             return verify_edges(graph, paths, content, params.verify, radius=radius, cache_dir=cache_dir,
-                                stats=stats)
+                                n_reference=len(rows), stats=stats)
     with search_runner(engine, cache_dir) as runner:
         groups, pairs, outcomes = cluster_run(
             vectors[:n], emb.ids, rows["label_name"].to_numpy(), eps_values=params.eps, metric=params.metric,
