@@ -39,7 +39,8 @@ from neardup.fetch.folder import scan_folder  # noqa: E402
 from neardup.params import load_params  # noqa: E402
 from neardup.runner import cpu_cores  # noqa: E402
 from neardup.transforms import EASY_TRANSFORMS, HARD_TRANSFORMS  # noqa: E402
-from neardup.verify import extract, match  # noqa: E402
+from neardup.keypoints import extract  # noqa: E402
+from neardup.verify import match  # noqa: E402
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ from conftest import save
 from neardup.params import VerifyParams
 from dataclasses import replace
 
-from neardup.verify import distinct_points, extract, match, verify_edges
+from neardup.keypoints import extract
+from neardup.verify import distinct_points, match, verify_edges
 
 PARAMS = VerifyParams(enabled=True, max_side=512, max_keypoints=1000, min_side=64, min_inliers=12, min_ratio=0.4,
                       factor=0.5, refute_keypoints=200)
