@@ -170,7 +170,7 @@ def test_review_in_the_browser_export_import_and_evaluate(case, tmp_path):
     manifest, _, queue, groups = case
     page_a, page_b = tmp_path / "a" / "index.html", tmp_path / "b" / "index.html"
     a, b = sorted(PAIRS_MADE[0][:2])  # pair 1 was verified geometrically: 15 keypoints agree
-    proven = Match(15, 20, False, None, np.tile(np.float32([[10, 10, 12, 14]]), (15, 1)))
+    proven = Match(15, 20, False, np.float64([[1, 0, 2], [0, 1, 4]]), np.tile(np.float32([[10, 10, 12, 14]]), (15, 1)))
     report(page_a, manifest, queue, groups, matches={(a, b): proven})
     report(page_b, manifest, queue.iloc[1:], groups)  # another report: other pairs, its own verdicts
     downloads = tmp_path / "downloads"

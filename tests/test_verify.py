@@ -68,6 +68,19 @@ def test_the_mirrors_keypoints_are_those_sift_finds_in_the_mirror(photos, tmp_pa
     assert len(same) > 0.6 * near.sum()
 
 
+def test_a_copy_resized_to_another_aspect_ratio_is_proven_by_an_affine_map(files, photos, tmp_path):
+    """ML datasets resize to squares: 512 x 512 to 300 x 200 is no similarity, an affine map fits it."""
+    from neardup.render.pairs import transform_text
+
+    squashed = save(np.asarray(Image.fromarray(photos["astronaut"]).resize((300, 200))), tmp_path / "s.jpg", quality=90)
+    original = extract(files["original"])
+    m = match(original, extract(str(squashed)))
+    assert m.proves(PARAMS) and not m.mirrored
+    assert np.allclose(np.diag(m.transform[:, :2]), [300 / 512, 200 / 512], atol=0.02)
+    assert transform_text(m).startswith("one affine map")
+    assert transform_text(match(original, extract(files["rotated_crop"]))) == "one rotation, scale and shift"
+
+
 def test_a_degenerate_fit_and_a_weak_agreement_prove_nothing(files):
     feats = {k: extract(p) for k, p in files.items()}
     # many of the coffee photo's keypoints match the few of a blurred thumbnail, and RANSAC can fit a

@@ -286,13 +286,13 @@ def write_html_report(out: Path, *, metrics: dict, runs: list[str], groups: dict
     else:
         parts.append(f'<h2>Groups</h2>\n<p class="muted">No groups for {html.escape(primary or "any run")}.</p>')
     def proof(row):
-        from neardup.render.pairs import pair_figure, proof_text
+        from neardup.render.pairs import pair_figure, proof_text, transform_text
 
         match = (matches or {}).get((str(row.a), str(row.b)))
         if match is None:
             return None
         sheet = pair_figure(row._asdict(), manifest, None, thumb_size=review_view.REVIEW_SIZE, match=match)
-        return _jpeg_uri(np.asarray(sheet)), proof_text(match) + " on one rotation, scale and shift: the proof of a copy"
+        return _jpeg_uri(np.asarray(sheet)), f"{proof_text(match)} on {transform_text(match)}: the proof of a copy"
 
     review, review_js = review_view.review_section(review_queue, manifest, run=primary, max_pairs=max_review_pairs,
                                                    thumb=thumbnail_uri, proof=proof)

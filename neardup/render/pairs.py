@@ -25,6 +25,17 @@ def proof_text(match) -> str:
     return f"verified: {match.inliers} keypoints agree" + (" (mirrored)" if match.mirrored else "")
 
 
+def transform_text(match) -> str:
+    """The kind of map the keypoints agree on: a similarity, or an affine map that stretches one axis
+    (a copy resized to another aspect ratio)."""
+    if match.transform is None:
+        return "one transform"
+    (a, b), (c, d) = np.asarray(match.transform, float)[:, :2]
+    scale = max(np.hypot(a, c), 1e-12)
+    similar = abs(a - d) <= 0.02 * scale and abs(b + c) <= 0.02 * scale
+    return "one rotation, scale and shift" if similar else "one affine map (stretched: resized to another aspect ratio)"
+
+
 def match_lines(match, thumbs, widths) -> np.ndarray:
     """A match's inlier keypoints ``(k, 4)`` in the two thumbnails' pixels (``widths``: the images' own)."""
     scale_a, scale_b = (thumb.shape[1] / float(width) for thumb, width in zip(thumbs, widths))
