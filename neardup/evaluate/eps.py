@@ -46,10 +46,11 @@ def growth_sweep(groups: pd.DataFrame, manifest: pd.DataFrame, eps_values, *, pr
 
     Returns
     -------
-    DataFrame with columns ``eps, largest_group, grouped_share, pairs_per_image, n_contents``: the
-    largest group in distinct images, the share of distinct images in a group, and the pairs of
-    distinct images the groups propose per distinct image; and the same with each set of proven
-    copies counted once as well, prefixed ``guard_`` (what the growth guards judge).
+    DataFrame with columns ``eps, largest_group, grouped_share, pairs_per_image``: the largest group
+    in distinct images, the share of distinct images in a group, and the pairs of distinct images the
+    groups propose per distinct image; and the same with each set of proven copies counted once as
+    well, prefixed ``guard_``, with ``guard_n_contents`` the distinct images so counted (what the
+    growth guards judge).
     """
     key_of = dict(zip(manifest["id"].astype(str), content_keys(manifest)))
     ids = manifest["id"].astype(str) if present is None else pd.Series(sorted(map(str, present)))
@@ -64,27 +65,26 @@ def growth_sweep(groups: pd.DataFrame, manifest: pd.DataFrame, eps_values, *, pr
         ra, rb = root(key_of.get(a, a)), root(key_of.get(b, b))
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
+    keyings = (("", lambda i: key_of.get(i, i)), ("guard_", lambda i: root(key_of.get(i, i))))
+    n_contents = {prefix: max(1, len({key(i) for i in ids})) for prefix, key in keyings}  # once, not per eps
     rows = []
     for eps in sorted(float(e) for e in eps_values):
         at = groups_at(groups, eps)
-        row = {"eps": eps}
-        for prefix, key in (("", lambda i: key_of.get(i, i)), ("guard_", lambda i: root(key_of.get(i, i)))):
-            n_contents = max(1, len({key(i) for i in ids}))
+        row = {"eps": eps, "guard_n_contents": n_contents["guard_"]}
+        for prefix, key in keyings:
             keyed = pd.DataFrame({"group": at["group"].to_numpy(),
                                   "key": [key(i) for i in at["id"].astype(str)]}).drop_duplicates()
             sizes = keyed.groupby("group").size().to_numpy()
             sizes = sizes[sizes > 1]
             row.update({f"{prefix}largest_group": int(sizes.max()) if len(sizes) else 0,
-                        f"{prefix}grouped_share": float(sizes.sum() / n_contents),
-                        f"{prefix}pairs_per_image": float((sizes * (sizes - 1) / 2).sum() / n_contents),
-                        f"{prefix}n_contents": n_contents})
+                        f"{prefix}grouped_share": float(sizes.sum() / n_contents[prefix]),
+                        f"{prefix}pairs_per_image": float((sizes * (sizes - 1) / 2).sum() / n_contents[prefix])})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 #: Columns of :func:`growth_sweep` that only the guards read (not written out).
-GUARD_COLUMNS = ["n_contents", "guard_largest_group", "guard_grouped_share", "guard_pairs_per_image",
-                 "guard_n_contents"]
+GUARD_COLUMNS = ["guard_largest_group", "guard_grouped_share", "guard_pairs_per_image", "guard_n_contents"]
 
 
 def guard_failures(row, rule: EvaluateParams) -> list[str]:
