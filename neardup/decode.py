@@ -7,6 +7,7 @@ so they see the same upright pixels of the same frame, and :func:`pixel_sha256` 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
 from contextlib import contextmanager, nullcontext
@@ -56,12 +57,14 @@ def _decoder_settings():
 class Decoded:
     """An image as every stage sees it: ``image`` (RGB, upright, first frame, fully loaded, detached
     from the file), its file ``format`` (Pillow's name), its number of ``frames`` and the EXIF
-    ``orientation`` that was applied (1: none)."""
+    ``orientation`` that was applied (1: none); ``full_size`` the upright ``(width, height)`` at full
+    scale (``image`` is smaller when decoded at a reduced DCT scale)."""
 
     image: Image.Image
     format: str
     frames: int
     orientation: int
+    full_size: tuple[int, int] = (0, 0)
 
 
 def _orientation(im: Image.Image) -> int:
@@ -73,7 +76,8 @@ def _orientation(im: Image.Image) -> int:
     return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def decode_image(path: str | os.PathLike, *, max_pixels: int | None, min_side: int | None = None) -> Decoded:
+def decode_image(path: str | os.PathLike, *, max_pixels: int | None, min_side: int | None = None,
+                 long_side: int | None = None) -> Decoded:
     """Decode ``path`` the one way every stage does: first frame, EXIF orientation applied, RGB.
 
     Parameters
@@ -88,6 +92,9 @@ def decode_image(path: str | os.PathLike, *, max_pixels: int | None, min_side: i
         JPEG only: decode at the smallest DCT scale (1, 1/2, 1/4 or 1/8 of each side) that keeps both
         sides at least ``min_side`` pixels, which skips most of the decoding work when a photo is much
         larger than what the caller needs (embed). Other formats, and None, decode at full size.
+    long_side : int or None
+        JPEG only, the same for the longer side: at least ``long_side`` pixels (keypoints, which scale
+        the image to a longest side). ``full_size`` tells the size at full scale.
 
     Raises
     ------
@@ -110,11 +117,15 @@ def decode_image(path: str | os.PathLike, *, max_pixels: int | None, min_side: i
                 im.seek(0)
             if min_side:
                 im.draft(None, (int(min_side), int(min_side)))  # a no-op for formats other than JPEG
+            elif long_side:
+                ratio = min(1.0, long_side / max(width, height, 1))
+                im.draft(None, (math.ceil(width * ratio), math.ceil(height * ratio)))
             im.load()
             orientation = _orientation(im)
             upright = ImageOps.exif_transpose(im) if orientation != 1 else im
             rgb = upright.convert("RGB")  # a new image (a copy when already RGB), detached from the file
-    return Decoded(image=rgb, format=fmt, frames=frames, orientation=orientation)
+    full = (height, width) if orientation in (5, 6, 7, 8) else (width, height)  # upright, at full scale
+    return Decoded(image=rgb, format=fmt, frames=frames, orientation=orientation, full_size=full)
 
 
 def open_rgb(path: str | os.PathLike, *, max_pixels: int | None = None, min_side: int | None = None) -> Image.Image:

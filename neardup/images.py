@@ -23,6 +23,7 @@ from neardup.contract import MANIFEST_COLUMNS, SKIPPED_COLUMNS, FetchResult, emp
 from neardup.cache import sha256_file
 from neardup.decode import ImageTooLarge, decode_image, pixel_sha256
 from neardup.files import input_size, is_url
+from neardup.runner import ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +144,10 @@ def _inspect_files(paths: list, desc: str = "", *, max_pixels: int | None = None
 
 def _on_engine(task, paths: list, engine, desc: str, **kwargs) -> list:
     """``task(paths)`` here, or in shards of ``engine.shard_size`` on Dask workers (``engine.kind: dask``)."""
-    if engine is None or engine.kind == "local" or not paths:
-        return task(paths, desc, **kwargs)
+    if engine is None or engine.kind == "local" or not paths:  # here: chunks on one thread per core
+        chunks = [paths[i:i + 16] for i in range(0, len(paths), 16)]
+        done = ordered_map(lambda chunk: task(chunk, "", **kwargs), chunks, desc=desc, unit="file", count=len)
+        return [item for chunk in done for item in chunk]
     from neardup.engine import map_on_dask
 
     return [item for shard in map_on_dask(task, paths, engine=engine, what=desc, **kwargs) for item in shard]

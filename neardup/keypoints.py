@@ -1,25 +1,31 @@
 """SIFT keypoints of an image and of its mirror, for geometric verification (:mod:`neardup.verify`),
-cached by image content.
+cached by image content and streamed: never every image's features in memory at once.
 
 SIFT (OpenCV) runs on the grey image scaled to at most ``max_side`` pixels, at most ``max_keypoints``
-keypoints, with a low contrast threshold (:data:`CONTRAST`). The mirror's keypoints are derived
-from the image's, not detected again. Images whose short side is under ``min_side`` get no
+keypoints, with a low contrast threshold (:data:`CONTRAST`). SIFT's descriptors are integers 0-255,
+kept as ``uint8`` (128 bytes a keypoint). The mirror's keypoints are derived from the image's when
+asked for, never detected again nor stored. Images whose short side is under ``min_side`` get no
 features (too few: CIFAR's 32 x 32). Features are cached under ``<cache.dir>/features/`` by content,
-each file with a checksum checked before use.
+each file with a checksum checked before use; :class:`FeatureStore` extracts what the cache lacks and
+loads features back a few at a time (a bounded LRU).
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import tempfile
+import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from neardup.cache import CACHE_VERSION, descriptor_key
-from neardup.decode import open_rgb
+from neardup.decode import decode_image
 from neardup.runner import cpu_cores
 
 log = logging.getLogger(__name__)
@@ -30,56 +36,79 @@ log = logging.getLogger(__name__)
 CONTRAST = 0.005
 #: Orientation bin ``o`` of a SIFT cell holds bin ``-o`` (mod 8) of the mirrored patch's cell.
 MIRROR_BINS = (8 - np.arange(8)) % 8
-ARRAYS = ("points", "descriptors", "mirror_points", "mirror_descriptors", "scale", "width")
+#: What a cache file holds (and its checksum covers).
+ARRAYS = ("points", "descriptors", "scale", "width", "detected_width", "usable")
+#: Cache file format (in the cache folder's key): 4 = uint8 descriptors, no stored mirror.
+FORMAT = 4
+#: The glance: SIFT at this longest side and number of keypoints, about a sixth of the full
+#: features' cost to extract and a tenth to match, to look at an image's nearest neighbour beyond
+#: every eps before the full verification (docs/performance.md, "Verification at scale").
+GLANCE_SIDE, GLANCE_KEYPOINTS = 160, 200
 
 
 @dataclass
 class Features:
     """Keypoints ``(n, 2)`` float32 in the original image's pixels and SIFT descriptors ``(n, 128)``
-    float32 of one image; ``mirror_*`` the same for its left-right mirror (in the mirror's pixels);
-    ``scale`` the factor the image was scaled by for detection, ``width`` its width in pixels."""
+    uint8 of one image; ``scale`` the factor the image was scaled by for detection, ``width`` its
+    width in pixels, ``detected_width`` the width SIFT saw. ``mirror_points`` / ``mirror_descriptors``
+    are the same for its left-right mirror (in the mirror's pixels), derived on access."""
 
     points: np.ndarray
     descriptors: np.ndarray
-    mirror_points: np.ndarray
-    mirror_descriptors: np.ndarray
     scale: float
     width: float
+    detected_width: float
     usable: bool
+
+    @property
+    def mirror_points(self) -> np.ndarray:
+        """OpenCV's SIFT finds a keypoint at (x, y) in the mirror at (width - 0.5 - x, y), in the
+        pixels it detected in (docs/quality.md)."""
+        x = (self.detected_width - 0.5) / self.scale - self.points[:, 0]
+        return np.column_stack([x, self.points[:, 1]]).astype(np.float32)
+
+    @property
+    def mirror_descriptors(self) -> np.ndarray:
+        """This descriptor with the 4 x 4 cells' rows reversed and each cell's 8 orientation bins negated."""
+        flipped = self.descriptors.reshape(-1, 4, 4, 8)[:, ::-1][:, :, :, MIRROR_BINS]
+        return np.ascontiguousarray(flipped.reshape(-1, 128))
+
+    @property
+    def nbytes(self) -> int:
+        return self.points.nbytes + self.descriptors.nbytes
+
+
+def no_features(width: float) -> Features:
+    return Features(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8), 1.0, float(width), float(width),
+                    False)
 
 
 def extract(path: str, *, max_side: int = 512, max_keypoints: int = 1000, min_side: int = 64,
             contrast: float = CONTRAST) -> Features:
-    """SIFT features of ``path`` and of its mirror (see the module docstring); ``contrast`` is SIFT's
-    ``contrastThreshold``."""
+    """SIFT features of ``path`` (see the module docstring); ``contrast`` is SIFT's ``contrastThreshold``."""
     import cv2
 
-    image = open_rgb(path)
-    empty = np.zeros((0, 2), np.float32)
-    if min(image.size) < min_side:
-        return Features(empty, np.zeros((0, 128), np.float32), empty, np.zeros((0, 128), np.float32), 1.0,
-                        float(image.width), False)
-    grey = np.asarray(image.convert("L"))
-    scale = min(1.0, max_side / max(grey.shape))
-    if scale < 1:
-        grey = cv2.resize(grey, (round(grey.shape[1] * scale), round(grey.shape[0] * scale)),
-                          interpolation=cv2.INTER_AREA)
+    decoded = decode_image(path, max_pixels=None, long_side=max_side)  # a JPEG at a reduced DCT scale
+    width, height = decoded.full_size
+    if min(width, height) < min_side:
+        return no_features(width)
+    grey = np.asarray(decoded.image.convert("L"))
+    scale = min(1.0, max_side / max(width, height))
+    size = (round(width * scale), round(height * scale))
+    if (grey.shape[1], grey.shape[0]) != size:
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
     sift = cv2.SIFT_create(nfeatures=max_keypoints, contrastThreshold=contrast)
     keypoints, descriptors = sift.detectAndCompute(np.ascontiguousarray(grey), None)
     found = np.float32([k.pt for k in keypoints]).reshape(-1, 2)
-    descriptors = descriptors if descriptors is not None else np.zeros((0, 128), np.float32)
-    # the mirror's keypoints, without detecting again: OpenCV's SIFT finds a keypoint at (x, y) in the
-    # mirror at (width - 0.5 - x, y), and its descriptor is this one with the 4 x 4 cells' rows reversed
-    # and each cell's 8 orientation bins negated (measured: docs/quality.md)
-    mirrored = np.column_stack([grey.shape[1] - 0.5 - found[:, 0], found[:, 1]]).astype(np.float32)
-    mirror_descriptors = descriptors.reshape(-1, 4, 4, 8)[:, ::-1][:, :, :, MIRROR_BINS].reshape(-1, 128)
-    return Features(found / np.float32(scale), descriptors, mirrored / np.float32(scale),
-                    np.ascontiguousarray(mirror_descriptors), float(scale), float(image.width), True)
+    # OpenCV's float descriptors are whole numbers 0-255 (saturated to a byte): uint8 loses nothing
+    descriptors = (np.zeros((0, 128), np.uint8) if descriptors is None
+                   else np.clip(np.rint(descriptors), 0, 255).astype(np.uint8))
+    return Features(found / np.float32(scale), descriptors, float(scale), float(width), float(grey.shape[1]), True)
 
 
 def _checksum(arrays: dict) -> str:
     digest = hashlib.sha256(b"neardup features\n")
-    for name in ARRAYS + ("usable",):
+    for name in ARRAYS:
         value = np.ascontiguousarray(arrays[name])
         digest.update(f"{name} {value.dtype.str} {value.shape}\n".encode())
         digest.update(value.tobytes())
@@ -94,15 +123,16 @@ class FeatureCache:
     def __init__(self, root: str, **settings):
         self.folder = Path(root) / "features" / descriptor_key(version=CACHE_VERSION, **settings) if root else None
 
+    def path(self, sha256: str) -> Path | None:
+        return None if self.folder is None else self.folder / f"{sha256}.npz"
+
     def get(self, sha256: str) -> Features | None:
-        if self.folder is None:
-            return None
-        path = self.folder / f"{sha256}.npz"
-        if not path.is_file():
+        path = self.path(sha256)
+        if path is None or not path.is_file():
             return None
         try:
             with np.load(path, allow_pickle=False) as z:
-                arrays = {name: z[name] for name in ARRAYS + ("usable", "checksum")}
+                arrays = {name: z[name] for name in ARRAYS + ("checksum",)}
             if _checksum(arrays) != str(arrays["checksum"]):
                 raise ValueError("fails its checksum")
         except Exception as exc:  # noqa: BLE001 - truncated, garbage or edited: not trusted
@@ -110,42 +140,136 @@ class FeatureCache:
                         exc if isinstance(exc, ValueError) else type(exc).__name__)
             path.unlink(missing_ok=True)
             return None
-        return Features(*(arrays[name] for name in ARRAYS[:4]), float(arrays["scale"]), float(arrays["width"]),
-                        bool(arrays["usable"]))
+        return Features(arrays["points"], arrays["descriptors"], float(arrays["scale"]), float(arrays["width"]),
+                        float(arrays["detected_width"]), bool(arrays["usable"]))
 
     def put(self, sha256: str, features: Features) -> None:
         if self.folder is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         arrays = {name: np.asarray(getattr(features, name)) for name in ARRAYS}
-        arrays["usable"] = np.bool_(features.usable)
-        tmp = self.folder / f".{sha256}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, checksum=np.str_(_checksum(arrays)), **arrays)
-        os.replace(tmp, self.folder / f"{sha256}.npz")
+        tmp = self.folder / f".{sha256}.{os.getpid()}.{id(features)}.tmp.npz"
+        try:
+            np.savez(tmp, checksum=np.str_(_checksum(arrays)), **arrays)
+            os.replace(tmp, self.folder / f"{sha256}.npz")
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
-def load_features(images, paths, content, params, *, cache_dir: str = "") -> tuple[dict, list]:
-    """Features of rows ``images`` (``paths[i]``, cached by ``content[i]``), extracted in one thread per
-    core where the cache has none. Returns ``{row: Features}`` and the rows that were extracted."""
-    cache = FeatureCache(cache_dir, max_side=params.max_side, max_keypoints=params.max_keypoints,
-                         min_side=params.min_side, features="sift", contrast=CONTRAST, format=3)
-    features: dict[int, Features] = {}
-    by_key: dict[str, Features] = {}
-    todo = []
-    for i in images:
-        key = str(content[i])
-        found = by_key.get(key) or cache.get(hashlib.sha256(key.encode()).hexdigest())
+class FeatureStore:
+    """The features of a set of images, extracted once into the cache and loaded back a few at a time.
+
+    :meth:`prepare` extracts (one thread per core, with a progress bar) the images the cache lacks and
+    writes them there, keeping none in memory; :meth:`get` loads one back through an LRU of at most
+    ``max_images`` feature sets (a few hundred KB each). Without ``cache_dir`` the cache is a
+    temporary folder, deleted on :meth:`close`. An image whose features cannot be extracted (an error
+    while decoding it, or in OpenCV) is logged, counted in ``errors`` and gets no features.
+
+    Parameters
+    ----------
+    paths, content : sequences of str, length n
+        Each row's image file and content key (features are shared by content).
+    params : VerifyParams
+        ``max_side``, ``max_keypoints``, ``min_side``.
+    glance : bool
+        The glance's features instead (:data:`GLANCE_SIDE`, :data:`GLANCE_KEYPOINTS`), cached apart.
+    """
+
+    def __init__(self, paths, content, params, *, cache_dir: str = "", max_images: int = 1024,
+                 glance: bool = False):
+        self._tmp = None if cache_dir else tempfile.TemporaryDirectory(prefix="neardup-features-")
+        self.max_side = min(GLANCE_SIDE, params.max_side) if glance else params.max_side
+        self.max_keypoints = min(GLANCE_KEYPOINTS, params.max_keypoints) if glance else params.max_keypoints
+        self.cache = FeatureCache(cache_dir or self._tmp.name, max_side=self.max_side,
+                                  max_keypoints=self.max_keypoints, min_side=params.min_side, features="sift",
+                                  contrast=CONTRAST, format=FORMAT)
+        self.paths, self.content, self.params = paths, content, params
+        self.what = "glance keypoints" if glance else "keypoints"
+        self.max_images = max_images
+        self._lru: OrderedDict[str, Features] = OrderedDict()
+        self._failed: dict[str, str] = {}
+        self.errors: list[tuple[str, str]] = []  # (path, reason)
+        self.extracted = 0
+        self.loads = 0
+        self.peak = 0  # the most feature sets held at once
+
+    def _key(self, row: int) -> str:
+        return hashlib.sha256(str(self.content[row]).encode()).hexdigest()
+
+    def _extract(self, row: int) -> Features | str:
+        try:
+            return extract(str(self.paths[row]), max_side=self.max_side, max_keypoints=self.max_keypoints,
+                           min_side=self.params.min_side)
+        except Exception as exc:  # noqa: BLE001 - one bad image never kills the run
+            return f"{type(exc).__name__}: {exc}"
+
+    def prepare(self, rows) -> None:
+        """Extract the features of ``rows`` that the cache does not hold (each content once)."""
+        todo, seen = [], set()
+        for row in rows:
+            key = self._key(row)
+            if key not in seen:
+                seen.add(key)
+                if not self.cache.path(key).is_file():
+                    todo.append(row)
+        if not todo:
+            return
+        start = time.perf_counter()
+        with ThreadPoolExecutor(cpu_cores()) as pool:  # OpenCV releases the GIL
+            results = pool.map(self._extract, todo)
+            for row, result in tqdm(zip(todo, results), total=len(todo), desc=self.what, unit="img",
+                                    leave=False, disable=len(todo) < 50):
+                if isinstance(result, str):
+                    self._fail(row, result)
+                else:
+                    self.cache.put(self._key(row), result)
+        seconds = time.perf_counter() - start
+        self.extracted = len(todo)
+        log.info("%s of %d images extracted in %.1f s (%.1f images/s)", self.what, len(todo), seconds,
+                 len(todo) / max(seconds, 1e-9))
+
+    def _fail(self, row: int, reason: str) -> None:
+        key = self._key(row)
+        if key not in self._failed:
+            self._failed[key] = reason
+            self.errors.append((str(self.paths[row]), reason))
+            log.warning("keypoints of %s: %s; its pairs keep their distance", self.paths[row], reason)
+
+    def failed(self, row: int) -> bool:
+        """Whether row ``row``'s features could not be extracted."""
+        return self._key(row) in self._failed
+
+    def get(self, row: int) -> Features:
+        """Row ``row``'s features: from memory, the cache, or extracted now (not usable if that failed)."""
+        key = self._key(row)
+        found = self._lru.get(key)
+        if found is not None:
+            self._lru.move_to_end(key)
+            return found
+        if key in self._failed:
+            return no_features(0)
+        found = self.cache.get(key)
         if found is None:
-            todo.append(i)
-        else:
-            features[i] = by_key[key] = found
-    with ThreadPoolExecutor(cpu_cores()) as pool:  # OpenCV releases the GIL
-        extracted = pool.map(lambda i: extract(str(paths[i]), max_side=params.max_side,
-                                               max_keypoints=params.max_keypoints, min_side=params.min_side), todo)
-        for i, f in zip(todo, extracted):
-            features[i] = f
-            key = str(content[i])
-            if key not in by_key:
-                by_key[key] = f
-                cache.put(hashlib.sha256(key.encode()).hexdigest(), f)
-    return features, todo
+            result = self._extract(row)
+            if isinstance(result, str):
+                self._fail(row, result)
+                return no_features(0)
+            self.cache.put(key, result)
+            found = result
+        self.loads += 1
+        self._lru[key] = found
+        while len(self._lru) > self.max_images:
+            self._lru.popitem(last=False)
+        self.peak = max(self.peak, len(self._lru))
+        return found
+
+    def close(self) -> None:
+        self._lru.clear()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -28,6 +28,31 @@ def cpu_cores() -> int:
     return cores
 
 
+def ordered_map(function, items, *, desc: str = "", unit: str = "item", threads: int | None = None, count=None):
+    """``function(item)`` for each of ``items``, yielded in order, computed on one thread per core (for
+    work that releases the GIL: decoding, hashing bytes, OpenCV), with a progress bar when ``desc`` is
+    given (advanced by ``count(item)`` per item, default 1). ``function`` must not raise for one bad
+    item (return the error instead)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    items = list(items)
+    threads = max(1, min(threads or cpu_cores(), len(items)))
+    count = count or (lambda item: 1)
+    total = sum(count(item) for item in items)
+    with tqdm(total=total, desc=desc, unit=unit, leave=False, disable=not desc or not items) as bar:
+        if threads == 1:
+            for item in items:
+                yield function(item)
+                bar.update(count(item))
+            return
+        with ThreadPoolExecutor(threads) as pool:
+            for item, result in zip(items, pool.map(function, items)):
+                yield result
+                bar.update(count(item))
+
+
 def setup_logging() -> None:
     """Log to stderr at INFO (``NEARDUP_LOG_LEVEL`` overrides) and quieten TensorFlow's C++ log."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -55,14 +80,43 @@ def record_timing(stage: str, run: str, *, images: int, seconds: float, rate: fl
                              "images_per_second": None if rate is None else round(rate, 2), **extra}) + "\n")
 
 
+def peak_memory_mb() -> float:
+    """Peak resident memory (MB) of this process, or of the largest child it waited for if larger."""
+    import resource
+
+    return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
+
+
+def _run_name(argv: list[str]) -> str:
+    """The stage run's name for the timing line: its ``--out`` file or folder (``embed``: the model run)."""
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "--out":
+            name = Path(value).name
+            return name[: -len(".npz")] if name.endswith(".npz") else name
+    return ""
+
+
 def run_stage(main) -> None:
     """Run ``main()``; a user error (:class:`neardup.contract.UserError`) or a missing file ends the
-    stage with a one-line message and exit code 2, not a traceback."""
+    stage with a one-line message and exit code 2, not a traceback. A stage that finishes appends its
+    wall seconds and peak memory to :data:`TIMINGS` (``"step": "stage"``)."""
+    import time
+
     from neardup.contract import UserError
 
     setup_logging()
+    start = time.perf_counter()
     try:
         main()
     except (UserError, FileNotFoundError) as exc:
         logging.getLogger("neardup").error("%s", exc)
         sys.exit(2)
+    module = getattr(main, "__module__", "")
+    stage = Path(sys.argv[0]).stem if module == "__main__" else module.rpartition(".")[2]
+    seconds, peak = time.perf_counter() - start, peak_memory_mb()
+    logging.getLogger("neardup").info("%s %s finished in %.1f s, peak memory %.0f MB", stage, _run_name(sys.argv),
+                                      seconds, peak)
+    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
+    with TIMINGS.open("a") as fh:
+        fh.write(json.dumps({"stage": stage, "run": _run_name(sys.argv), "step": "stage",
+                             "seconds": round(seconds, 3), "peak_mb": round(peak, 1)}) + "\n")

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
+from tqdm.auto import tqdm
 
-from neardup.keypoints import Features, load_features
+from neardup.keypoints import Features, FeatureStore
 from neardup.runner import cpu_cores
 
 log = logging.getLogger(__name__)
@@ -60,23 +61,45 @@ def distinct_points(src: np.ndarray, dst: np.ndarray) -> int:
     return min(len(np.unique(np.round(points, 1), axis=0)) for points in (src, dst))
 
 
+def _usable_transform(transform) -> bool:
+    """A RANSAC result worth looking at: a finite 2 x 3 matrix whose linear part keeps its scale
+    between 1e-4 and 1e4 (OpenCV can return NaN, or a collapse onto one point, for degenerate input)."""
+    if transform is None or np.shape(transform) != (2, 3) or not np.isfinite(transform).all():
+        return False
+    stretch = np.linalg.svd(transform[:, :2], compute_uv=False)
+    return bool(1e-4 < stretch[1] <= stretch[0] < 1e4)
+
+
 def fit(src: np.ndarray, dst: np.ndarray, threshold: float) -> tuple[np.ndarray | None, np.ndarray, int]:
     """The transform of ``src`` onto ``dst`` (each ``(n, 2)``) that most matches agree on, within
     ``threshold`` pixels: a similarity (rotation, scale, shift), or an affine map when more agree on it
     (a copy resized to another aspect ratio, 640 x 480 to 300 x 300, is not a similarity) as long as it
     keeps orientation and stretches one axis at most :data:`MAX_STRETCH` times the other. Returns the
-    2 x 3 transform (None without one), the inlier mask and the inliers' :func:`distinct_points`."""
+    2 x 3 transform (None without one), the inlier mask and the inliers' :func:`distinct_points`.
+
+    Degenerate input (repeated or collinear points, NaN, huge coordinates) and whatever RANSAC returns
+    for it (NaN, a collapse) give no transform, never an exception."""
     import cv2
 
+    src = np.asarray(src, np.float32).reshape(-1, 2)
+    dst = np.asarray(dst, np.float32).reshape(-1, 2)
     best: tuple[np.ndarray | None, np.ndarray, int] = (None, np.zeros(len(src), bool), 0)
+    finite = np.isfinite(src).all(axis=1) & np.isfinite(dst).all(axis=1)
+    if finite.sum() < 3 or len(src) != len(dst):
+        return best
     for estimate in (cv2.estimateAffinePartial2D, cv2.estimateAffine2D):
-        transform, inliers = estimate(src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold)
-        if transform is None or inliers is None:
+        try:
+            transform, inliers = estimate(src[finite], dst[finite], method=cv2.RANSAC,
+                                          ransacReprojThreshold=threshold)
+        except cv2.error:
+            continue
+        if not _usable_transform(transform) or inliers is None:
             continue
         stretch = np.linalg.svd(transform[:, :2], compute_uv=False)
         if np.linalg.det(transform[:, :2]) <= 0 or stretch[0] > MAX_STRETCH * stretch[1]:
             continue  # a mirror, a collapse onto a line, or a shear no copy has
-        keep = inliers.ravel().astype(bool)
+        keep = np.zeros(len(src), bool)
+        keep[np.flatnonzero(finite)] = inliers.ravel().astype(bool)
         n = distinct_points(src[keep], dst[keep])
         if n > best[2]:
             best = (transform, keep, n)
@@ -91,11 +114,13 @@ def match(a: Features, b: Features, *, ratio: float = 0.75, threshold: float = 5
     if not (a.usable and b.usable) or len(a.points) < 2:
         return best
     matcher = cv2.BFMatcher(cv2.NORM_L2)
-    for mirrored, points, descriptors in ((False, b.points, b.descriptors),
-                                          (True, b.mirror_points, b.mirror_descriptors)):
+    query = a.descriptors.astype(np.float32)  # OpenCV's L2 matcher is ~7x slower on uint8 (same distances)
+    for mirrored in (False, True):
+        points = b.mirror_points if mirrored else b.points  # the mirror's, derived only when needed
+        descriptors = (b.mirror_descriptors if mirrored else b.descriptors).astype(np.float32)
         if len(points) < 2:
             continue
-        knn = matcher.knnMatch(a.descriptors, descriptors, k=2)
+        knn = matcher.knnMatch(query, descriptors, k=2)
         good = [m[0] for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
         if len(good) >= 3:
             src = a.points[[g.queryIdx for g in good]]
@@ -105,6 +130,8 @@ def match(a: Features, b: Features, *, ratio: float = 0.75, threshold: float = 5
                 x_b = b.width - dst[keep, 0] if mirrored else dst[keep, 0]  # back to b's own pixels
                 best = Match(n, len(good), mirrored, transform,
                              np.column_stack([src[keep], x_b, dst[keep, 1]]).astype(np.float32))
+            elif not best.inliers and len(good) > best.matches:  # matches, but no transform they agree on
+                best = Match(0, len(good), mirrored, None, best.pairs)
         if best.inliers >= enough:
             break
     return best
@@ -121,14 +148,18 @@ def pair_matches(pairs, manifest, params, *, cache_dir: str = "") -> dict:
         return {}
     index = {i: k for k, i in enumerate(ids)}
     chosen = rows.loc[ids]
-    features, _ = load_features(range(len(ids)), chosen["path"].astype(str).to_numpy(), content_keys(chosen),
-                                params, cache_dir=cache_dir)
     found = {}
-    for a, b in pairs:
-        if a in index and b in index:
-            m = match(features[index[a]], features[index[b]])
-            if m.proves(params):
-                found[(a, b)] = m
+    with FeatureStore(chosen["path"].astype(str).to_numpy(), content_keys(chosen), params,
+                      cache_dir=cache_dir) as store:
+        for a, b in pairs:
+            if a in index and b in index:
+                try:
+                    m = match(store.get(index[a]), store.get(index[b]))
+                except Exception as exc:  # noqa: BLE001 - one bad pair: no figure of its proof
+                    log.warning("verifying %s and %s: %s: %s; no proof drawn", a, b, type(exc).__name__, exc)
+                    continue
+                if m.proves(params):
+                    found[(a, b)] = m
     return found
 
 
@@ -153,6 +184,88 @@ def nearest_edges(coo: sparse.coo_matrix, graph: sparse.csr_matrix, n_reference:
     return np.isin(coo.row.astype(np.int64) * graph.shape[0] + coo.col, keys)
 
 
+#: Pairs matched per batch: the features they need are loaded, matched in one thread per core, released.
+PAIR_BATCH = 256
+#: A glance with this many inliers sends the pair to the full verification: twice what the glance
+#: finds between different photos (at most 3 on the demo's random pairs; copies: 5 and up).
+GLANCE_INLIERS = 6
+
+
+def _match_pairs(pairs: np.ndarray, store: FeatureStore, desc: str) -> tuple[list, set]:
+    """``(Match or error text, fewer keypoints of the two)`` for each ``(a, b)`` row of ``pairs``, in
+    order, and the rows whose image is too small for features: the features stream from ``store`` a
+    batch at a time, pairs ordered by image, matched on one thread per core. A pair that raises gets
+    its error text and never stops the others."""
+    out: list = [None] * len(pairs)
+    small: set = set()
+    if not len(pairs):
+        return out, small
+    store.prepare(np.unique(pairs).tolist())
+    order = np.lexsort((pairs[:, 1], pairs[:, 0]))  # by image: a batch needs few images, the LRU keeps them
+    features: dict = {}
+
+    def one(k: int):
+        a, b = features[pairs[k, 0]], features[pairs[k, 1]]
+        try:
+            return match(a, b), min(len(a.points), len(b.points))
+        except Exception as exc:  # noqa: BLE001 - one bad pair never kills the run
+            return f"{type(exc).__name__}: {exc}", 0
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(cpu_cores()) as pool, \
+            tqdm(total=len(pairs), desc=desc, unit="pair", leave=False, disable=len(pairs) < 50) as bar:
+        for first in range(0, len(order), PAIR_BATCH):  # OpenCV releases the GIL
+            batch = order[first:first + PAIR_BATCH]
+            features = {i: store.get(i) for i in np.unique(pairs[batch]).tolist()}
+            small.update(i for i, f in features.items() if not f.usable and not store.failed(i))
+            for k, result in zip(batch, pool.map(one, batch)):
+                out[k] = result
+            bar.update(len(batch))
+    seconds = time.perf_counter() - start
+    log.info("%s: %d pairs in %.1f s (%.1f pairs/s)", desc, len(pairs), seconds, len(pairs) / max(seconds, 1e-9))
+    return out, small
+
+
+def _verify_pairs(pairs: np.ndarray, glance: np.ndarray, paths, content, params, *, cache_dir: str):
+    """Verdicts on the ``(a, b)`` rows of ``pairs``: boolean masks ``proven`` and ``refuted`` and a
+    summary. Pairs where ``glance`` is set (nearest neighbours beyond every eps, where only a proof
+    changes anything) get the glance first (:data:`neardup.keypoints.GLANCE_SIDE`); only those with
+    :data:`GLANCE_INLIERS` go on to the full verification with the others. Features stream through
+    :class:`FeatureStore` (bounded memory). A pair whose verification fails, or an image that cannot
+    be read, is logged, counted in ``errors`` and neither proven nor refuted."""
+    proven, refuted = np.zeros(len(pairs), bool), np.zeros(len(pairs), bool)
+    summary = {"images": int(len(np.unique(pairs))), "glanced": int(glance.sum()), "escalated": 0,
+               "too_small": 0, "errors": 0}
+    failed, unreadable = [], set()
+    full = ~glance
+    with FeatureStore(paths, content, params, cache_dir=cache_dir, max_images=4 * PAIR_BATCH, glance=True) as store:
+        looked, too_small = _match_pairs(pairs[glance], store, "glance at nearest pairs")
+        unreadable |= {p for p, _ in store.errors}
+    for k, (result, _) in zip(np.flatnonzero(glance), looked):
+        if isinstance(result, str):
+            failed.append((k, result))
+        elif result.inliers >= GLANCE_INLIERS:
+            full[k] = True
+    summary["escalated"] = int((full & glance).sum())
+    with FeatureStore(paths, content, params, cache_dir=cache_dir, max_images=4 * PAIR_BATCH) as store:
+        checked, small = _match_pairs(pairs[full], store, "verify pairs")
+        unreadable |= {p for p, _ in store.errors}
+    too_small |= small
+    for k, (result, keypoints) in zip(np.flatnonzero(full), checked):
+        if isinstance(result, str):
+            failed.append((k, result))
+            continue
+        proven[k] = result.proves(params)
+        refuted[k] = not proven[k] and params.refute_keypoints > 0 and keypoints >= params.refute_keypoints
+    for k, reason in failed[:10]:
+        log.warning("verifying %s and %s failed (%s): the pair keeps its distance", paths[pairs[k, 0]],
+                    paths[pairs[k, 1]], reason)
+    if len(failed) > 10:
+        log.warning("... and %d more pairs failed verification", len(failed) - 10)
+    summary.update(too_small=len(too_small), errors=len(failed) + len(unreadable))
+    return proven, refuted, summary
+
+
 def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: float, cache_dir: str = "",
                  n_reference: int | None = None,
                  stats: dict | None = None) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
@@ -161,7 +274,11 @@ def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: fl
     Verified: every pair within ``radius`` (the largest eps) and each image's nearest neighbour among
     the first ``n_reference`` rows (the real images, so planted copies change nothing about them)
     whatever its distance (a crop can sit beyond every eps, and the proof brings it in), except pairs
-    of identical content (distance 0). A pair that :meth:`Match.proves` a copy moves to its distance
+    of identical content (distance 0). A nearest pair beyond the radius, where only a proof changes
+    anything, gets a glance first (small features, :data:`neardup.keypoints.GLANCE_SIDE`), and the full
+    verification only when the glance sees :data:`GLANCE_INLIERS` agree: on a folder of distinct photos
+    every image's nearest neighbour lies beyond the radius. Features stream (:func:`_verify_pairs`): memory stays
+    bounded, and a pair or an image that fails is counted in ``errors`` and keeps its distance. A pair that :meth:`Match.proves` a copy moves to its distance
     times ``factor``; a pair that does not, of two images with at least ``refute_keypoints`` keypoints
     each (both textured enough that a copy would show), moves to its distance divided by ``factor``.
 
@@ -181,7 +298,8 @@ def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: fl
         real): nearest neighbours are looked for among the real images only.
     stats : dict, optional
         Receives ``verify``: pairs verified, images they involve, pairs moved closer and away, images
-        too small (timings go to the log only: outputs hold no timings).
+        too small, errors (pairs or images that failed; timings go to the log only: outputs hold no
+        timings).
 
     Returns
     -------
@@ -193,31 +311,22 @@ def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: fl
     coo = sparse.triu(graph, k=1).tocoo()
     chosen = np.flatnonzero(((coo.data <= radius) | nearest_edges(coo, graph, n_reference)) & (coo.data > 0))
     rows, cols = coo.row[chosen], coo.col[chosen]
-    images = sorted(set(rows.tolist()) | set(cols.tolist()))
-    start = time.perf_counter()
-    features, todo = load_features(images, paths, content, params, cache_dir=cache_dir)
-    t_images = time.perf_counter() - start
-    start = time.perf_counter()
-    with ThreadPoolExecutor(cpu_cores()) as pool:  # OpenCV releases the GIL
-        found = list(pool.map(lambda ab: match(features[ab[0]], features[ab[1]]), zip(rows, cols)))
-    t_pairs = time.perf_counter() - start
-    proven = np.array([m.proves(params) for m in found], dtype=bool)
-    keypoints = np.array([min(len(features[a].points), len(features[b].points)) for a, b in zip(rows, cols)], dtype=int)
-    refuted = ~proven & (params.refute_keypoints > 0) & (keypoints >= params.refute_keypoints)
+    proven, refuted, summary = _verify_pairs(np.column_stack([rows, cols]).astype(np.int64),
+                                             coo.data[chosen] > radius, paths, content, params, cache_dir=cache_dir)
     data = coo.data.astype(float).copy()
     data[chosen[proven]] *= params.factor
     data[chosen[refuted]] /= params.factor
-    small = sum(1 for i in images if not features[i].usable)
-    log.info("verified %d pairs (within %g, or an image's nearest): %d proven, moved closer; %d refuted, moved "
-             "away; features of %d images (%d extracted, %.1f s), %.1f ms per pair", len(rows), radius,
-             int(proven.sum()), int(refuted.sum()), len(images), len(todo), t_images,
-             1000 * t_pairs / max(1, len(rows)))
-    if small:
+    log.info("verified %d pairs of %d images (within %g, or an image's nearest): %d beyond it glanced at first, %d of "
+             "them verified; %d proven, moved closer; %d refuted, moved away", len(rows), summary["images"], radius,
+             summary["glanced"], summary["escalated"], int(proven.sum()), int(refuted.sum()))
+    if summary["too_small"]:
         log.info("%d of these images have a side under cluster.verify.min_side (%d px): their pairs are not verified",
-                 small, params.min_side)
+                 summary["too_small"], params.min_side)
     if stats is not None:
-        stats["verify"] = {"pairs": int(len(rows)), "images": len(images), "verified": int(proven.sum()),
-                           "refuted": int(refuted.sum()), "too_small": small}
+        stats["verify"] = {"pairs": int(len(rows)), "images": summary["images"], "glanced": summary["glanced"],
+                           "escalated": summary["escalated"], "verified": int(proven.sum()),
+                           "refuted": int(refuted.sum()), "too_small": summary["too_small"],
+                           "errors": summary["errors"]}
     moved = sparse.coo_matrix((np.r_[data, data], (np.r_[coo.row, coo.col], np.r_[coo.col, coo.row])),
                               shape=graph.shape).tocsr()
     verdict = proven.astype(np.int8) - refuted.astype(np.int8)

@@ -1,0 +1,55 @@
+"""A small photo-scale run: 160 distinct camera-sized (800 x 600) photos and planted copies through
+``find_duplicates``, as benchmarks/photo_scale.py runs thousands. The keypoint cache takes under
+150 KB an image, features stream through a bounded LRU (never every image's at once), every image's
+nearest neighbour gets the cheap glance and only likely copies the full verification, copies are
+found and no two different photos are grouped."""
+from __future__ import annotations
+
+import json
+import sys
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from scenes import make_scenes  # noqa: E402
+
+
+def test_a_photo_scale_run_streams_compact_features(tmp_path, monkeypatch):
+    import neardup.keypoints as keypoints
+    import neardup.verify as verify
+    from neardup.api import find_duplicates
+
+    folder = tmp_path / "images"
+    make_scenes(folder, 160, workers=2)
+    monkeypatch.setattr(verify, "PAIR_BATCH", 8)  # the stores hold at most 4 x 8 feature sets
+    stores = []
+    close = keypoints.FeatureStore.close
+
+    def recording_close(self):
+        stores.append(self)
+        close(self)
+
+    monkeypatch.setattr(keypoints.FeatureStore, "close", recording_close)
+    cache = tmp_path / "cache"
+    result = find_duplicates(folder, out=tmp_path / "out", cache={"dir": str(cache)},
+                             plant={"n": 28, "transforms": ["crop_hard", "zoom", "rotate", "hflip"], "seed": 0})
+    stats = json.loads((result.out / "clusters" / result.run / "stats.json").read_text())["verify"]
+    # every real image's nearest neighbour is looked at (a pair is often both images' nearest)
+    assert stats["errors"] == 0 and stats["images"] >= 160 and stats["glanced"] >= 80
+    assert stats["escalated"] <= stats["glanced"] // 4  # only likely copies get the full verification
+    full = [s for s in stores if s.what == "keypoints"]
+    glance = [s for s in stores if s.what == "glance keypoints"]
+    assert full and glance and all(s.peak <= 32 for s in stores)
+    assert max(s.loads for s in glance) > 32  # more images than the store ever held at once
+    files = {s.what: list(s.cache.folder.glob("*.npz")) for s in stores}
+    assert len(files["glance keypoints"]) >= 150
+    for what, limit in (("keypoints", 150_000), ("glance keypoints", 30_000)):
+        sizes = [f.stat().st_size for f in files[what]]
+        assert sizes and sum(sizes) / len(sizes) < limit, (what, sum(sizes) / len(sizes))
+    outcomes = result.out / "clusters" / result.run / "planted.csv"
+    from neardup.contract import read_outcomes
+    at = read_outcomes(outcomes)
+    at = at[at["eps"] == result.eps]
+    assert at["found"].mean() >= 0.9  # the planted copies, at the eps chosen without ground truth
+    assert result.groups.empty  # the 160 photos are all different: no group among them
