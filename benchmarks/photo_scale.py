@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,11 +50,17 @@ def folder_of(pool: list[Path], n: int, dest: Path) -> Path:
 
 
 def cache_bytes(cache: Path, n_images: int) -> dict:
-    """Bytes per image of each kind of content cache (features, vectors, hashes, scans) and their files."""
+    """Bytes of each content cache folder: per file for the keypoint features (one folder per setting:
+    the full features and the glance), per image for the rest (vector and hash chunks, scans, models)."""
     out = {}
-    for kind in sorted(p.name for p in cache.iterdir() if p.is_dir()) if cache.is_dir() else []:
-        files = [p for p in (cache / kind).rglob("*") if p.is_file()]
-        out[kind] = {"files": len(files), "bytes_per_image": sum(p.stat().st_size for p in files) / max(1, n_images)}
+    folders = sorted(p for p in cache.iterdir() if p.is_dir()) if cache.is_dir() else []
+    for folder in folders:
+        for part in (sorted(p for p in folder.iterdir() if p.is_dir()) if folder.name == "features" else [folder]):
+            files = [p for p in part.rglob("*") if p.is_file()]
+            total = sum(p.stat().st_size for p in files)
+            name = part.relative_to(cache).as_posix()
+            out[name] = {"files": len(files), "bytes_per_file": total / max(1, len(files)),
+                         "bytes_per_image": total / max(1, n_images)}
     return out
 
 
@@ -79,7 +86,11 @@ def run_size(n: int, pool: list[Path], work: Path, env: dict) -> dict:
     stats = json.loads(next((project / "data" / "clusters").glob("efficientnet*/stats.json")).read_text())
     metrics_file = next(p for p in (project / "reports" / "metrics").glob("efficientnet*.json"))
     metrics = json.loads(metrics_file.read_text())
-    return {"n": n, "wall": wall, "load_before": before, "load_after": load(), "stages": stages,
+    text = (root / "repro.log").read_text(errors="replace")
+    embedded = [(float(a), float(b)) for a, b in re.findall(r"embedded \d+ new images .*? in ([\d.]+) s, ([\d.]+) CPU s", text)]
+    verified = [(float(a), float(b)) for a, b in re.findall(r"verification of \d+ pairs took ([\d.]+) s, ([\d.]+) CPU s", text)]
+    return {"n": n, "wall": wall, "embed_s": [sum(x) for x in zip(*embedded)] or [0, 0],
+            "verify_s": [sum(x) for x in zip(*verified)] or [0, 0], "load_before": before, "load_after": load(), "stages": stages,
             "cache": cache_bytes(project / ".neardup_cache", n), "verify": stats.get("verify", {}),
             "metrics": metrics}
 
@@ -89,18 +100,22 @@ def report(result: dict) -> None:
     print(f"\n## {n:,} photos (800x600): dvc repro {result['wall']:.0f} s; {result['load_before']} before, "
           f"{result['load_after']} after\n")
     stages = result["stages"]
-    print("| stage | run | seconds | peak MB |\n|---|---|---|---|")
+    print("| stage | run | seconds | CPU seconds | peak MB |\n|---|---|---|---|---|")
     for row in stages.itertuples():
-        print(f"| {row.stage} | {row.run} | {row.seconds:.1f} | {row.peak_mb:.0f} |")
-    print(f"| **all** | | **{stages['seconds'].sum():.1f}** | **{stages['peak_mb'].max():.0f}** |")
-    print("\ncache bytes per image: " + ", ".join(f"{kind} {c['bytes_per_image'] / 1024:.1f} KB ({c['files']} files)"
-                                                  for kind, c in result["cache"].items()))
+        print(f"| {row.stage} | {row.run} | {row.seconds:.1f} | {row.cpu_seconds:.1f} | {row.peak_mb:.0f} |")
+    print(f"| **all** | | **{stages['seconds'].sum():.1f}** | **{stages['cpu_seconds'].sum():.1f}** | "
+          f"**{stages['peak_mb'].max():.0f}** |")
+    print("\ncache: " + "; ".join(f"{kind}: {c['files']} files, {c['bytes_per_file'] / 1024:.1f} KB a file, "
+                                  f"{c['bytes_per_image'] / 1024:.1f} KB an image" for kind, c in result["cache"].items()))
     m = result["metrics"]
     keys = ("eps", "planted_recall", "n_groups", "n_pairs", "n_images_grouped", "planted_with_unrelated")
     print("metrics at the chosen eps: " + ", ".join(f"{k} {m[k]}" for k in keys if k in m))
     print("pairs of different originals (every grouped pair: the photos are distinct): "
           f"{m.get('n_pairs', 'n/a')}")
     print("verify: " + json.dumps(result["verify"]))
+    (ew, ec), (vw, vc) = result["embed_s"], result["verify_s"]
+    print(f"embedding (real images and copies): {ew:.1f} s wall, {ec:.1f} CPU s; verification: {vw:.1f} s wall, "
+          f"{vc:.1f} CPU s = {vc / max(ec, 1e-9):.2f}x the embedding's CPU time")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import time
 from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping
@@ -145,9 +146,14 @@ def _inspect_files(paths: list, desc: str = "", *, max_pixels: int | None = None
 def _on_engine(task, paths: list, engine, desc: str, **kwargs) -> list:
     """``task(paths)`` here, or in shards of ``engine.shard_size`` on Dask workers (``engine.kind: dask``)."""
     if engine is None or engine.kind == "local" or not paths:  # here: chunks on one thread per core
+        start = time.perf_counter()
         chunks = [paths[i:i + 16] for i in range(0, len(paths), 16)]
         done = ordered_map(lambda chunk: task(chunk, "", **kwargs), chunks, desc=desc, unit="file", count=len)
-        return [item for chunk in done for item in chunk]
+        out = [item for chunk in done for item in chunk]
+        seconds = time.perf_counter() - start
+        if paths:
+            log.info("%s: %d files in %.1f s (%.1f files/s)", desc, len(paths), seconds, len(paths) / max(seconds, 1e-9))
+        return out
     from neardup.engine import map_on_dask
 
     return [item for shard in map_on_dask(task, paths, engine=engine, what=desc, **kwargs) for item in shard]

@@ -203,8 +203,9 @@ class FeatureStore:
         except Exception as exc:  # noqa: BLE001 - one bad image never kills the run
             return f"{type(exc).__name__}: {exc}"
 
-    def prepare(self, rows) -> None:
-        """Extract the features of ``rows`` that the cache does not hold (each content once)."""
+    def prepare(self, rows, *, progress: bool = True) -> None:
+        """Extract the features of ``rows`` that the cache does not hold (each content once), with a
+        progress bar and a summary line unless ``progress`` is False."""
         todo, seen = [], set()
         for row in rows:
             key = self._key(row)
@@ -218,15 +219,16 @@ class FeatureStore:
         with ThreadPoolExecutor(cpu_cores()) as pool:  # OpenCV releases the GIL
             results = pool.map(self._extract, todo)
             for row, result in tqdm(zip(todo, results), total=len(todo), desc=self.what, unit="img",
-                                    leave=False, disable=len(todo) < 50):
+                                    leave=False, disable=len(todo) < 50 or not progress):
                 if isinstance(result, str):
                     self._fail(row, result)
                 else:
                     self.cache.put(self._key(row), result)
         seconds = time.perf_counter() - start
-        self.extracted = len(todo)
-        log.info("%s of %d images extracted in %.1f s (%.1f images/s)", self.what, len(todo), seconds,
-                 len(todo) / max(seconds, 1e-9))
+        self.extracted += len(todo)
+        if progress:
+            log.info("%s of %d images extracted in %.1f s (%.1f images/s)", self.what, len(todo), seconds,
+                     len(todo) / max(seconds, 1e-9))
 
     def _fail(self, row: int, reason: str) -> None:
         key = self._key(row)

@@ -237,8 +237,11 @@ class VerifyParams:
     min_ratio: float
     factor: float
     refute_keypoints: int
+    glance_patience: int
 
     def validate(self, where: str) -> None:
+        _check(self.glance_patience >= 0, f"{where}.glance_patience must be >= 0 (0: no glance beyond the largest "
+                                          f"eps), got {self.glance_patience}")
         _check(self.max_side >= 64, f"{where}.max_side must be >= 64, got {self.max_side}")
         _check(self.max_keypoints >= 10, f"{where}.max_keypoints must be >= 10, got {self.max_keypoints}")
         _check(self.min_side >= 16, f"{where}.min_side must be >= 16, got {self.min_side}")

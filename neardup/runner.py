@@ -114,9 +114,11 @@ def run_stage(main) -> None:
     module = getattr(main, "__module__", "")
     stage = Path(sys.argv[0]).stem if module == "__main__" else module.rpartition(".")[2]
     seconds, peak = time.perf_counter() - start, peak_memory_mb()
+    cpu = time.process_time()  # the whole process: start-up included
     logging.getLogger("neardup").info("%s %s finished in %.1f s, peak memory %.0f MB", stage, _run_name(sys.argv),
                                       seconds, peak)
     TIMINGS.parent.mkdir(parents=True, exist_ok=True)
     with TIMINGS.open("a") as fh:
         fh.write(json.dumps({"stage": stage, "run": _run_name(sys.argv), "step": "stage",
-                             "seconds": round(seconds, 3), "peak_mb": round(peak, 1)}) + "\n")
+                             "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
+                             "peak_mb": round(peak, 1)}) + "\n")

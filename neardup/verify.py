@@ -1,10 +1,9 @@
 """Geometric verification of candidate pairs: shared local features that agree on one similarity
 transform (rotation, scale, shift; mirrored too) are proof of a copy.
 
-Each image's SIFT keypoints and its mirror's come from :mod:`neardup.keypoints` (cached by content).
-A pair is matched with Lowe's ratio test, then a similarity is fitted with RANSAC
-(``cv2.estimateAffinePartial2D``), or an affine map when more matches agree on it (:func:`fit`); the
-inliers, counted once per keypoint location, are the evidence. A pair with at least ``min_inliers`` of them, making up at
+Each image's SIFT keypoints and its mirror's come from :mod:`neardup.keypoints` (cached by content,
+streamed); each pair is matched by :mod:`neardup.geometry` (ratio test, RANSAC fit); the inliers,
+counted once per keypoint location, are the evidence. A pair with at least ``min_inliers`` of them, making up at
 least ``min_ratio`` of the matches (a repeated pattern gives a few inliers among many matches that
 disagree), is proven and moves closer (its distance times ``factor``). A pair that is not proven
 although both images have ``refute_keypoints`` keypoints moves away (its distance over ``factor``);
@@ -17,124 +16,15 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import sparse
 from tqdm.auto import tqdm
 
-from neardup.keypoints import Features, FeatureStore
+from neardup.geometry import MAX_STRETCH, Match, distinct_points, fit, match  # noqa: F401 (the API)
+from neardup.keypoints import FeatureStore
 from neardup.runner import cpu_cores
 
 log = logging.getLogger(__name__)
-#: An affine fit may scale one axis at most this many times the other (aspect ratio changes).
-MAX_STRETCH = 3.0
-
-
-@dataclass
-class Match:
-    """The result of verifying one pair: RANSAC inliers (distinct locations, :func:`distinct_points`),
-    matches that passed the ratio test, whether the best fit was against the mirror, the fitted 2 x 3
-    transform (None without one) and the inlier keypoints ``(k, 4)``, ``k >= inliers`` (a location
-    with several orientations repeats): ``x_a, y_a, x_b, y_b`` in each image's own pixels (b unmirrored)."""
-
-    inliers: int
-    matches: int
-    mirrored: bool
-    transform: np.ndarray | None
-    pairs: np.ndarray
-
-    def proves(self, params) -> bool:
-        """Proof of a copy: at least ``params.min_inliers`` inliers, and at least ``params.min_ratio``
-        of the ratio-test matches among them (a repeated pattern, a lattice or a fence, gives a few
-        inliers among many matches that disagree)."""
-        return self.inliers >= params.min_inliers and self.inliers >= params.min_ratio * self.matches
-
-
-def distinct_points(src: np.ndarray, dst: np.ndarray) -> int:
-    """Inliers counted once per keypoint location on each side: SIFT gives one location several
-    orientations, and many keypoints of one image can match one keypoint of a texture-poor image, so
-    raw inliers can outnumber the locations that agree (a degenerate fit). Returns the smaller number of
-    distinct locations (to 0.1 px) among ``src`` and ``dst``, each ``(n, 2)``."""
-    if not len(src):
-        return 0
-    return min(len(np.unique(np.round(points, 1), axis=0)) for points in (src, dst))
-
-
-def _usable_transform(transform) -> bool:
-    """A RANSAC result worth looking at: a finite 2 x 3 matrix whose linear part keeps its scale
-    between 1e-4 and 1e4 (OpenCV can return NaN, or a collapse onto one point, for degenerate input)."""
-    if transform is None or np.shape(transform) != (2, 3) or not np.isfinite(transform).all():
-        return False
-    stretch = np.linalg.svd(transform[:, :2], compute_uv=False)
-    return bool(1e-4 < stretch[1] <= stretch[0] < 1e4)
-
-
-def fit(src: np.ndarray, dst: np.ndarray, threshold: float) -> tuple[np.ndarray | None, np.ndarray, int]:
-    """The transform of ``src`` onto ``dst`` (each ``(n, 2)``) that most matches agree on, within
-    ``threshold`` pixels: a similarity (rotation, scale, shift), or an affine map when more agree on it
-    (a copy resized to another aspect ratio, 640 x 480 to 300 x 300, is not a similarity) as long as it
-    keeps orientation and stretches one axis at most :data:`MAX_STRETCH` times the other. Returns the
-    2 x 3 transform (None without one), the inlier mask and the inliers' :func:`distinct_points`.
-
-    Degenerate input (repeated or collinear points, NaN, huge coordinates) and whatever RANSAC returns
-    for it (NaN, a collapse) give no transform, never an exception."""
-    import cv2
-
-    src = np.asarray(src, np.float32).reshape(-1, 2)
-    dst = np.asarray(dst, np.float32).reshape(-1, 2)
-    best: tuple[np.ndarray | None, np.ndarray, int] = (None, np.zeros(len(src), bool), 0)
-    finite = np.isfinite(src).all(axis=1) & np.isfinite(dst).all(axis=1)
-    if finite.sum() < 3 or len(src) != len(dst):
-        return best
-    for estimate in (cv2.estimateAffinePartial2D, cv2.estimateAffine2D):
-        try:
-            transform, inliers = estimate(src[finite], dst[finite], method=cv2.RANSAC,
-                                          ransacReprojThreshold=threshold)
-        except cv2.error:
-            continue
-        if not _usable_transform(transform) or inliers is None:
-            continue
-        stretch = np.linalg.svd(transform[:, :2], compute_uv=False)
-        if np.linalg.det(transform[:, :2]) <= 0 or stretch[0] > MAX_STRETCH * stretch[1]:
-            continue  # a mirror, a collapse onto a line, or a shear no copy has
-        keep = np.zeros(len(src), bool)
-        keep[np.flatnonzero(finite)] = inliers.ravel().astype(bool)
-        n = distinct_points(src[keep], dst[keep])
-        if n > best[2]:
-            best = (transform, keep, n)
-    return best
-
-
-def match(a: Features, b: Features, *, ratio: float = 0.75, threshold: float = 5.0, enough: int = 20) -> Match:
-    """Verify one pair: ``a`` against ``b``, then against ``b``'s mirror unless ``enough`` inliers agree."""
-    import cv2
-
-    best = Match(0, 0, False, None, np.zeros((0, 4), np.float32))
-    if not (a.usable and b.usable) or len(a.points) < 2:
-        return best
-    matcher = cv2.BFMatcher(cv2.NORM_L2)
-    query = a.descriptors.astype(np.float32)  # OpenCV's L2 matcher is ~7x slower on uint8 (same distances)
-    for mirrored in (False, True):
-        points = b.mirror_points if mirrored else b.points  # the mirror's, derived only when needed
-        descriptors = (b.mirror_descriptors if mirrored else b.descriptors).astype(np.float32)
-        if len(points) < 2:
-            continue
-        knn = matcher.knnMatch(query, descriptors, k=2)
-        good = [m[0] for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
-        if len(good) >= 3:
-            src = a.points[[g.queryIdx for g in good]]
-            dst = points[[g.trainIdx for g in good]]
-            transform, keep, n = fit(src, dst, threshold / b.scale)  # threshold: in b's pixels as detected
-            if n > best.inliers:
-                x_b = b.width - dst[keep, 0] if mirrored else dst[keep, 0]  # back to b's own pixels
-                best = Match(n, len(good), mirrored, transform,
-                             np.column_stack([src[keep], x_b, dst[keep, 1]]).astype(np.float32))
-            elif not best.inliers and len(good) > best.matches:  # matches, but no transform they agree on
-                best = Match(0, len(good), mirrored, None, best.pairs)
-        if best.inliers >= enough:
-            break
-    return best
 
 
 def pair_matches(pairs, manifest, params, *, cache_dir: str = "") -> dict:
@@ -191,16 +81,17 @@ PAIR_BATCH = 256
 GLANCE_INLIERS = 6
 
 
-def _match_pairs(pairs: np.ndarray, store: FeatureStore, desc: str) -> tuple[list, set]:
+def _match_pairs(pairs: np.ndarray, store: FeatureStore, desc: str, bar=None) -> tuple[list, set]:
     """``(Match or error text, fewer keypoints of the two)`` for each ``(a, b)`` row of ``pairs``, in
     order, and the rows whose image is too small for features: the features stream from ``store`` a
     batch at a time, pairs ordered by image, matched on one thread per core. A pair that raises gets
-    its error text and never stops the others."""
+    its error text and never stops the others. ``bar``: a progress bar of the caller's to advance
+    (then nothing is logged here)."""
     out: list = [None] * len(pairs)
     small: set = set()
     if not len(pairs):
         return out, small
-    store.prepare(np.unique(pairs).tolist())
+    store.prepare(np.unique(pairs).tolist(), progress=bar is None)
     order = np.lexsort((pairs[:, 1], pairs[:, 0]))  # by image: a batch needs few images, the LRU keeps them
     features: dict = {}
 
@@ -212,8 +103,9 @@ def _match_pairs(pairs: np.ndarray, store: FeatureStore, desc: str) -> tuple[lis
             return f"{type(exc).__name__}: {exc}", 0
 
     start = time.perf_counter()
-    with ThreadPoolExecutor(cpu_cores()) as pool, \
-            tqdm(total=len(pairs), desc=desc, unit="pair", leave=False, disable=len(pairs) < 50) as bar:
+    own = bar is None
+    bar = tqdm(total=len(pairs), desc=desc, unit="pair", leave=False, disable=len(pairs) < 50) if own else bar
+    with ThreadPoolExecutor(cpu_cores()) as pool:
         for first in range(0, len(order), PAIR_BATCH):  # OpenCV releases the GIL
             batch = order[first:first + PAIR_BATCH]
             features = {i: store.get(i) for i in np.unique(pairs[batch]).tolist()}
@@ -221,32 +113,66 @@ def _match_pairs(pairs: np.ndarray, store: FeatureStore, desc: str) -> tuple[lis
             for k, result in zip(batch, pool.map(one, batch)):
                 out[k] = result
             bar.update(len(batch))
-    seconds = time.perf_counter() - start
-    log.info("%s: %d pairs in %.1f s (%.1f pairs/s)", desc, len(pairs), seconds, len(pairs) / max(seconds, 1e-9))
+    if own:
+        bar.close()
+        seconds = time.perf_counter() - start
+        log.info("%s: %d pairs in %.1f s (%.1f pairs/s)", desc, len(pairs), seconds, len(pairs) / max(seconds, 1e-9))
     return out, small
 
 
-def _verify_pairs(pairs: np.ndarray, glance: np.ndarray, paths, content, params, *, cache_dir: str):
-    """Verdicts on the ``(a, b)`` rows of ``pairs``: boolean masks ``proven`` and ``refuted`` and a
-    summary. Pairs where ``glance`` is set (nearest neighbours beyond every eps, where only a proof
-    changes anything) get the glance first (:data:`neardup.keypoints.GLANCE_SIDE`); only those with
+def _glance(pairs: np.ndarray, distances: np.ndarray, store: FeatureStore, patience: int):
+    """The glance at ``pairs`` (nearest pairs beyond every eps), closest first, a batch at a time,
+    until ``patience`` pairs in a row showed nothing (a pair with :data:`GLANCE_INLIERS` resets the
+    count): copies sit close to the largest eps, and on a folder of distinct photos the look stops
+    after ``patience`` pairs. Returns the results (None: not looked at) and the rows too small."""
+    order = np.argsort(distances, kind="stable")
+    out: list = [None] * len(pairs)
+    small: set = set()
+    if patience <= 0:
+        return out, small
+    quiet, start = 0, time.perf_counter()
+    with tqdm(total=len(pairs), desc="glance at nearest pairs", unit="pair", leave=False,
+              disable=len(pairs) < 50) as bar:
+        for first in range(0, len(order), PAIR_BATCH):
+            batch = order[first:first + PAIR_BATCH]
+            results, too_small = _match_pairs(pairs[batch], store, "", bar=bar)
+            small |= too_small
+            for k, (result, keypoints) in zip(batch, results):
+                out[k] = (result, keypoints)
+                seen = not isinstance(result, str) and result.inliers >= GLANCE_INLIERS
+                quiet = 0 if seen else quiet + 1
+            if quiet >= patience:
+                break
+    looked = sum(r is not None for r in out)
+    seconds = time.perf_counter() - start
+    log.info("glance at %d of %d nearest pairs beyond every eps, closest first (stopped after %d in a row showed "
+             "nothing): %.1f s (%.1f pairs/s)", looked, len(pairs), quiet, seconds, looked / max(seconds, 1e-9))
+    return out, small
+
+
+def _verify_pairs(pairs: np.ndarray, distances: np.ndarray, glance: np.ndarray, paths, content, params, *,
+                  cache_dir: str):
+    """Verdicts on the ``(a, b)`` rows of ``pairs`` (at ``distances``): boolean masks ``proven`` and
+    ``refuted`` and a summary. Pairs where ``glance`` is set (nearest neighbours beyond every eps, where
+    only a proof changes anything) get the glance first (:func:`_glance`); only those with
     :data:`GLANCE_INLIERS` go on to the full verification with the others. Features stream through
     :class:`FeatureStore` (bounded memory). A pair whose verification fails, or an image that cannot
     be read, is logged, counted in ``errors`` and neither proven nor refuted."""
+    start, cpu = time.perf_counter(), time.process_time()
     proven, refuted = np.zeros(len(pairs), bool), np.zeros(len(pairs), bool)
-    summary = {"images": int(len(np.unique(pairs))), "glanced": int(glance.sum()), "escalated": 0,
-               "too_small": 0, "errors": 0}
     failed, unreadable = [], set()
     full = ~glance
     with FeatureStore(paths, content, params, cache_dir=cache_dir, max_images=4 * PAIR_BATCH, glance=True) as store:
-        looked, too_small = _match_pairs(pairs[glance], store, "glance at nearest pairs")
+        looked, too_small = _glance(pairs[glance], distances[glance], store, params.glance_patience)
         unreadable |= {p for p, _ in store.errors}
-    for k, (result, _) in zip(np.flatnonzero(glance), looked):
-        if isinstance(result, str):
-            failed.append((k, result))
-        elif result.inliers >= GLANCE_INLIERS:
+    for k, seen in zip(np.flatnonzero(glance), looked):
+        if seen is not None and isinstance(seen[0], str):
+            failed.append((k, seen[0]))
+        elif seen is not None and seen[0].inliers >= GLANCE_INLIERS:
             full[k] = True
-    summary["escalated"] = int((full & glance).sum())
+    n_looked = sum(seen is not None for seen in looked)
+    summary = {"images": int(len(np.unique(pairs))), "glanced": n_looked, "unglanced": len(looked) - n_looked,
+               "escalated": int((full & glance).sum()), "too_small": 0, "errors": 0}
     with FeatureStore(paths, content, params, cache_dir=cache_dir, max_images=4 * PAIR_BATCH) as store:
         checked, small = _match_pairs(pairs[full], store, "verify pairs")
         unreadable |= {p for p, _ in store.errors}
@@ -263,6 +189,8 @@ def _verify_pairs(pairs: np.ndarray, glance: np.ndarray, paths, content, params,
     if len(failed) > 10:
         log.warning("... and %d more pairs failed verification", len(failed) - 10)
     summary.update(too_small=len(too_small), errors=len(failed) + len(unreadable))
+    log.info("verification of %d pairs took %.1f s, %.1f CPU s", len(pairs), time.perf_counter() - start,
+             time.process_time() - cpu)
     return proven, refuted, summary
 
 
@@ -311,20 +239,21 @@ def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: fl
     coo = sparse.triu(graph, k=1).tocoo()
     chosen = np.flatnonzero(((coo.data <= radius) | nearest_edges(coo, graph, n_reference)) & (coo.data > 0))
     rows, cols = coo.row[chosen], coo.col[chosen]
-    proven, refuted, summary = _verify_pairs(np.column_stack([rows, cols]).astype(np.int64),
+    proven, refuted, summary = _verify_pairs(np.column_stack([rows, cols]).astype(np.int64), coo.data[chosen],
                                              coo.data[chosen] > radius, paths, content, params, cache_dir=cache_dir)
     data = coo.data.astype(float).copy()
     data[chosen[proven]] *= params.factor
     data[chosen[refuted]] /= params.factor
-    log.info("verified %d pairs of %d images (within %g, or an image's nearest): %d beyond it glanced at first, %d of "
-             "them verified; %d proven, moved closer; %d refuted, moved away", len(rows), summary["images"], radius,
-             summary["glanced"], summary["escalated"], int(proven.sum()), int(refuted.sum()))
+    log.info("verified %d pairs of %d images (within %g, or an image's nearest): %d beyond it glanced at first (%d "
+             "not), %d of them verified; %d proven, moved closer; %d refuted, moved away", len(rows), summary["images"],
+             radius, summary["glanced"], summary["unglanced"], summary["escalated"], int(proven.sum()),
+             int(refuted.sum()))
     if summary["too_small"]:
         log.info("%d of these images have a side under cluster.verify.min_side (%d px): their pairs are not verified",
                  summary["too_small"], params.min_side)
     if stats is not None:
         stats["verify"] = {"pairs": int(len(rows)), "images": summary["images"], "glanced": summary["glanced"],
-                           "escalated": summary["escalated"], "verified": int(proven.sum()),
+                           "unglanced": summary["unglanced"], "escalated": summary["escalated"], "verified": int(proven.sum()),
                            "refuted": int(refuted.sum()), "too_small": summary["too_small"],
                            "errors": summary["errors"]}
     moved = sparse.coo_matrix((np.r_[data, data], (np.r_[coo.row, coo.col], np.r_[coo.col, coo.row])),

@@ -53,3 +53,10 @@ def test_a_photo_scale_run_streams_compact_features(tmp_path, monkeypatch):
     at = at[at["eps"] == result.eps]
     assert at["found"].mean() >= 0.9  # the planted copies, at the eps chosen without ground truth
     assert result.groups.empty  # the 160 photos are all different: no group among them
+    # a smaller patience: the glance stops after 16 nearest pairs in a row showed nothing (batches of 8)
+    again = find_duplicates(folder, out=tmp_path / "again", cache={"dir": str(cache)},
+                            plant={"n": 28, "transforms": ["crop_hard", "zoom", "rotate", "hflip"], "seed": 0},
+                            cluster={"verify": {"glance_patience": 16}})
+    fewer = json.loads((again.out / "clusters" / again.run / "stats.json").read_text())["verify"]
+    assert 16 <= fewer["glanced"] <= 24 * (fewer["escalated"] + 1) and fewer["unglanced"] > 0
+    assert fewer["glanced"] + fewer["unglanced"] == stats["glanced"]

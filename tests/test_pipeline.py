@@ -150,7 +150,12 @@ def test_dvc_repro_end_to_end(repo, dvc_env, tmp_path):
     # No timings in outputs (they go to logs/, which git ignores); floats in tracked tables are rounded.
     assert "images_per_second" not in json.dumps(run) and (repo / "logs" / "timings.jsonl").is_file()
     timings = [json.loads(line) for line in (repo / "logs" / "timings.jsonl").read_text().splitlines()]
-    assert {t["runtime"] for t in timings if t["stage"] == "embed"} == {"tflite"}  # the CPU default, logged
+    steps = [t for t in timings if t.get("step") != "stage"]
+    assert {t["runtime"] for t in steps if t["stage"] == "embed"} == {"tflite"}  # the CPU default, logged
+    # every stage that ran logged its wall time, CPU time and peak memory
+    ran = {(t["stage"], t["run"]) for t in timings if t.get("step") == "stage" and t["peak_mb"] > 50}
+    assert {"fetch", "plant", "embed", "hash", "cluster", "evaluate", "act", "render"} <= {s for s, _ in ran}
+    assert ("cluster", "efficientnet-lite0_auto") in ran
     sweep = (repo / "reports" / "plots" / "eps" / "efficientnet-lite0_auto.csv").read_text()
     assert max(len(v.replace(".", "").lstrip("0")) for v in re.findall(r"\d+\.\d+", sweep)) <= 6  # digits
     check_lists_to_act_on(repo, run["eps"])

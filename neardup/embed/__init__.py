@@ -262,7 +262,7 @@ class Embedder:
             if vectors:
                 log.info("%d of %d images taken from the vector cache", len(vectors), len(paths))
         todo = np.array([i for i in range(len(paths)) if i not in vectors], dtype=int)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         step = max(1, int(chunk_size)) if cache is not None else max(1, len(todo))
         for first in range(0, len(todo), step):
             chunk = todo[first:first + step]
@@ -273,7 +273,7 @@ class Embedder:
                 vectors.update((int(chunk[i]), f) for i, f in zip(index, feats))
             if cache is not None and done:
                 cache.add(sha[done], [vectors[i] for i in done])
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         n_new = sum(1 for i in todo if i in vectors)
         failed = [i for i in range(len(paths)) if i not in vectors]
         skipped = pd.DataFrame({"id": manifest["id"].to_numpy()[failed].astype(str),
@@ -284,8 +284,8 @@ class Embedder:
         matrix = (np.stack([vectors[i] for i in kept]).astype(np.float32) if len(kept)
                   else np.zeros((0, self.dim), np.float32))
         rate = n_new / elapsed if n_new and elapsed > 0 else float("nan")
-        log.info("embedded %d new images with %s@%d in %.1f s (%.1f images/s, runtime %s)", n_new,
-                 self.model_name, self.size, elapsed, rate, self.runtime)
+        log.info("embedded %d new images with %s@%d in %.1f s, %.1f CPU s (%.1f images/s, runtime %s)", n_new,
+                 self.model_name, self.size, elapsed, cpu, rate, self.runtime)
         return Embeddings(ids=manifest["id"].to_numpy()[kept].astype(str),
                           sha256=manifest["sha256"].to_numpy()[kept].astype(str),
                           vectors=matrix, skipped=skipped, images_per_second=rate, input_size=self.size)
