@@ -203,8 +203,10 @@ def test_search_recall_is_reported_per_eps_and_matches_the_exact_graph():
     centres = rng.normal(size=(40, 32))
     points = unit((centres[rng.integers(40, size=3000)] + 0.5 * rng.normal(size=(3000, 32))).astype(np.float32))
     stats = {}
-    approx = pair_graph(points, radius=0.3, search="approximate", nprobe=2, stats=stats, recall_at=[0.05, 0.1, 0.3])
-    exact = pair_graph(points, radius=0.3)
+    # ~75 points a cluster, all within the radius: no bound on the neighbours kept, to compare with all pairs
+    approx = pair_graph(points, radius=0.3, search="approximate", nprobe=2, stats=stats, recall_at=[0.05, 0.1, 0.3],
+                        max_neighbours=0)
+    exact = pair_graph(points, radius=0.3, max_neighbours=0)
     by_eps = stats["search_recall_by_eps"]
     assert set(by_eps) == {"0.05", "0.1", "0.3"} and by_eps["0.3"] == stats["search_recall"]
     assert 0.5 < by_eps["0.3"] < 0.99 and by_eps["0.05"] >= by_eps["0.3"]  # close pairs are found more often
@@ -248,3 +250,22 @@ def test_auto_search_switches_to_the_index_above_the_threshold(points):
     assert AUTO_APPROXIMATE_ABOVE == 100_000
     assert Search(points, n_ref=len(points), mode="auto", nprobe=4, block=64).mode == "exact"
     assert Search(points, n_ref=AUTO_APPROXIMATE_ABOVE, mode="auto", nprobe=4, block=64).mode == "exact"
+
+
+def test_each_image_keeps_at_most_its_nearest_pairs_and_a_burst_stays_one_group():
+    """200 near-identical frames, all within the radius of one another: a pair is kept when it is among
+    one of its images' MAX_NEIGHBOURS nearest, so the graph holds at most 64 x N pairs (not N^2 / 2),
+    and DBSCAN still makes one group of them."""
+    from neardup.cluster import dbscan_labels
+    from neardup.cluster.scoring import MAX_NEIGHBOURS
+
+    rng = np.random.default_rng(5)
+    burst = unit((rng.normal(size=(1, 32)) + 0.05 * rng.normal(size=(200, 32))).astype(np.float32))
+    others = unit(rng.normal(size=(300, 32)).astype(np.float32))
+    points = np.vstack([burst, others])
+    bounded = pair_graph(points, radius=0.5)
+    full = pair_graph(points, radius=0.5, max_neighbours=0)
+    assert np.diff(full.indptr)[:200].min() == 199  # unbounded: every frame with every other
+    assert bounded.nnz // 2 <= MAX_NEIGHBOURS * len(points) and bounded.nnz < full.nnz / 2
+    labels = dbscan_labels(bounded, eps=0.5)
+    assert len(set(labels[:200])) == 1 and not set(labels[:200]) & set(labels[200:])

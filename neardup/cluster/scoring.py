@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 
 #: Rows whitened or mixed at once: float64 temporaries stay at ``ROW_BLOCK x d``, not ``N x d``.
 ROW_BLOCK = 65536
+#: A pair within the radius is kept when it is among one of its images' this-many nearest: the graph
+#: holds at most 64 x N pairs, whatever the data. An eps at which an image has
+#: more neighbours than that groups far beyond what the eps rule ever chooses (at most one pair per
+#: image proposed); without the bound, a 64-bit hash at eps 0.8 (Hamming 25.6) kept 10^7 pairs of
+#: 25,000 photos and the stage needed over 8 GB (docs/performance.md).
+MAX_NEIGHBOURS = 64
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -147,9 +153,11 @@ def pair_graph(points: np.ndarray, *, radius: float, **options) -> sparse.csr_ma
 
 def scored_graph(points: np.ndarray, *, radius: float, candidates: int, metric: str = "cosine",
                  normalize_k: int = 0, n_reference: int | None = None, search: str = "exact", nprobe: int = 16,
-                 block: int = 1024, stats: dict | None = None, recall_at=None, runner=None):
-    """Sparse symmetric graph of every pair whose (normalised) distance is at most ``radius``, plus
-    each real image's ``candidates`` nearest neighbours whatever their distance.
+                 block: int = 1024, stats: dict | None = None, recall_at=None, runner=None,
+                 max_neighbours: int = MAX_NEIGHBOURS):
+    """Sparse symmetric graph of every pair whose (normalised) distance is at most ``radius`` (among
+    each image's ``max_neighbours`` nearest, :data:`MAX_NEIGHBOURS`; 0: no bound), plus each real
+    image's ``candidates`` nearest neighbours whatever their distance.
 
     With ``normalize_k`` > 0 the distance is ``d(a, b) + median(s) - (s_a + s_b) / 2`` (clipped at
     0), ``s`` from :func:`local_scale`: pairs in crowded neighbourhoods move apart, pairs in
@@ -186,7 +194,7 @@ def scored_graph(points: np.ndarray, *, radius: float, candidates: int, metric: 
     n_ref = n if n_reference is None else int(n_reference)
     searcher = Search(points, n_ref=n_ref, mode=search if metric == "cosine" else "exact", nprobe=nprobe,
                       block=block, metric=metric, runner=runner)
-    depth = max(2 * normalize_k - 1 if normalize_k else 0, candidates)
+    depth = max(2 * normalize_k - 1 if normalize_k else 0, candidates, max_neighbours)
     near = searcher.knn(depth) if depth else np.zeros((n, 0))
     ball = np.zeros(n)  # each real row's distance to its candidates-th nearest real row (ties included)
     if candidates:
@@ -205,6 +213,9 @@ def scored_graph(points: np.ndarray, *, radius: float, candidates: int, metric: 
         radii = radius - centre + scale
     else:
         radii = np.full(n, float(radius))
+    if max_neighbours:  # no farther than the max_neighbours-th nearest (raw distance; inf where fewer exist)
+        bound = near[:, max_neighbours - 1]
+        radii = np.minimum(radii, np.where(np.isfinite(bound), bound + 1e-6, np.inf))
     rows, cols, raw = searcher.radius(np.maximum(radii, ball), metric)
     dist = raw if score is None else score(rows, cols, raw)
     is_near = raw <= ball[rows]
