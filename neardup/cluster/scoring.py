@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 #: Rows whitened or mixed at once: float64 temporaries stay at ``ROW_BLOCK x d``, not ``N x d``.
-ROW_BLOCK = 65536
+ROW_BLOCK = 4096
 #: A pair within the radius is kept when it is among one of its images' this-many nearest: the graph
 #: holds at most 64 x N pairs, whatever the data. An eps at which an image has
 #: more neighbours than that groups far beyond what the eps rule ever chooses (at most one pair per

@@ -16,6 +16,9 @@ from neardup.search.tasks import LocalRunner
 
 #: Rows compared at once; a block of similarities takes ``block * N * 4`` bytes.
 DEFAULT_BLOCK = 1024
+#: ... but at most this many similarities a block (32 MB of float32), so that a task's memory stays
+#: bounded as N grows: 1,024 rows up to 8,192 images, 335 at 25,000 (docs/performance.md).
+MAX_BLOCK_ELEMENTS = 1 << 23
 
 
 def _distances(queries, ref, sq_queries, sq_ref, metric: str) -> np.ndarray:
@@ -62,8 +65,10 @@ def _upper_block(points, start: int, stop: int, metric: str) -> np.ndarray:
     return dist
 
 
-def _tasks(n: int, block: int) -> list[tuple[int, int]]:
-    block = max(1, int(block))
+def _tasks(n: int, block: int, width: int | None = None) -> list[tuple[int, int]]:
+    """Row ranges of ``block`` rows (fewer when a block against ``width`` columns, default ``n``, would
+    exceed :data:`MAX_BLOCK_ELEMENTS`)."""
+    block = max(1, min(int(block), max(16, MAX_BLOCK_ELEMENTS // max(1, width if width is not None else n))))
     return [(start, min(n, start + block)) for start in range(0, n, block)]
 
 
@@ -159,7 +164,7 @@ def knn_distances(points: np.ndarray, k: int, *, reference: np.ndarray | None = 
     if k <= 0 or n == 0:
         return out
     runner = runner or LocalRunner()
-    tasks = _tasks(n, block)
+    tasks = _tasks(n, block, None if reference is None else len(reference))
     if reference is not None:
         ref = _prepare(reference, metric)
         kk = min(k, len(ref))
