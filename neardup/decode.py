@@ -64,7 +64,7 @@ class Decoded:
     format: str
     frames: int
     orientation: int
-    full_size: tuple[int, int] = (0, 0)
+    full_size: tuple[int, int]
 
 
 def _orientation(im: Image.Image) -> int:

@@ -158,6 +158,7 @@ def hash_manifest(manifest: pd.DataFrame, *, method: str, hash_size: int, cache=
     fresh: list[int] = []  # hashed in this call, not yet stored in the cache
     skipped_ids: list[str] = []
     reasons: list[str] = []
+
     def one(i: int):
         try:
             return hash_vectors(hash_image(paths[i], method=method, hash_size=hash_size)[None])[0]

@@ -17,16 +17,14 @@ import os
 import tempfile
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from neardup.cache import CACHE_VERSION, descriptor_key
 from neardup.decode import decode_image
-from neardup.runner import cpu_cores
+from neardup.runner import ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +40,7 @@ ARRAYS = ("points", "descriptors", "scale", "width", "detected_width", "usable")
 FORMAT = 4
 #: The glance: SIFT at this longest side and number of keypoints, about a sixth of the full
 #: features' cost to extract and a tenth to match, to look at an image's nearest neighbour beyond
-#: every eps before the full verification (docs/performance.md, "Verification at scale").
+#: every eps before the full verification (docs/performance.md, "The whole pipeline at photo scale").
 GLANCE_SIDE, GLANCE_KEYPOINTS = 160, 200
 
 
@@ -72,10 +70,6 @@ class Features:
         """This descriptor with the 4 x 4 cells' rows reversed and each cell's 8 orientation bins negated."""
         flipped = self.descriptors.reshape(-1, 4, 4, 8)[:, ::-1][:, :, :, MIRROR_BINS]
         return np.ascontiguousarray(flipped.reshape(-1, 128))
-
-    @property
-    def nbytes(self) -> int:
-        return self.points.nbytes + self.descriptors.nbytes
 
 
 def no_features(width: float) -> Features:
@@ -216,14 +210,13 @@ class FeatureStore:
         if not todo:
             return
         start = time.perf_counter()
-        with ThreadPoolExecutor(cpu_cores()) as pool:  # OpenCV releases the GIL
-            results = pool.map(self._extract, todo)
-            for row, result in tqdm(zip(todo, results), total=len(todo), desc=self.what, unit="img",
-                                    leave=False, disable=len(todo) < 50 or not progress):
-                if isinstance(result, str):
-                    self._fail(row, result)
-                else:
-                    self.cache.put(self._key(row), result)
+        results = ordered_map(self._extract, todo, desc=self.what if progress and len(todo) >= 50 else "",
+                              unit="img")  # one thread per core: OpenCV releases the GIL
+        for row, result in zip(todo, results):
+            if isinstance(result, str):
+                self._fail(row, result)
+            else:
+                self.cache.put(self._key(row), result)
         seconds = time.perf_counter() - start
         self.extracted += len(todo)
         if progress:

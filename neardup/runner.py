@@ -74,10 +74,15 @@ def record_timing(stage: str, run: str, *, images: int, seconds: float, rate: fl
     ``rate`` (images/s over the images computed in this call, not taken from the cache; NaN: none)
     and any ``extra`` fields (embed: the runtime)."""
     rate = None if rate != rate else rate
+    _append_timing({"stage": stage, "run": run, "images": images, "seconds": round(seconds, 3),
+                    "images_per_second": None if rate is None else round(rate, 2), **extra})
+
+
+def _append_timing(line: dict) -> None:
+    """Append one JSON line to :data:`TIMINGS`."""
     TIMINGS.parent.mkdir(parents=True, exist_ok=True)
     with TIMINGS.open("a") as fh:
-        fh.write(json.dumps({"stage": stage, "run": run, "images": images, "seconds": round(seconds, 3),
-                             "images_per_second": None if rate is None else round(rate, 2), **extra}) + "\n")
+        fh.write(json.dumps(line) + "\n")
 
 
 def peak_memory_mb() -> float:
@@ -117,8 +122,5 @@ def run_stage(main) -> None:
     cpu = time.process_time()  # the whole process: start-up included
     logging.getLogger("neardup").info("%s %s finished in %.1f s, peak memory %.0f MB", stage, _run_name(sys.argv),
                                       seconds, peak)
-    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
-    with TIMINGS.open("a") as fh:
-        fh.write(json.dumps({"stage": stage, "run": _run_name(sys.argv), "step": "stage",
-                             "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
-                             "peak_mb": round(peak, 1)}) + "\n")
+    _append_timing({"stage": stage, "run": _run_name(sys.argv), "step": "stage", "seconds": round(seconds, 3),
+                    "cpu_seconds": round(cpu, 3), "peak_mb": round(peak, 1)})

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy import sparse
 from tqdm.auto import tqdm
 
 from neardup.geometry import MAX_STRETCH, Match, distinct_points, fit, match  # noqa: F401 (the API)
 from neardup.keypoints import FeatureStore
-from neardup.runner import cpu_cores
+from neardup.runner import ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +104,13 @@ def _match_pairs(pairs: np.ndarray, store: FeatureStore, desc: str, bar=None) ->
     start = time.perf_counter()
     own = bar is None
     bar = tqdm(total=len(pairs), desc=desc, unit="pair", leave=False, disable=len(pairs) < 50) if own else bar
-    with ThreadPoolExecutor(cpu_cores()) as pool:
-        for first in range(0, len(order), PAIR_BATCH):  # OpenCV releases the GIL
-            batch = order[first:first + PAIR_BATCH]
-            features = {i: store.get(i) for i in np.unique(pairs[batch]).tolist()}
-            small.update(i for i, f in features.items() if not f.usable and not store.failed(i))
-            for k, result in zip(batch, pool.map(one, batch)):
-                out[k] = result
-            bar.update(len(batch))
+    for first in range(0, len(order), PAIR_BATCH):
+        batch = order[first:first + PAIR_BATCH]
+        features = {i: store.get(i) for i in np.unique(pairs[batch]).tolist()}
+        small.update(i for i, f in features.items() if not f.usable and not store.failed(i))
+        for k, result in zip(batch, ordered_map(one, batch)):  # one thread per core: OpenCV releases the GIL
+            out[k] = result
+        bar.update(len(batch))
     if own:
         bar.close()
         seconds = time.perf_counter() - start
@@ -170,9 +168,6 @@ def _verify_pairs(pairs: np.ndarray, distances: np.ndarray, glance: np.ndarray, 
             failed.append((k, seen[0]))
         elif seen is not None and seen[0].inliers >= GLANCE_INLIERS:
             full[k] = True
-    n_looked = sum(seen is not None for seen in looked)
-    summary = {"images": int(len(np.unique(pairs))), "glanced": n_looked, "unglanced": len(looked) - n_looked,
-               "escalated": int((full & glance).sum()), "too_small": 0, "errors": 0}
     with FeatureStore(paths, content, params, cache_dir=cache_dir, max_images=4 * PAIR_BATCH) as store:
         checked, small = _match_pairs(pairs[full], store, "verify pairs")
         unreadable |= {p for p, _ in store.errors}
@@ -188,7 +183,10 @@ def _verify_pairs(pairs: np.ndarray, distances: np.ndarray, glance: np.ndarray, 
                     paths[pairs[k, 1]], reason)
     if len(failed) > 10:
         log.warning("... and %d more pairs failed verification", len(failed) - 10)
-    summary.update(too_small=len(too_small), errors=len(failed) + len(unreadable))
+    n_looked = sum(seen is not None for seen in looked)
+    summary = {"images": int(len(np.unique(pairs))), "glanced": n_looked, "unglanced": len(looked) - n_looked,
+               "escalated": int((full & glance).sum()), "too_small": len(too_small),
+               "errors": len(failed) + len(unreadable)}
     log.info("verification of %d pairs took %.1f s, %.1f CPU s", len(pairs), time.perf_counter() - start,
              time.process_time() - cpu)
     return proven, refuted, summary
