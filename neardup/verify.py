@@ -76,7 +76,10 @@ def nearest_edges(coo: sparse.coo_matrix, graph: sparse.csr_matrix, n_reference:
 #: Pairs matched per batch: the features they need are loaded, matched in one thread per core, released.
 PAIR_BATCH = 256
 #: A glance with this many inliers sends the pair to the full verification: twice what the glance
-#: finds between different photos (at most 3 on the demo's random pairs; copies: 5 and up).
+#: finds between different photos (at most 3 on the demo's random pairs; copies: 5 and up). A pair
+#: within the radius whose glance has fewer, between two images at the glance's keypoint cap (both
+#: textured), is refuted without the full check: the copies of the demo, the wallpapers and
+#: imagededup's images that have those keypoints show 26 glance inliers and more (docs/quality.md).
 GLANCE_INLIERS = 6
 
 
@@ -153,7 +156,8 @@ def _verify_pairs(pairs: np.ndarray, distances: np.ndarray, glance: np.ndarray, 
     """Verdicts on the ``(a, b)`` rows of ``pairs`` (at ``distances``): boolean masks ``proven`` and
     ``refuted`` and a summary. Pairs where ``glance`` is set (nearest neighbours beyond every eps, where
     only a proof changes anything) get the glance first (:func:`_glance`); only those with
-    :data:`GLANCE_INLIERS` go on to the full verification with the others. Features stream through
+    :data:`GLANCE_INLIERS` go on to the full verification. The others get a glance too: two textured
+    images it sees under :data:`GLANCE_INLIERS` in are refuted there, the rest get the full check. Features stream through
     :class:`FeatureStore` (bounded memory). A pair whose verification fails, or an image that cannot
     be read, is logged, counted in ``errors`` and neither proven nor refuted."""
     start, cpu = time.perf_counter(), time.process_time()
@@ -162,12 +166,19 @@ def _verify_pairs(pairs: np.ndarray, distances: np.ndarray, glance: np.ndarray, 
     full = ~glance
     with FeatureStore(paths, content, params, cache_dir=cache_dir, max_images=4 * PAIR_BATCH, glance=True) as store:
         looked, too_small = _glance(pairs[glance], distances[glance], store, params.glance_patience)
+        near, small = _match_pairs(pairs[~glance], store, "glance at pairs within the radius")
         unreadable |= {p for p, _ in store.errors}
+        textured = store.max_keypoints  # a glance at two images with this many keypoints each can refute
+    too_small |= small
     for k, seen in zip(np.flatnonzero(glance), looked):
         if seen is not None and isinstance(seen[0], str):
             failed.append((k, seen[0]))
         elif seen is not None and seen[0].inliers >= GLANCE_INLIERS:
             full[k] = True
+    can_refute = 0 < params.refute_keypoints <= textured
+    for k, (result, keypoints) in zip(np.flatnonzero(~glance), near):
+        if can_refute and not isinstance(result, str) and keypoints >= textured and result.inliers < GLANCE_INLIERS:
+            refuted[k], full[k] = True, False  # two textured images the glance sees nothing shared in
     with FeatureStore(paths, content, params, cache_dir=cache_dir, max_images=4 * PAIR_BATCH) as store:
         checked, small = _match_pairs(pairs[full], store, "verify pairs")
         unreadable |= {p for p, _ in store.errors}
@@ -185,7 +196,8 @@ def _verify_pairs(pairs: np.ndarray, distances: np.ndarray, glance: np.ndarray, 
         log.warning("... and %d more pairs failed verification", len(failed) - 10)
     n_looked = sum(seen is not None for seen in looked)
     summary = {"images": int(len(np.unique(pairs))), "glanced": n_looked, "unglanced": len(looked) - n_looked,
-               "escalated": int((full & glance).sum()), "too_small": len(too_small),
+               "escalated": int((full & glance).sum()), "refuted_at_glance": int((refuted & ~full).sum()),
+               "too_small": len(too_small),
                "errors": len(failed) + len(unreadable)}
     log.info("verification of %d pairs took %.1f s, %.1f CPU s", len(pairs), time.perf_counter() - start,
              time.process_time() - cpu)
@@ -203,7 +215,9 @@ def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: fl
     of identical content (distance 0). A nearest pair beyond the radius, where only a proof changes
     anything, gets a glance first (small features, :data:`neardup.keypoints.GLANCE_SIDE`), and the full
     verification only when the glance sees :data:`GLANCE_INLIERS` agree: on a folder of distinct photos
-    every image's nearest neighbour lies beyond the radius. Features stream (:func:`_verify_pairs`): memory stays
+    every image's nearest neighbour lies beyond the radius. A pair within the radius gets a glance too:
+    where both images are textured (the glance's full keypoint count) and it sees under
+    :data:`GLANCE_INLIERS` agree, the pair is refuted without the full check. Features stream (:func:`_verify_pairs`): memory stays
     bounded, and a pair or an image that fails is counted in ``errors`` and keeps its distance. A pair that :meth:`Match.proves` a copy moves to its distance
     times ``factor``; a pair that does not, of two images with at least ``refute_keypoints`` keypoints
     each (both textured enough that a copy would show), moves to its distance divided by ``factor``.
@@ -243,16 +257,16 @@ def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: fl
     data[chosen[proven]] *= params.factor
     data[chosen[refuted]] /= params.factor
     log.info("verified %d pairs of %d images (within %g, or an image's nearest): %d beyond it glanced at first (%d "
-             "not), %d of them verified; %d proven, moved closer; %d refuted, moved away", len(rows), summary["images"],
-             radius, summary["glanced"], summary["unglanced"], summary["escalated"], int(proven.sum()),
-             int(refuted.sum()))
+             "not), %d of them verified; %d proven, moved closer; %d refuted, moved away (%d at a glance)", len(rows),
+             summary["images"], radius, summary["glanced"], summary["unglanced"], summary["escalated"],
+             int(proven.sum()), int(refuted.sum()), summary["refuted_at_glance"])
     if summary["too_small"]:
         log.info("%d of these images have a side under cluster.verify.min_side (%d px): their pairs are not verified",
                  summary["too_small"], params.min_side)
     if stats is not None:
         stats["verify"] = {"pairs": int(len(rows)), "images": summary["images"], "glanced": summary["glanced"],
                            "unglanced": summary["unglanced"], "escalated": summary["escalated"], "verified": int(proven.sum()),
-                           "refuted": int(refuted.sum()), "too_small": summary["too_small"],
+                           "refuted": int(refuted.sum()), "refuted_at_glance": summary["refuted_at_glance"], "too_small": summary["too_small"],
                            "errors": summary["errors"]}
     moved = sparse.coo_matrix((np.r_[data, data], (np.r_[coo.row, coo.col], np.r_[coo.col, coo.row])),
                               shape=graph.shape).tocsr()

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
+
+import pytest
 
 from conftest import REPO
 
@@ -60,3 +63,38 @@ def test_a_photo_scale_run_streams_compact_features(tmp_path, monkeypatch):
     fewer = json.loads((again.out / "clusters" / again.run / "stats.json").read_text())["verify"]
     assert 16 <= fewer["glanced"] <= 24 * (fewer["escalated"] + 1) and fewer["unglanced"] > 0
     assert fewer["glanced"] + fewer["unglanced"] == stats["glanced"]
+
+
+def test_the_glance_refutes_two_textured_photos_and_leaves_copies_to_the_full_check(tmp_path, monkeypatch):
+    """Pairs within the radius get a glance first: two different textured photos that it sees nothing
+    shared in are refuted there (no full features extracted for them), a copy goes on and is proven."""
+    import numpy as np
+    from PIL import Image
+    from scipy import sparse
+
+    import neardup.keypoints as keypoints
+    from neardup.params import VerifyParams
+    from neardup.verify import verify_edges
+
+    a, b, c = make_scenes(tmp_path / "scenes", 3, workers=1)
+    crop = tmp_path / "crop.jpg"
+    Image.open(a).crop((100, 60, 700, 540)).save(crop, quality=80)
+    paths = [str(a), str(b), str(c), str(crop)]
+    params = VerifyParams(enabled=True, max_side=512, max_keypoints=1000, min_side=64, min_inliers=12,
+                          min_ratio=0.4, factor=0.5, refute_keypoints=200, glance_patience=1000)
+    extracted = []
+    real = keypoints.extract
+    monkeypatch.setattr(keypoints, "extract", lambda path, **kw: extracted.append((path, kw["max_side"])) or real(path, **kw))
+    rows, cols, dist = [0, 0, 1], [1, 3, 2], [0.3, 0.3, 0.3]  # all three within the radius
+    graph = sparse.coo_matrix((dist + dist, (rows + cols, cols + rows)), shape=(4, 4)).tocsr()
+    stats = {}
+    out, verdicts = verify_edges(graph, paths, [f"k{i}" for i in range(4)], params, radius=0.5, stats=stats)
+    assert out[0, 3] == pytest.approx(0.15) and verdicts[0, 3] == 1  # the copy: full check, proven
+    assert out[0, 1] == out[1, 2] == pytest.approx(0.6) and verdicts[0, 1] == verdicts[1, 2] == -1
+    assert stats["verify"]["refuted"] == 2 and stats["verify"]["refuted_at_glance"] == 2
+    full = {path for path, side in extracted if side == 512}
+    assert full == {str(a), str(crop)}  # the different photos never had their full features extracted
+    # refuting switched off: the glance refutes nothing either, and nothing moves away
+    kept, _ = verify_edges(graph, paths, [f"k{i}" for i in range(4)], replace(params, refute_keypoints=0), radius=0.5,
+                           stats=stats)
+    assert kept[0, 1] == pytest.approx(0.3) and stats["verify"]["refuted_at_glance"] == 0

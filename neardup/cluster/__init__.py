@@ -46,21 +46,26 @@ def groups_for_eps(graph: sparse.csr_matrix, ids, labels, *, eps: float) -> pd.D
     its nearest other member of the group.
     """
     ids = np.asarray(ids, dtype=str)
-    labels_arr = np.asarray(labels, dtype=str)
     cluster = dbscan_labels(graph, eps=eps)
-    sub = _explicit_filter(graph, eps).tolil()
-    members: dict[int, list[int]] = {}
-    for i, c in enumerate(cluster):
-        members.setdefault(int(c), []).append(i)
-    rows = []
-    ordered = sorted((sorted(m, key=lambda i: ids[i]) for m in members.values() if len(m) > 1),
-                     key=lambda m: ids[m[0]])
-    for group, member in enumerate(ordered):
-        inside = set(member)
-        for i in member:
-            near = [d for j, d in zip(sub.rows[i], sub.data[i]) if j in inside]
-            rows.append((float(eps), group, ids[i], labels_arr[i], float(min(near)) if near else float("nan")))
-    return pd.DataFrame(rows, columns=GROUP_COLUMNS)
+    if not len(cluster):
+        return pd.DataFrame(columns=GROUP_COLUMNS)
+    grouped = np.flatnonzero(np.bincount(cluster)[cluster] > 1)
+    by_id = grouped[np.argsort(ids[grouped], kind="stable")]
+    # a group's rank: the position of its smallest member id among the grouped images, sorted by id
+    found, first = np.unique(cluster[by_id], return_index=True)
+    rank = np.zeros(cluster.max() + 1, np.int64)
+    rank[found[np.argsort(first, kind="stable")]] = np.arange(len(found))
+    members = by_id[np.argsort(rank[cluster[by_id]], kind="stable")]
+    # every edge within eps joins two images of one group (min_samples=1): the nearest other member
+    # is the row's smallest distance
+    sub = _explicit_filter(graph, eps)
+    near = np.full(graph.shape[0], np.nan)
+    filled = np.flatnonzero(np.diff(sub.indptr))
+    if len(filled):
+        near[filled] = np.minimum.reduceat(sub.data, sub.indptr[filled])
+    return pd.DataFrame({"eps": np.full(len(members), float(eps)), "group": rank[cluster[members]],
+                         "id": ids[members].astype(object), "label": np.asarray(labels, dtype=str)[members].astype(object),
+                         "distance": near[members]}, columns=GROUP_COLUMNS)
 
 
 def graph_pairs(graph: sparse.csr_matrix, ids, nearest: sparse.csr_matrix | None = None,
@@ -75,9 +80,11 @@ def graph_pairs(graph: sparse.csr_matrix, ids, nearest: sparse.csr_matrix | None
     """
     ids = np.asarray(ids, dtype=str)
     coo = sparse.triu(graph, k=1).tocoo()
-    a, b = ids[coo.row], ids[coo.col]
-    swap = a > b
-    a, b = np.where(swap, b, a), np.where(swap, a, b)
+    rank = np.empty(len(ids), np.int64)
+    rank[np.argsort(ids, kind="stable")] = np.arange(len(ids))
+    swap = rank[coo.row] > rank[coo.col]  # a > b as ids; the ids as shared str objects, 8 bytes a pair each
+    ids = ids.astype(object)
+    a, b = ids[np.where(swap, coo.col, coo.row)], ids[np.where(swap, coo.row, coo.col)]
     near = (np.zeros(len(a), bool) if nearest is None or not len(a)
             else np.asarray(nearest.tocsr()[coo.row, coo.col]).ravel().astype(bool))
     verified = (np.zeros(len(a), int) if verdicts is None or not len(a)

@@ -256,12 +256,16 @@ class Embedder:
         """
         paths = manifest["path"].astype(str).to_numpy()
         sha = manifest["sha256"].astype(str).to_numpy()
-        vectors: dict[int, np.ndarray] = {}
+        # one preallocated array: every vector is written once, never kept per image nor stacked again
+        matrix = np.zeros((len(paths), self.dim), np.float32)
+        have = np.zeros(len(paths), bool)
         if cache is not None:
-            vectors.update((i, cache.get(sha[i])) for i in range(len(paths)) if sha[i] in cache)
-            if vectors:
-                log.info("%d of %d images taken from the vector cache", len(vectors), len(paths))
-        todo = np.array([i for i in range(len(paths)) if i not in vectors], dtype=int)
+            for i in range(len(paths)):
+                if sha[i] in cache:
+                    matrix[i], have[i] = cache.get(sha[i]), True
+            if have.any():
+                log.info("%d of %d images taken from the vector cache", int(have.sum()), len(paths))
+        todo = np.flatnonzero(~have)
         start, cpu = time.perf_counter(), time.process_time()
         step = max(1, int(chunk_size)) if cache is not None else max(1, len(todo))
         for first in range(0, len(todo), step):
@@ -269,20 +273,21 @@ class Embedder:
             desc = f"embed {self.model_name}@{self.size} [{first + len(chunk)}/{len(todo)}]"
             done = []
             for index, feats in self.batches(paths[chunk], desc=desc):
-                done.extend(int(chunk[i]) for i in index)
-                vectors.update((int(chunk[i]), f) for i, f in zip(index, feats))
+                rows = chunk[index]
+                matrix[rows], have[rows] = feats, True
+                done.extend(rows.tolist())
             if cache is not None and done:
-                cache.add(sha[done], [vectors[i] for i in done])
+                cache.add(sha[done], matrix[done])
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-        n_new = sum(1 for i in todo if i in vectors)
-        failed = [i for i in range(len(paths)) if i not in vectors]
+        n_new = int(have[todo].sum())
+        failed = np.flatnonzero(~have)
         skipped = pd.DataFrame({"id": manifest["id"].to_numpy()[failed].astype(str),
                                 "reason": ["could not be decoded for embedding"] * len(failed)})
         for image_id in skipped["id"]:
             log.error("skipped %s: could not be decoded for embedding", image_id)
-        kept = np.array(sorted(vectors), dtype=int)
-        matrix = (np.stack([vectors[i] for i in kept]).astype(np.float32) if len(kept)
-                  else np.zeros((0, self.dim), np.float32))
+        kept = np.flatnonzero(have)
+        if len(failed):
+            matrix = matrix[kept]
         rate = n_new / elapsed if n_new and elapsed > 0 else float("nan")
         log.info("embedded %d new images with %s@%d in %.1f s, %.1f CPU s (%.1f images/s, runtime %s)", n_new,
                  self.model_name, self.size, elapsed, cpu, rate, self.runtime)
