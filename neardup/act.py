@@ -34,9 +34,14 @@ def choose_keepers(groups: pd.DataFrame, manifest: pd.DataFrame, *, prefer_set: 
     keep : DataFrame ``group, id, set, label, n_members``, one row per group
     remove : DataFrame ``group, id, set, label, keeper, keeper_set``, one row per other member
     """
+    members = groups[["group", "id"]].astype({"id": str}).copy()
+    twice = members["id"][members["id"].duplicated()]
+    if len(twice):  # the groups of several eps at once: a keeper would be removed as another's copy
+        raise ValueError(f"choose_keepers: image {twice.iloc[0]!r} is in the groups "
+                         f"{int((members['id'] == twice.iloc[0]).sum())} times; give the "
+                         f"groups of one eps (each image in one group at most)")
     info = manifest.set_index(manifest["id"].astype(str))
     labels = display_labels(manifest)
-    members = groups[["group", "id"]].astype({"id": str}).copy()
     members["set"] = info["set"].reindex(members["id"]).astype(str).to_numpy()
     members["label"] = labels.reindex(members["id"]).to_numpy()
     members["pixels"] = (info["width"].astype(int) * info["height"].astype(int)).reindex(members["id"]).to_numpy()
@@ -48,7 +53,27 @@ def choose_keepers(groups: pd.DataFrame, manifest: pd.DataFrame, *, prefer_set: 
     keeper = keep.set_index("group")
     remove = ranked[~first].assign(keeper=lambda t: keeper["id"].reindex(t["group"]).to_numpy(),
                                    keeper_set=lambda t: keeper["set"].reindex(t["group"]).to_numpy())
-    return keep[KEEP_COLUMNS].reset_index(drop=True), remove[REMOVE_COLUMNS].reset_index(drop=True)
+    keep, remove = keep[KEEP_COLUMNS].reset_index(drop=True), remove[REMOVE_COLUMNS].reset_index(drop=True)
+    check_lists(keep, remove)
+    return keep, remove
+
+
+def check_lists(keep: pd.DataFrame, remove: pd.DataFrame) -> None:
+    """The lists' invariants, checked where they are made (an error here is a bug, never the user's):
+    no id twice in either list, no keeper removed, one keeper per group, and each removed image's
+    keeper is the keeper of its group."""
+    problems = []
+    if keep["id"].duplicated().any() or remove["id"].duplicated().any():
+        problems.append("an id is listed twice")
+    if set(keep["id"]) & set(remove["id"]):
+        problems.append("a keeper is in the remove list")
+    if keep["group"].duplicated().any():
+        problems.append("a group has two keepers")
+    keeper = dict(zip(keep["group"], keep["id"]))
+    if any(keeper.get(g) != k for g, k in zip(remove["group"], remove["keeper"])):
+        problems.append("a removed image's keeper is not its group's keeper")
+    if problems:
+        raise RuntimeError(f"keep/remove lists broken ({'; '.join(problems)}): please report this bug")
 
 
 def leakage_safe_folds(manifest: pd.DataFrame, groups: pd.DataFrame, *, n_splits: int, seed: int) -> pd.DataFrame:

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 import yaml
 
-from neardup.contract import (MANIFEST, PAIRS, TRUTH, UserError, read_pairs, read_table, run_key, write_fetch_result,
-                              write_table)
+from neardup.contract import (MANIFEST, PAIRS, TRUTH, UserError, label_text, read_pairs, read_table, run_key,
+                              write_fetch_result, write_table)
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,38 @@ class Gallery:
         return self.markup
 
 
+def _check_images(images):
+    """``images`` as :func:`find_duplicates` takes them (a folder, a folder URL, or files: then a list);
+    anything else is a TypeError naming what is accepted."""
+    ok = isinstance(images, (str, os.PathLike)) or (
+        isinstance(images, Iterable) and not isinstance(images, (bytes, Mapping)))
+    if not ok:
+        raise TypeError(f"find_duplicates(images=...): expected a folder (str or os.PathLike), a folder URL or a "
+                        f"list of image files, got {type(images).__name__} {images!r:.60}")
+    return images if isinstance(images, (str, os.PathLike)) else list(images)
+
+
+def _labels_table(labels, images):
+    """``labels`` as given to :func:`find_duplicates`: None, a CSV path (kept), or ``{id: text}``
+    (:func:`neardup.contract.label_text`) from a mapping or Series (id -> label) or a list aligned with
+    ``images`` (a list of files). Anything else is a TypeError naming what is accepted."""
+    if labels is None or isinstance(labels, (str, os.PathLike)):
+        return labels or None
+    if isinstance(labels, pd.Series):
+        labels = labels.to_dict()
+    if isinstance(labels, Mapping):
+        return {str(k): label_text(v) for k, v in labels.items()}
+    if isinstance(labels, (list, tuple, np.ndarray)) and not isinstance(images, (str, os.PathLike)):
+        files = [Path(p).resolve() for p in images]
+        if len(files) != len(labels):
+            raise UserError(f"find_duplicates got {len(files)} files and {len(labels)} labels; give one label a "
+                            f"file (None for none)")
+        root = Path(os.path.commonpath([str(p.parent) for p in files])) if files else Path()
+        return {p.relative_to(root).as_posix(): label_text(v) for p, v in zip(files, labels)}
+    raise TypeError(f"find_duplicates(labels=...): expected a CSV path (image_id,label), a mapping or pandas Series "
+                    f"id -> label, or a list with one label per file of a list of files; got {type(labels).__name__}")
+
+
 def _fetch(images, labels, out: Path, params: dict):
     """The dataset: the fetch stage's own code on a folder, or the scanner on a list of files."""
     from neardup.cache import InspectionCache
@@ -159,9 +192,10 @@ def _fetch(images, labels, out: Path, params: dict):
     cache_dir = params["cache"]["dir"]
     cache = InspectionCache(Path(cache_dir)) if cache_dir else None
     engine = params_from_dict(params, "engine")
-    if isinstance(labels, Mapping):
+    labels = _labels_table(labels, images)
+    if isinstance(labels, dict):
         labels_path = out / "labels.csv"
-        write_table(pd.DataFrame({"image_id": list(labels), "label": [str(v) for v in labels.values()]}), labels_path)
+        write_table(pd.DataFrame({"image_id": list(labels), "label": list(labels.values())}, dtype=str), labels_path)
         labels = labels_path
     labels_csv = str(Path(labels).resolve()) if labels else ""
     if isinstance(images, (str, os.PathLike)):
@@ -178,6 +212,11 @@ def _fetch(images, labels, out: Path, params: dict):
         except EmptyDatasetError as exc:
             write_fetch_result(exc.result, out / "dataset")
             raise
+    images = list(images)
+    odd = [p for p in images if not isinstance(p, (str, os.PathLike))]
+    if odd:
+        raise TypeError(f"find_duplicates(images=[...]): every file must be a str or os.PathLike, got "
+                        f"{type(odd[0]).__name__} {odd[0]!r:.60}")
     paths = [Path(p) for p in images]
     if not paths:
         raise UserError("find_duplicates got an empty list of files")
@@ -229,6 +268,7 @@ def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], lab
     >>> result.remove.to_csv("remove.csv", index=False)  # doctest: +SKIP
     """
     from neardup.act import choose_keepers
+    from neardup.cache import check_cache_dir
     from neardup.cluster.run import cluster_embeddings, write_cluster_outputs
     from neardup.embed.run import embed_images
     from neardup.evaluate import evaluate_run, write_run
@@ -236,8 +276,12 @@ def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], lab
     from neardup.params import params_from_dict
     from neardup.plant import plant_copies
 
+    images = _check_images(images)
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"find_duplicates(out=...): expected a folder (str or os.PathLike), got {type(out).__name__}")
     merged = _merged(default_params(), params)
     checked = {g: params_from_dict(merged, g) for g in GROUPS}  # every group checked before any work
+    check_cache_dir(checked["cache"].dir)
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="neardup-"))
     out.mkdir(parents=True, exist_ok=True)
     fetched = _fetch(images, labels, out, merged)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neardup.contract import UserError, atomic_write
 from neardup.files import open_input
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,20 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def check_cache_dir(folder: str) -> None:
+    """Raise :class:`neardup.params.ParamsError` naming ``cache.dir`` unless ``folder`` ('' = no cache)
+    is a folder this user can create and write, before any work that would be cached there."""
+    from neardup.params import ParamsError
+
+    if not folder:
+        return
+    try:
+        atomic_write(Path(folder) / ".writable", b"").unlink()
+    except (OSError, UserError) as exc:
+        raise ParamsError(f"cache.dir {folder!r} is no folder this user can write "
+                          f"({getattr(exc, 'strerror', None) or exc}): choose another, or '' for no cache") from None
+
+
 def _chunk_name(sha256s) -> str:
     """The name part of a chunk holding ``sha256s`` (in order): a hash of the list."""
     return hashlib.sha256("\n".join(sha256s).encode()).hexdigest()[:20]
@@ -43,11 +58,7 @@ def _chunk_name(sha256s) -> str:
 def _write_chunk(folder: Path, sha256s: list[str], suffix: str, write) -> None:
     """Write one chunk as ``chunk_<hash of its sha256s><suffix>`` atomically: ``write(tmp_path)``
     fills a temporary file (a name the chunk pattern never matches), which is then renamed into place."""
-    folder.mkdir(parents=True, exist_ok=True)
-    name = _chunk_name(sha256s)
-    tmp = folder / f".{name}.{os.getpid()}.tmp{suffix}"
-    write(tmp)
-    os.replace(tmp, folder / f"chunk_{name}{suffix}")
+    atomic_write(folder / f"chunk_{_chunk_name(sha256s)}{suffix}", write, suffix=suffix)
 
 
 def _discard_chunk(chunk: Path, why: str) -> None:

@@ -20,7 +20,7 @@ import sys
 import webbrowser
 from pathlib import Path
 
-from neardup.contract import UserError
+from neardup.contract import UserError, os_error_message
 
 log = logging.getLogger("neardup")
 
@@ -144,6 +144,15 @@ def main(argv=None) -> int:
         return _report(args)
     except (UserError, FileNotFoundError) as exc:
         print(f"neardup: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("neardup: interrupted; finished work is kept (cache.dir): the same command resumes", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        message = os_error_message(exc)
+        if message is None:
+            raise
+        print(f"neardup: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -18,9 +18,12 @@ Folders (each written by one stage, see ``dvc.yaml``)::
 from __future__ import annotations
 
 import csv
+import errno
 import logging
 import os
 import re
+import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +57,78 @@ class UserError(RuntimeError):
 
 class SourceError(UserError):
     """A data source cannot be read; the message says what is wrong and what to do."""
+
+
+
+def label_text(value) -> str:
+    """One label as the text every entry point stores (CSV, mapping, Series, list): None, NaN, NA and
+    '' mean no label (''); an integer keeps its spelling (``3``, also when a missing value made it the
+    float ``3.0``); other values are their ``str`` (a string stripped of surrounding blanks)."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if np.isnan(value):
+            return ""
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return str(value).strip()
+
+#: errno values of a write the user can fix by making room or choosing another folder.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def os_error_message(exc: OSError, needed: int | None = None, *, target=None) -> str | None:
+    """One line for a write the user can fix (disk full, quota, read-only or forbidden folder), naming
+    the file (``target``, else the error's), the folder's free space and, when known, the bytes
+    needed; None for other errors."""
+    name = target or exc.filename or "a file"
+    folder = Path(str(name)).parent if target or exc.filename else Path.cwd()
+    if exc.errno in NO_SPACE:
+        try:
+            free = _size(shutil.disk_usage(folder if folder.exists() else Path.cwd()).free)
+        except OSError:
+            free = "unknown"
+        need = f" ({_size(needed)} needed)" if needed else ""
+        return (f"no space left on the device of {folder} writing {Path(str(name)).name}{need}, {free} free: "
+                f"free some space or move the output or cache.dir elsewhere, then run again (it resumes)")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {name}: {exc.strerror}; choose a folder you can write to (or fix its permissions)"
+    return None
+
+
+def atomic_write(path, data, *, suffix: str = "") -> Path:
+    """Write ``path`` atomically: ``data`` (bytes, str, or a callable filling the path it is given) goes
+    to a temporary file in the same folder (``.<name>.<pid>.<thread>.tmp<suffix>``: numpy's savez
+    wants ``.npz``), which is then renamed into place. On any failure, an interrupt included, the
+    temporary file is removed; a full disk is a :class:`UserError` naming the folder, its free space
+    and the bytes needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp{suffix}")
+    try:
+        if callable(data):
+            data(tmp)
+        else:
+            tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        message = os_error_message(exc, None if callable(data) else len(data), target=path)
+        if message is None:
+            raise
+        raise UserError(message) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def run_key(model: str, size=None) -> str:
@@ -280,13 +355,10 @@ class Embeddings:
 
     def save(self, path: str | Path) -> None:
         """Write to ``.npz`` atomically (plain str/float arrays, readable without pickle)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, ids=self.ids.astype(str), sha256=self.sha256.astype(str),
-                 vectors=self.vectors.astype(np.float32), skipped_ids=self.skipped["id"].to_numpy(dtype=str),
-                 skipped_reasons=self.skipped["reason"].to_numpy(dtype=str), input_size=np.int64(self.input_size))
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: np.savez(
+            tmp, ids=self.ids.astype(str), sha256=self.sha256.astype(str), vectors=np.asarray(self.vectors, np.float32),
+            skipped_ids=self.skipped["id"].to_numpy(dtype=str), skipped_reasons=self.skipped["reason"].to_numpy(dtype=str),
+            input_size=np.int64(self.input_size)), suffix=".npz")
 
     @classmethod
     def load(cls, path: str | Path) -> "Embeddings":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import tempfile
 import time
 from collections import OrderedDict
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neardup.contract import atomic_write
 from neardup.cache import CACHE_VERSION, descriptor_key
 from neardup.decode import decode_image
 from neardup.runner import ordered_map
@@ -140,14 +140,9 @@ class FeatureCache:
     def put(self, sha256: str, features: Features) -> None:
         if self.folder is None:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         arrays = {name: np.asarray(getattr(features, name)) for name in ARRAYS}
-        tmp = self.folder / f".{sha256}.{os.getpid()}.{id(features)}.tmp.npz"
-        try:
-            np.savez(tmp, checksum=np.str_(_checksum(arrays)), **arrays)
-            os.replace(tmp, self.folder / f"{sha256}.npz")
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(self.folder / f"{sha256}.npz", lambda tmp: np.savez(tmp, checksum=np.str_(_checksum(arrays)),
+                                                                         **arrays), suffix=".npz")
 
 
 class FeatureStore:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,20 @@ def _did_you_mean(value, valid, prefix: str = "") -> str:
     return f" (did you mean '{prefix}{close[0]}'?)" if close else ""
 
 
+#: What a value that dvc.yaml writes into a stage's command may look like (a model, a size, a hash):
+#: no blank, quote, ``;``, ``$``, backtick or newline ever reaches the shell that runs it.
+COMMAND_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_name(value, where: str) -> None:
+    """Raise :class:`ParamsError` unless ``value`` is a plain name or number (:data:`COMMAND_VALUE`):
+    a value dvc.yaml puts into a stage's shell command (``embed.models``, ``embed.sizes``,
+    ``hash.methods``, ``cluster.hash``)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not COMMAND_VALUE.fullmatch(str(value)):
+        raise ParamsError(f"{where}: {value!r} is not a name (letters, digits, '.', '_', '-'): dvc.yaml writes it "
+                          f"into a shell command, so nothing else is accepted")
+
+
 def check_choice(value, valid, where: str) -> None:
     """Raise :class:`ParamsError` naming ``where`` unless ``value`` is one of ``valid`` (with a "did you mean")."""
     if value not in valid:
@@ -60,7 +75,14 @@ def _convert(value, kind, where: str, base=None):
     if kind is tuple:
         _check(isinstance(value, (list, tuple)) or where not in MATRIX_KEYS,
                f"{where} must be a list, e.g. [{value}], got {value!r} (dvc.yaml makes one stage per entry)")
-        return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+        value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+        seen = [repr(v) for v in value]
+        twice = next((v for k, v in enumerate(value) if repr(v) in seen[:k]), None)
+        _check(len(set(seen)) == len(seen), f"{where} lists {twice!r} twice: give each entry once")
+        if where in MATRIX_KEYS:
+            for v in value:
+                check_name(v, where)
+        return value
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
@@ -269,10 +291,14 @@ class ClusterParams:
 
     def validate(self, where: str) -> None:
         check_choice(self.metric, METRICS, f"{where}.metric")
+        check_name(self.hash, f"{where}.hash")
         _check(len(self.eps) > 0 and all(isinstance(e, (int, float)) and not isinstance(e, bool) and e > 0
                                          for e in self.eps),
                f"{where}.eps must be a non-empty list of positive numbers, got {list(self.eps)}")
-        object.__setattr__(self, "eps", tuple(sorted(float(e) for e in self.eps)))
+        eps = sorted(float(e) for e in self.eps)
+        twice = [a for a, b in zip(eps, eps[1:]) if a == b]
+        _check(not twice, f"{where}.eps lists {twice[0] if twice else 0:g} twice: give each eps once")
+        object.__setattr__(self, "eps", tuple(eps))
         if self.metric == "cosine":
             _check(max(self.eps) <= 2.0, f"{where}.eps: cosine distances lie in [0, 2], got {max(self.eps)}")
         _check(self.whiten >= 0, f"{where}.whiten must be >= 0 (0: off), got {self.whiten}")

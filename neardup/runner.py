@@ -102,19 +102,30 @@ def _run_name(argv: list[str]) -> str:
 
 
 def run_stage(main) -> None:
-    """Run ``main()``; a user error (:class:`neardup.contract.UserError`) or a missing file ends the
-    stage with a one-line message and exit code 2, not a traceback. A stage that finishes appends its
-    wall seconds and peak memory to :data:`TIMINGS` (``"step": "stage"``)."""
+    """Run ``main()``; a user error (:class:`neardup.contract.UserError`), a missing file, a full
+    disk or a folder it may not write ends the stage with a one-line message and exit code 2, an
+    interrupt (Ctrl-C) with one line and exit code 130, never a traceback. A stage that finishes
+    appends its wall seconds and peak memory to :data:`TIMINGS` (``"step": "stage"``)."""
     import time
 
-    from neardup.contract import UserError
+    from neardup.contract import UserError, os_error_message
 
     setup_logging()
     start = time.perf_counter()
+    log = logging.getLogger("neardup")
     try:
         main()
     except (UserError, FileNotFoundError) as exc:
-        logging.getLogger("neardup").error("%s", exc)
+        log.error("%s", exc)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        log.error("interrupted; finished work is kept: `dvc repro` resumes from there")
+        sys.exit(130)
+    except OSError as exc:
+        message = os_error_message(exc)
+        if message is None:
+            raise
+        log.error("%s", message)
         sys.exit(2)
     module = getattr(main, "__module__", "")
     stage = Path(sys.argv[0]).stem if module == "__main__" else module.rpartition(".")[2]

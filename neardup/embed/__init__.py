@@ -277,7 +277,8 @@ class Embedder:
                 matrix[rows], have[rows] = feats, True
                 done.extend(rows.tolist())
             if cache is not None and done:
-                cache.add(sha[done], matrix[done])
+                contiguous = done == list(range(done[0], done[0] + len(done)))  # a view: the cache keeps no copy
+                cache.add(sha[done], matrix[done[0]:done[0] + len(done)] if contiguous else matrix[done])
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         n_new = int(have[todo].sum())
         failed = np.flatnonzero(~have)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from neardup.contract import atomic_write
 from neardup.cache import CACHE_VERSION, descriptor_key, sha256_file
 
 log = logging.getLogger(__name__)
@@ -75,13 +75,10 @@ def cached_flatbuffer(model_name: str, *, size: int, pooling: str, weights, cach
     content = convert(build())
     log.info("%s@%d: converted to TFLite in %.1f s", model_name, size, time.perf_counter() - start)
     if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
         for name, data in ((f"{key}.tflite", content),
                            (f"{key}.json", json.dumps({**settings, "sha256": hashlib.sha256(content).hexdigest()},
                                                       indent=1).encode())):
-            tmp = folder / f".{name}.{os.getpid()}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, folder / name)
+            atomic_write(folder / name, data)
     return content
 
 

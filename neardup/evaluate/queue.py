@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from neardup.contract import escape_cells, unescape_cells
+from neardup.contract import atomic_write, escape_cells, unescape_cells
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +63,7 @@ def save_reviews(reviews: pd.DataFrame, path) -> None:
     winning, sorted by ``(sha_a, sha_b)``. Validates as :func:`load_reviews` does."""
     path = Path(path)
     out = _normalise_reviews(reviews, f"reviews for {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            escape_cells(out).to_csv(f, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, escape_cells(out).to_csv(index=False, lineterminator="\n"))
 
 
 def capped_group_pairs(groups: pd.DataFrame, manifest: pd.DataFrame, *, run: str, pairs: pd.DataFrame | None = None,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from neardup.images import scan_files
-from neardup.contract import SKIPPED_COLUMNS, FetchResult, SourceError
+from neardup.contract import SKIPPED_COLUMNS, FetchResult, SourceError, label_text
 from neardup.fetch.walk import shown_path, walk_folder
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def load_labels_csv(path: Path, *, param: str = "fetch.folder.labels_csv") -> di
     if df.empty:
         log.warning("labels CSV %s has no rows: no image gets a label", path)
         return {}
-    ids, labels = df["image_id"].str.strip(), df["label"].str.strip()
+    ids, labels = df["image_id"].str.strip(), df["label"].map(label_text)
     merged: dict[str, list[str]] = {}
     for image_id, label in zip(ids, labels):
         merged.setdefault(image_id, []).append(label)

@@ -18,6 +18,7 @@ import logging
 import os
 from pathlib import Path
 
+from neardup.contract import atomic_write
 from neardup.fetch.walk import walk_folder
 
 log = logging.getLogger(__name__)
@@ -156,8 +157,6 @@ def guard_input(input_dir: str | os.PathLike, *, repo_root: Path | None = None) 
     old = path.read_text(encoding="utf-8", errors="surrogateescape") if path.is_file() else ""
     new = _replace_block(old, lines) if lines or BEGIN in old else old  # no block: the file stays as it is
     if new != old and (new or path.is_file()):
-        tmp = path.with_name(f".{DVCIGNORE}.{os.getpid()}.tmp")
-        tmp.write_text(new, encoding="utf-8", errors="surrogateescape")
-        os.replace(tmp, path)
+        atomic_write(path, new.encode("utf-8", errors="surrogateescape"))
         log.info("%s: %d entries of fetch.input listed for DVC to ignore", path, len(lines))
     return lines

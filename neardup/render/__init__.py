@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from neardup.contract import groups_at, label_conflict_groups, write_table
 from neardup.decode import open_rgb
+from neardup.render.sheet import visible
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,8 @@ def plain(text) -> str:
     """``text`` (an id, label, set or run name) as matplotlib must be given it to draw it as it is:
     every ``$`` escaped, so a name such as ``a$b$.jpg`` or ``$\\frac{a}$`` is never parsed as mathtext
     (which draws it wrong or fails the whole figure). Use it for every data text that reaches a
-    figure: titles, tick labels, legend entries."""
-    return str(text).replace("$", r"\$")
+    figure: titles, tick labels, legend entries. Control characters show as escapes (:func:`visible`)."""
+    return visible(text).replace("$", r"\$")
 
 
 def thumbnail(path: str, size: int) -> np.ndarray:

@@ -8,6 +8,7 @@ inputs (no timestamp, no software tag).
 """
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,18 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)  # Pillow's own scalable font: nothing to install
 
 
+def visible(text) -> str:
+    """``text`` on one line, every control or format character (newline, tab, a right-to-left override)
+    shown as its escape (``\\n``, ``\\t``, ``\\u202e``): a file name is drawn as it is spelt, and
+    cannot break the figure or disguise itself."""
+    return "".join(ch if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp") else ch.encode("unicode_escape").decode()
+                   for ch in str(text))
+
+
 def fit(text: str, font, width: float) -> str:
-    """``text``, or the start and end of it around an ellipsis, so that it is at most ``width`` px wide."""
-    text = str(text)
+    """``text`` (:func:`visible`), or the start and end of it around an ellipsis, so that it is at most
+    ``width`` px wide."""
+    text = visible(text)
     if font.getlength(text) <= width:
         return text
     keep = len(text)

@@ -14,7 +14,6 @@ workers must see), memory-mapped by each worker, and deleted when the search end
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from neardup.contract import atomic_write
 from neardup.runner import cpu_cores
 
 log = logging.getLogger(__name__)
@@ -107,11 +107,13 @@ class DaskRunner:
         """Write ``array`` for the workers: ``(path, shape, dtype)``."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{uuid.uuid4().hex}.npy"
-        tmp = path.with_suffix(".tmp")
         array = np.ascontiguousarray(array)
-        with open(tmp, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, path)  # workers never see a part-written file
+
+        def write(tmp):
+            with open(tmp, "wb") as fh:
+                np.save(fh, array, allow_pickle=False)
+
+        atomic_write(path, write)  # workers never see a part-written file
         return str(path), array.shape, array.dtype.str
 
     def map(self, fn, arrays: dict, tasks):
