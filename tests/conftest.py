@@ -113,3 +113,16 @@ def assert_clean_error(proc, pattern: str) -> str:
     message = errors[0].split(" ERROR neardup: ", 1)[1]
     assert re.search(pattern, message), message
     return message
+
+
+def copy_pipeline(repo: Path) -> Path:
+    """``repo`` (created) holding this checkout's pipeline as a DVC project needs it: dvc.yaml,
+    params.yaml, the package and .gitignore."""
+    import shutil
+
+    repo.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", "params.yaml", "neardup", ".gitignore"):
+        src = REPO / name
+        (shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
+         else shutil.copy(src, repo / name))
+    return repo

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from PIL import Image, ImageFile, ImageOps, PngImagePlugin
 
-from conftest import REPO, tf_example
+from conftest import REPO, copy_pipeline, tf_example
 from neardup.contract import MANIFEST_COLUMNS, SKIPPED_COLUMNS, write_fetch_result
 from neardup.decode import open_rgb, pixel_sha256
 from neardup.fetch.folder import load_labels_csv, scan_folder, walk_folder
@@ -592,12 +592,7 @@ def test_dvc_repro_fetch_neither_hangs_nor_aborts(tmp_path, dvc_env):
     ``fetch.input`` for fetch), so the first run works with no preparation, the second reruns only
     that check, and the entries are in skipped.csv with their reasons."""
     env = {**dvc_env, "PYTHONPATH": str(tmp_path / "repo")}
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("dvc.yaml", "params.yaml", "neardup", ".gitignore"):
-        src = REPO / name
-        (shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
-         else shutil.copy(src, repo / name))
+    repo = copy_pipeline(tmp_path / "repo")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["fetch"].update(source="folder", input="data/raw", folder={"images": ".", "labels_csv": "", "label_map": ""})
     params["cache"]["dir"] = ""

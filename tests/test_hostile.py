@@ -19,7 +19,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO, save
+from conftest import REPO, copy_pipeline, save
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -199,7 +199,9 @@ def test_an_interrupt_is_one_line(tmp_path):
         print("started", flush=True)
         time.sleep(60)
     """)
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # as from a terminal: a shell's background job (make test under nohup &) inherits SIGINT ignored
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline().strip() == "started"
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
@@ -259,12 +261,7 @@ def test_every_value_that_reaches_a_command_is_checked_first(tmp_path, monkeypat
 def test_dvc_repro_runs_nothing_a_param_smuggles_in(tmp_path, dvc_env):
     """A real ``dvc repro`` in a temp git repo, each command param in turn carrying a shell attack: the
     first stage stops the run with one line naming the param, and no command ever runs the attack."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("dvc.yaml", "params.yaml", "neardup", ".gitignore"):
-        src = REPO / name
-        (shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
-         else shutil.copy(src, repo / name))
+    repo = copy_pipeline(tmp_path / "repo")
     env = {**dvc_env, "PYTHONPATH": str(repo)}
 
     def sh(*cmd):
