@@ -4,15 +4,20 @@ Lowe's ratio test matches the keypoints of ``a`` with those of ``b`` (and of ``b
 similarity is fitted with RANSAC (``cv2.estimateAffinePartial2D``), or an affine map when more matches
 agree on it (:func:`fit`); the inliers, counted once per keypoint location, are the evidence
 (:class:`Match`, :meth:`Match.proves`). Degenerate input and whatever RANSAC returns for it never
-raise: a non-finite or collapsed transform is no transform. :mod:`neardup.verify` runs this over a
-pair graph.
+raise: a non-finite or collapsed transform is no transform. Agreeing keypoints are not yet a copy:
+two different photos that share an overlay (a camera-trap bar, a watermark, a UI frame) or a sliver
+of scenery agree on one transform there. :func:`agreement` then looks at the pixels: aligned by the
+transform, do the two images agree across the part of the picture they share? :mod:`neardup.verify`
+runs this over a pair graph.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
+from neardup.decode import decode_image
 from neardup.keypoints import Features
 
 #: An affine fit may scale one axis at most this many times the other (aspect ratio changes).
@@ -123,3 +128,90 @@ def match(a: Features, b: Features, *, ratio: float = 0.75, threshold: float = 5
         if best.inliers >= enough:
             break
     return best
+
+
+#: The pixel check: both images in grey at this longest side, the shared part cut into a grid of
+#: cells (:data:`AGREEMENT_GRID` in the frame it is computed in); a cell counts when the aligned
+#: images' pixels correlate at :data:`CELL_AGREES` or more there, among the cells with texture
+#: (a standard deviation of :data:`CELL_TEXTURE` grey levels in the frame's own image).
+AGREEMENT_SIDE, AGREEMENT_GRID, CELL_AGREES, CELL_TEXTURE = 160, (8, 6), 0.5, 6.0
+#: Cells of a frame's grid (of 48) the other image must cover for the frame to be judged: a copy
+#: covers its own frame whole (a crop's too); a transform that maps only a corner of each image
+#: onto the other shares no real part of the picture.
+MIN_SHARED = 8
+
+
+def _grey(path: str) -> tuple[np.ndarray, float, int]:
+    """``(grey float32 at AGREEMENT_SIDE, its scale, full width)`` of ``path`` (a JPEG at a reduced DCT scale)."""
+    import cv2
+
+    decoded = decode_image(path, max_pixels=None, long_side=AGREEMENT_SIDE)
+    width, height = decoded.full_size
+    scale = AGREEMENT_SIDE / max(width, height)
+    grey = np.asarray(decoded.image.convert("L"))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if (grey.shape[1], grey.shape[0]) != size:
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    return grey.astype(np.float32), scale, width
+
+
+def _cells(image: np.ndarray, other: np.ndarray, to_other: np.ndarray) -> tuple[int, float]:
+    """``(cells inside the overlap, agreement)`` on ``image``'s grid, with ``other`` warped onto it by
+    ``to_other`` (2 x 3: ``image``'s pixels to ``other``'s). Among the cells textured in either image,
+    a cell agrees when the aligned pixels correlate (a change of brightness or contrast keeps that);
+    the agreement is the agreeing cells' share, a disagreeing cell that is flat in one image weighing
+    half (a caption added to a copy, or another photo's content over a flat one: half the evidence
+    of two textured cells that differ). NaN when under 4 cells have texture."""
+    import cv2
+
+    size = (image.shape[1], image.shape[0])
+    warped = cv2.warpAffine(other, to_other, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_REPLICATE)  # no black edge blended into the border cells
+    inside = cv2.warpAffine(np.ones_like(other), to_other, size, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+    (gx, gy), (h, w) = AGREEMENT_GRID, image.shape
+    valid, agreeing, against = 0, 0, 0.0
+    for j, i in itertools.product(range(gy), range(gx)):
+        box = np.s_[j * h // gy:(j + 1) * h // gy, i * w // gx:(i + 1) * w // gx]
+        mask = inside[box] > 0
+        if mask.mean() < 0.8:
+            continue
+        valid += 1
+        a, b = image[box][mask], warped[box][mask]
+        spread = (a.std(), b.std())
+        if max(spread) < CELL_TEXTURE:
+            continue
+        if min(spread) >= CELL_TEXTURE / 2 and np.corrcoef(a, b)[0, 1] >= CELL_AGREES:
+            agreeing += 1
+        else:
+            against += 1 if min(spread) >= CELL_TEXTURE else 0.5
+    judged = agreeing + against
+    return valid, (agreeing / judged if agreeing + 2 * against >= 4 else float("nan"))
+
+
+def agreement(path_a: str, path_b: str, m: Match) -> float | None:
+    """The share of the two images' shared part whose pixels agree once aligned by ``m``'s transform
+    (0 to 1, :func:`_cells`): the textured cells of a grid where the aligned grey images correlate,
+    computed in each image's frame where the other covers :data:`MIN_SHARED` cells or more (a
+    crop's own frame, and its original's), the better of the two (a padded copy's own frame holds
+    its pad). 0 without a transform or when neither frame is covered; None when under 4 shared
+    cells have texture (a flat image: the pixels cannot tell, the keypoints decide). A copy agrees
+    nearly everywhere (0.78 and more on every set measured, a caption over a dark photo the least);
+    two photos that share an overlay agree only there (0.58 at most; docs/quality.md, "What a proof
+    is")."""
+    if m.transform is None:
+        return 0.0
+    a, scale_a, _ = _grey(path_a)
+    b, scale_b, width_b = _grey(path_b)
+    a_to_b = np.vstack([m.transform, [0, 0, 1]]).astype(np.float64)  # a's pixels to b's (or its mirror's)
+    if m.mirrored:
+        a_to_b = np.array([[-1, 0, width_b], [0, 1, 0], [0, 0, 1]], float) @ a_to_b
+    thumbs = np.diag([scale_b, scale_b, 1]) @ a_to_b @ np.diag([1 / scale_a, 1 / scale_a, 1])
+    try:
+        frames = [_cells(a, b, thumbs[:2]), _cells(b, a, np.linalg.inv(thumbs)[:2])]
+    except np.linalg.LinAlgError:
+        return 0.0
+    shared = [share for valid, share in frames if valid >= MIN_SHARED]
+    if not shared:
+        return 0.0
+    judged = [share for share in shared if not np.isnan(share)]
+    return max(judged) if judged else None

@@ -260,6 +260,7 @@ class VerifyParams:
     factor: float
     refute_keypoints: int
     glance_patience: int
+    min_agreement: float
 
     def validate(self, where: str) -> None:
         _check(self.glance_patience >= 0, f"{where}.glance_patience must be >= 0 (0: no glance beyond the largest "
@@ -273,6 +274,8 @@ class VerifyParams:
         _check(self.refute_keypoints >= 0,
                f"{where}.refute_keypoints must be >= 0 (0: never), got {self.refute_keypoints}")
         _check(0 < self.factor <= 1, f"{where}.factor must lie in (0, 1], got {self.factor}")
+        _check(0 <= self.min_agreement <= 1, f"{where}.min_agreement must lie in [0, 1] (0: keypoints alone prove), "
+                                             f"got {self.min_agreement}")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ Each image's SIFT keypoints and its mirror's come from :mod:`neardup.keypoints` 
 streamed); each pair is matched by :mod:`neardup.geometry` (ratio test, RANSAC fit); the inliers,
 counted once per keypoint location, are the evidence. A pair with at least ``min_inliers`` of them, making up at
 least ``min_ratio`` of the matches (a repeated pattern gives a few inliers among many matches that
-disagree), is proven and moves closer (its distance times ``factor``). A pair that is not proven
+disagree), and whose pixels, aligned by the fitted transform, agree on at least ``min_agreement`` of
+what the two images share (:func:`proof`: an overlay both carry, or a patch of scenery, is no copy),
+is proven and moves closer (its distance times ``factor``). A pair that is not proven
 although both images have ``refute_keypoints`` keypoints moves away (its distance over ``factor``);
 other pairs keep their distance (a low-texture copy has few features, so there no agreement is no
 proof of a different photo: measured in docs/quality.md). Images whose short side is under
@@ -19,11 +21,25 @@ import numpy as np
 from scipy import sparse
 from tqdm.auto import tqdm
 
-from neardup.geometry import MAX_STRETCH, Match, distinct_points, fit, match  # noqa: F401 (the API)
+from neardup.geometry import MAX_STRETCH, Match, agreement, distinct_points, fit, match  # noqa: F401 (the API)
 from neardup.keypoints import FeatureStore
 from neardup.runner import ordered_map
 
 log = logging.getLogger(__name__)
+
+
+def proof(m: Match, path_a: str, path_b: str, params) -> bool:
+    """Whether ``m`` (the match of the images at ``path_a`` and ``path_b``) proves a copy: its
+    keypoints do (:meth:`Match.proves`), and aligned by its transform the images' pixels agree on at
+    least ``params.min_agreement`` of what they share (:func:`neardup.geometry.agreement`; a flat
+    pair the pixels cannot judge keeps the keypoints' verdict). Two photos that share an overlay or a
+    patch of scenery have keypoints that agree there, and pixels that agree nowhere else."""
+    if not m.proves(params):
+        return False
+    if params.min_agreement <= 0:
+        return True
+    share = agreement(path_a, path_b, m)
+    return share is None or share >= params.min_agreement
 
 
 def pair_matches(pairs, manifest, params, *, cache_dir: str = "") -> dict:
@@ -44,10 +60,11 @@ def pair_matches(pairs, manifest, params, *, cache_dir: str = "") -> dict:
             if a in index and b in index:
                 try:
                     m = match(store.get(index[a]), store.get(index[b]))
+                    proven = proof(m, str(chosen.at[a, "path"]), str(chosen.at[b, "path"]), params)
                 except Exception as exc:  # noqa: BLE001 - one bad pair: no figure of its proof
                     log.warning("verifying %s and %s: %s: %s; no proof drawn", a, b, type(exc).__name__, exc)
                     continue
-                if m.proves(params):
+                if proven:
                     found[(a, b)] = m
     return found
 
@@ -183,11 +200,17 @@ def _verify_pairs(pairs: np.ndarray, distances: np.ndarray, glance: np.ndarray, 
         checked, small = _match_pairs(pairs[full], store, "verify pairs")
         unreadable |= {p for p, _ in store.errors}
     too_small |= small
+    unconfirmed = 0
     for k, (result, keypoints) in zip(np.flatnonzero(full), checked):
         if isinstance(result, str):
             failed.append((k, result))
             continue
-        proven[k] = result.proves(params)
+        try:
+            proven[k] = proof(result, str(paths[pairs[k, 0]]), str(paths[pairs[k, 1]]), params)
+        except Exception as exc:  # noqa: BLE001 - one bad pair never kills the run
+            failed.append((k, f"{type(exc).__name__}: {exc}"))
+            continue
+        unconfirmed += bool(result.proves(params) and not proven[k])
         refuted[k] = not proven[k] and params.refute_keypoints > 0 and keypoints >= params.refute_keypoints
     for k, reason in failed[:10]:
         log.warning("verifying %s and %s failed (%s): the pair keeps its distance", paths[pairs[k, 0]],
@@ -197,6 +220,7 @@ def _verify_pairs(pairs: np.ndarray, distances: np.ndarray, glance: np.ndarray, 
     n_looked = sum(seen is not None for seen in looked)
     summary = {"images": int(len(np.unique(pairs))), "glanced": n_looked, "unglanced": len(looked) - n_looked,
                "escalated": int((full & glance).sum()), "refuted_at_glance": int((refuted & ~full).sum()),
+               "unconfirmed": unconfirmed,
                "too_small": len(too_small),
                "errors": len(failed) + len(unreadable)}
     log.info("verification of %d pairs took %.1f s, %.1f CPU s", len(pairs), time.perf_counter() - start,
@@ -231,7 +255,7 @@ def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: fl
     content : sequence of str, length n
         Each row's content key (features are cached and shared by it).
     params : VerifyParams
-        ``max_side``, ``max_keypoints``, ``min_side``, ``min_inliers``, ``min_ratio``, ``factor``,
+        ``max_side``, ``max_keypoints``, ``min_side``, ``min_inliers``, ``min_ratio``, ``min_agreement``, ``factor``,
         ``refute_keypoints``.
     n_reference : int, optional
         The real images are the first ``n_reference`` rows, planted copies the rest (default: all
@@ -266,7 +290,8 @@ def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: fl
     if stats is not None:
         stats["verify"] = {"pairs": int(len(rows)), "images": summary["images"], "glanced": summary["glanced"],
                            "unglanced": summary["unglanced"], "escalated": summary["escalated"], "verified": int(proven.sum()),
-                           "refuted": int(refuted.sum()), "refuted_at_glance": summary["refuted_at_glance"], "too_small": summary["too_small"],
+                           "refuted": int(refuted.sum()), "refuted_at_glance": summary["refuted_at_glance"],
+                           "unconfirmed": summary["unconfirmed"], "too_small": summary["too_small"],
                            "errors": summary["errors"]}
     moved = sparse.coo_matrix((np.r_[data, data], (np.r_[coo.row, coo.col], np.r_[coo.col, coo.row])),
                               shape=graph.shape).tocsr()

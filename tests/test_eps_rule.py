@@ -202,7 +202,8 @@ def test_proven_copies_count_once_in_the_growth_guards(tmp_path, photos):
     originals /= np.linalg.norm(originals, axis=1, keepdims=True)
     vectors = np.array([v for o in originals for v in (o, step(rng, o, 0.28))], np.float32)  # each copy at 0.28
     params = VerifyParams(enabled=True, max_side=512, max_keypoints=1000, min_side=64, min_inliers=12, min_ratio=0.4,
-                          factor=0.5, refute_keypoints=200, glance_patience=1000)
+                          factor=0.5, refute_keypoints=200, glance_patience=1000,
+                      min_agreement=0.7)
     eps = [0.1, 0.2, 0.3]
     plain, *_ = run_case(tmp_path / "plain", vectors, ids, eps=eps)
     assert plain["eps"] < 0.3 and plain["n_groups"] == 0  # at 0.3 every image is grouped: never chosen

@@ -81,7 +81,8 @@ def test_the_glance_refutes_two_textured_photos_and_leaves_copies_to_the_full_ch
     Image.open(a).crop((100, 60, 700, 540)).save(crop, quality=80)
     paths = [str(a), str(b), str(c), str(crop)]
     params = VerifyParams(enabled=True, max_side=512, max_keypoints=1000, min_side=64, min_inliers=12,
-                          min_ratio=0.4, factor=0.5, refute_keypoints=200, glance_patience=1000)
+                          min_ratio=0.4, factor=0.5, refute_keypoints=200, glance_patience=1000,
+                      min_agreement=0.7)
     extracted = []
     real = keypoints.extract
     monkeypatch.setattr(keypoints, "extract", lambda path, **kw: extracted.append((path, kw["max_side"])) or real(path, **kw))

@@ -17,7 +17,8 @@ from neardup.keypoints import FeatureStore, extract
 from neardup.verify import distinct_points, match, verify_edges
 
 PARAMS = VerifyParams(enabled=True, max_side=512, max_keypoints=1000, min_side=64, min_inliers=12, min_ratio=0.4,
-                      factor=0.5, refute_keypoints=200, glance_patience=1000)
+                      factor=0.5, refute_keypoints=200, glance_patience=1000,
+                      min_agreement=0.7)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +111,8 @@ def test_verified_pairs_move_closer_refuted_ones_away_and_features_are_cached(fi
     assert out[2, 3] == pytest.approx(0.95)  # far and nobody's nearest: not verified
     # the copy beyond the radius is glanced at first (small features), then verified
     assert stats["verify"] == {"pairs": 3, "images": 4, "glanced": 1, "unglanced": 0, "escalated": 1, "verified": 1,
-                               "refuted": 1, "refuted_at_glance": 0, "too_small": 1, "errors": 0}
+                               "refuted": 1, "refuted_at_glance": 0, "unconfirmed": 0, "too_small": 1,
+                               "errors": 0}
     assert verdicts[0, 1] == verdicts[1, 0] == 1 and verdicts[0, 2] == verdicts[2, 0] == -1 and verdicts.nnz == 4
     blind, _ = verify_edges(graph, paths, content, replace(PARAMS, glance_patience=0), radius=0.5, stats=stats)
     assert blind[0, 1] == pytest.approx(0.9) and stats["verify"]["unglanced"] == 1  # no glance: not brought in

@@ -15,7 +15,8 @@ from neardup.params import VerifyParams
 from neardup.verify import fit, match, verify_edges
 
 PARAMS = VerifyParams(enabled=True, max_side=512, max_keypoints=1000, min_side=64, min_inliers=12, min_ratio=0.4,
-                      factor=0.1, refute_keypoints=200, glance_patience=1000)
+                      factor=0.1, refute_keypoints=200, glance_patience=1000,
+                      min_agreement=0.7)
 
 #: Three matches of which two are the same point: cv2.estimateAffine2D returns an all-NaN matrix.
 NAN_SRC = np.float32([[58.928, 52.764], [58.928, 52.764], [181.172, 49.795]])
