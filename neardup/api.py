@@ -91,13 +91,17 @@ class Result:
     def eps(self) -> float:
         return float(self.metrics["eps"])
 
-    def folds(self, n_splits: int = 5, *, seed: int = 0) -> pd.DataFrame:
+    def folds(self, n_splits: int | None = None, *, seed: int | None = None) -> pd.DataFrame:
         """Leakage-safe cross-validation folds: stratified by label, every duplicate group in one fold.
+        ``n_splits`` and ``seed`` default to the ``act`` params this result was found with
+        (``act.n_splits``, ``act.seed``).
 
         Returns a DataFrame with columns ``id, set, label, group, fold`` (``group`` -1: no duplicate)."""
         from neardup.act import leakage_safe_folds
 
-        return leakage_safe_folds(self.manifest, self.groups, n_splits=n_splits, seed=seed)
+        act = self.params["act"]
+        return leakage_safe_folds(self.manifest, self.groups, n_splits=act["n_splits"] if n_splits is None else n_splits,
+                                  seed=act["seed"] if seed is None else seed)
 
     def report(self, path: str | os.PathLike | None = None) -> Path:
         """Write the self-contained HTML report (default ``<out>/index.html``) and return its path."""

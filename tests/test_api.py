@@ -68,6 +68,12 @@ def test_the_api_gives_the_pipelines_groups(demo, tmp_path):
     assert set(result.keep["id"]) | set(result.remove["id"]) == grouped and result.keep["group"].is_unique
     folds = result.folds(3)
     assert len(folds) == len(result.manifest) and (folds[folds["group"] >= 0].groupby("group")["fold"].nunique() == 1).all()
+    # without arguments the folds follow the act params the result was found with
+    from dataclasses import replace as with_params
+
+    assert result.folds()["fold"].nunique() == params["act"]["n_splits"]
+    other = with_params(result, params={**result.params, "act": {**result.params["act"], "n_splits": 4, "seed": 3}})
+    assert other.folds().equals(result.folds(4, seed=3)) and other.folds()["fold"].nunique() == 4
     page = result.report(tmp_path / "report.html")
     assert page.is_file() and "http://" not in page.read_text() and "data:image/jpeg;base64," in page.read_text()
     shown = result.show(2)

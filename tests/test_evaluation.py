@@ -4,7 +4,7 @@ import pytest
 
 from neardup.contract import (GROUP_COLUMNS, PAIR_COLUMNS, groups_at, label_conflict_groups, read_groups, read_pairs,
                               run_key, run_keys, write_table)
-from neardup.evaluate.metrics import choose_eps, score_groups, sweep_scores, truth_pairs
+from neardup.evaluate.metrics import score_groups, sweep_scores, truth_pairs
 from neardup.evaluate.queue import capped_group_pairs
 
 
@@ -56,11 +56,9 @@ def test_sweep_and_choice():
     sweep = sweep_scores(g, [0.05, 0.1, 0.2], truth_pairs(TRUTH))
     assert sweep["recall"].tolist() == pytest.approx([0.25, 1.0, 1.0])
     assert sweep["precision"].tolist() == pytest.approx([1.0, 1.0, 0.4])
-    assert choose_eps(sweep) == 0.1
-    assert choose_eps(sweep, min_precision=1.0) == 0.1
+    assert sweep["f1"].tolist() == pytest.approx([0.4, 1.0, 4 / 7])  # the eps rule (evaluate/eps.py) picks from these
     no_truth = sweep_scores(g, [0.05, 0.1, 0.2], None)
     assert no_truth["f1"].isna().all() and no_truth["n_pairs"].tolist() == [1, 4, 10]
-    assert choose_eps(no_truth, fallback_eps=0.12) == 0.1
 
 
 def test_average_precision_hand_computed():

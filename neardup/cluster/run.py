@@ -42,7 +42,7 @@ def cluster_embeddings(emb: Embeddings, plants: Embeddings, manifest: pd.DataFra
     cache_dir : str
         ``cache.dir``: keypoints are kept there by image content ('' = no cache).
     engine : EngineParams, optional
-        Where the pair search runs (:func:`neardup.engine.search_runner`); default here.
+        Where the pair search runs (:func:`neardup.search.tasks.search_runner`); default here.
 
     Returns
     -------

@@ -138,20 +138,3 @@ def recall_at_precision(sweep: pd.DataFrame, *, min_precision: float = 0.9) -> f
     ok = sweep.dropna(subset=["precision"])
     ok = ok[ok["precision"] >= min_precision]
     return float(ok["recall"].max()) if len(ok) else (math.nan if sweep["precision"].isna().all() else 0.0)
-
-
-def choose_eps(sweep: pd.DataFrame, *, min_precision: float = 0.0, fallback_eps: float | None = None) -> float:
-    """The eps to act on: best F1 among those with precision >= ``min_precision``.
-
-    Ties go to the smaller eps (fewer proposals). Without ground truth (all F1 NaN) or when no eps
-    reaches ``min_precision``, returns the sweep value closest to ``fallback_eps`` (default: the
-    smallest eps).
-    """
-    scored = sweep.dropna(subset=["f1"])
-    scored = scored[scored["precision"] >= min_precision]
-    if len(scored):
-        best = scored.sort_values(["f1", "eps"], ascending=[False, True]).iloc[0]
-        return float(best["eps"])
-    eps = sweep["eps"].to_numpy(float)
-    target = eps.min() if fallback_eps is None else fallback_eps
-    return float(eps[np.argmin(np.abs(eps - target))])
