@@ -164,7 +164,7 @@ def judge(table: pd.DataFrame, params) -> pd.DataFrame:
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from neardup.api import default_params
+    from neardup.params import default_params
     from neardup.params import params_from_dict
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

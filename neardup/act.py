@@ -12,14 +12,10 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from neardup.contract import display_labels
+from neardup.contract import FOLD_COLUMNS, KEEP_COLUMNS, REMOVE_COLUMNS, display_labels
 from neardup.params import ParamsError
 
 log = logging.getLogger(__name__)
-
-KEEP_COLUMNS = ["group", "id", "set", "label", "n_members"]
-REMOVE_COLUMNS = ["group", "id", "set", "label", "keeper", "keeper_set"]
-FOLD_COLUMNS = ["id", "set", "label", "group", "fold"]
 
 
 def choose_keepers(groups: pd.DataFrame, manifest: pd.DataFrame, *, prefer_set: str) -> tuple[pd.DataFrame,

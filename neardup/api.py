@@ -18,22 +18,14 @@ from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from neardup.contract import (MANIFEST, PAIRS, TRUTH, UserError, label_text, read_pairs, read_table, run_key,
-                              write_fetch_result, write_table)
+from neardup.contract import (KEEP, MANIFEST, PAIRS, REMOVE, REVIEWS, TRUTH, UserError, label_text, read_pairs,
+                              read_table, run_key, write_fetch_result, write_table)
 
 log = logging.getLogger(__name__)
 
-#: The package's defaults: the repository's ``params.yaml`` (the one home of every value).
-DEFAULTS = Path(__file__).with_name("params.yaml")
 #: Params groups ``find_duplicates`` accepts as keyword overrides (fetch comes from its arguments).
 GROUPS = ("plant", "embed", "hash", "cluster", "evaluate", "act", "render", "cache", "engine")
-
-
-def default_params() -> dict:
-    """The default params (a fresh nested dict), as in ``params.yaml``."""
-    return yaml.safe_load(DEFAULTS.read_text())
 
 
 def _deep(base: dict, values: Mapping) -> dict:
@@ -100,8 +92,8 @@ class Result:
         from neardup.act import leakage_safe_folds
 
         act = self.params["act"]
-        return leakage_safe_folds(self.manifest, self.groups, n_splits=act["n_splits"] if n_splits is None else n_splits,
-                                  seed=act["seed"] if seed is None else seed)
+        n_splits, seed = (act["n_splits"] if n_splits is None else n_splits), (act["seed"] if seed is None else seed)
+        return leakage_safe_folds(self.manifest, self.groups, n_splits=n_splits, seed=seed)
 
     def report(self, path: str | os.PathLike | None = None) -> Path:
         """Write the self-contained HTML report (default ``<out>/index.html``) and return its path."""
@@ -277,7 +269,7 @@ def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], lab
     from neardup.embed.run import embed_images
     from neardup.evaluate import evaluate_run, write_run
     from neardup.hash import hash_images
-    from neardup.params import params_from_dict
+    from neardup.params import default_params, params_from_dict
     from neardup.plant import plant_copies
 
     images = _check_images(images)
@@ -312,12 +304,12 @@ def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], lab
     write_cluster_outputs(out / "clusters" / run, groups, pairs, outcomes, stats)
     metrics, sweep, at, queue, reason = evaluate_run(
         run, dataset=out / "dataset", plants_truth=out / "plants" / TRUTH, clusters=out / "clusters" / run,
-        reviews_path=out / "reviewed_pairs.csv", params=checked["evaluate"])
+        reviews_path=out / REVIEWS, params=checked["evaluate"])
     write_run(run, metrics=metrics, sweep=sweep, at=at, queue=queue, reason=reason,
               metrics_path=out / "metrics" / f"{run}.json", plots_dir=out / "plots", out_dir=out / "evaluation" / run)
     keep, remove = choose_keepers(at, manifest, prefer_set=checked["act"].prefer_set)
-    write_table(keep, out / "keep.csv")
-    write_table(remove, out / "remove.csv")
+    write_table(keep, out / KEEP)
+    write_table(remove, out / REMOVE)
     within = read_pairs(out / "clusters" / run / PAIRS)  # as written, the distances evaluate judged
     within = within[within["distance"] <= metrics["eps"] + 1e-12][["a", "b", "distance"]].reset_index(drop=True)
     result = Result(groups=at.reset_index(drop=True), pairs=within, keep=keep, remove=remove, metrics=metrics,

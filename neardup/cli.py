@@ -20,7 +20,7 @@ import sys
 import webbrowser
 from pathlib import Path
 
-from neardup.contract import UserError, os_error_message
+from neardup.contract import KEEP, REMOVE, UserError, os_error_message
 
 log = logging.getLogger("neardup")
 
@@ -30,7 +30,7 @@ def _find(args) -> int:
 
     overrides = {}
     if args.model or args.size:
-        from neardup.api import default_params
+        from neardup.params import default_params
 
         embed = default_params()["embed"]
         overrides["embed"] = {"models": [args.model] if args.model else embed["models"],
@@ -47,7 +47,7 @@ def _find(args) -> int:
           f"run {result.run}, eps {result.eps:g}: {result.reason.splitlines()[0]}")
     print(f"{n_groups} duplicate groups ({int(metrics.get('n_label_conflicts', 0))} with conflicting labels), "
           f"{len(result.remove)} images to remove; planted copies found: {metrics.get('planted_recall', float('nan')):.2f}")
-    for name in ("keep.csv", "remove.csv"):
+    for name in (KEEP, REMOVE):
         print(f"  {out / name}")
     print(f"  {out / 'evaluation' / result.run / 'groups.csv'} (groups), "
           f"{out / 'evaluation' / result.run / 'queue.csv'} (pairs to review)")

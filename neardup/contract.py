@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 MANIFEST, SKIPPED, TRUTH = "manifest.csv", "skipped.csv", "truth.csv"
 GROUPS, PAIRS, PLANTED, STATS = "groups.csv", "pairs.csv", "planted.csv", "stats.json"
 QUEUE, REASON = "queue.csv", "reason.txt"
+KEEP, REMOVE, FOLDS, REVIEWS = "keep.csv", "remove.csv", "folds.csv", "reviewed_pairs.csv"
+LABEL_CONFLICTS, PRIMARY_METRICS = "label_conflicts.csv", "metrics.json"
 
 # --- columns ------------------------------------------------------------------------------------
 MANIFEST_COLUMNS = ["id", "path", "label", "label_name", "set", "sha256", "width", "height", "format", "frames",
@@ -45,6 +47,12 @@ TRUTH_COLUMNS = ["id", "original", "transform"]
 GROUP_COLUMNS = ["eps", "group", "id", "label", "distance"]
 PAIR_COLUMNS = ["a", "b", "distance", "nearest", "verified"]
 OUTCOME_COLUMNS = ["eps", "id", "original", "transform", "found", "with_unrelated"]
+REVIEW_COLUMNS = ["sha_a", "sha_b", "verdict", "id_a", "id_b"]
+QUEUE_COLUMNS = ["run", "a", "b", "sha_a", "sha_b", "distance", "verdict", "figure"]
+KEEP_COLUMNS = ["group", "id", "set", "label", "n_members"]
+REMOVE_COLUMNS = ["group", "id", "set", "label", "keeper", "keeper_set"]
+FOLD_COLUMNS = ["id", "set", "label", "group", "fold"]
+CONFLICT_COLUMNS = ["run", "eps", "group", "id", "label", "set", "distance", "figure"]
 
 #: Precision of every float written out, so a rerun gives the same bytes: significant digits in CSV
 #: tables (:func:`write_table`), decimal places in the metrics JSON (:mod:`neardup.evaluate`).
@@ -357,7 +365,8 @@ class Embeddings:
         """Write to ``.npz`` atomically (plain str/float arrays, readable without pickle)."""
         atomic_write(path, lambda tmp: np.savez(
             tmp, ids=self.ids.astype(str), sha256=self.sha256.astype(str), vectors=np.asarray(self.vectors, np.float32),
-            skipped_ids=self.skipped["id"].to_numpy(dtype=str), skipped_reasons=self.skipped["reason"].to_numpy(dtype=str),
+            skipped_ids=self.skipped["id"].to_numpy(dtype=str),
+            skipped_reasons=self.skipped["reason"].to_numpy(dtype=str),
             input_size=np.int64(self.input_size)), suffix=".npz")
 
     @classmethod

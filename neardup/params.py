@@ -386,6 +386,16 @@ GROUPS = {"fetch": FetchParams, "plant": PlantParams, "embed": EmbedParams, "has
           "cache": CacheParams, "engine": EngineParams}
 
 
+#: The defaults: the repository's params.yaml, shipped in the package (``neardup/params.yaml``).
+DEFAULTS = Path(__file__).with_name("params.yaml")
+
+
+def default_params() -> dict:
+    """The default params (a fresh nested dict), as in ``params.yaml``: what ``find_duplicates``,
+    ``neardup find`` and ``neardup init`` start from."""
+    return yaml.safe_load(DEFAULTS.read_text())
+
+
 def load_params(group: str, path: str | Path = "params.yaml"):
     """Load and validate one params group.
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from neardup.contract import UserError
+from neardup.contract import REVIEWS, UserError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def init_project(dest: str | os.PathLike, *, images: str | os.PathLike, labels: 
     -------
     Path, the project folder; run ``dvc repro`` there.
     """
-    from neardup.api import default_params
+    from neardup.params import default_params
 
     dest = Path(dest).resolve()
     images = Path(images).resolve()
@@ -85,7 +85,7 @@ def init_project(dest: str | os.PathLike, *, images: str | os.PathLike, labels: 
     (dest / "params.yaml").write_text("# Made by `neardup init`; every key is explained in the neardup repository's "
                                       "params.yaml\n" + yaml.safe_dump(params, sort_keys=False))
     (dest / "dvc.yaml").write_text(project_dvc_yaml(PACKAGE))
-    reviews = dest / "data" / "reviewed_pairs.csv"
+    reviews = dest / "data" / REVIEWS
     if not reviews.exists():
         reviews.parent.mkdir(parents=True, exist_ok=True)
         reviews.write_text("sha_a,sha_b,verdict,id_a,id_b\n")

@@ -174,8 +174,8 @@ def _verify_pairs(pairs: np.ndarray, distances: np.ndarray, glance: np.ndarray, 
     ``refuted`` and a summary. Pairs where ``glance`` is set (nearest neighbours beyond every eps, where
     only a proof changes anything) get the glance first (:func:`_glance`); only those with
     :data:`GLANCE_INLIERS` go on to the full verification. The others get a glance too: two textured
-    images it sees under :data:`GLANCE_INLIERS` in are refuted there, the rest get the full check. Features stream through
-    :class:`FeatureStore` (bounded memory). A pair whose verification fails, or an image that cannot
+    images it sees under :data:`GLANCE_INLIERS` in are refuted there, the rest get the full check.
+    Features stream through :class:`FeatureStore` (bounded memory). A pair whose verification fails, or an image that cannot
     be read, is logged, counted in ``errors`` and neither proven nor refuted."""
     start, cpu = time.perf_counter(), time.process_time()
     proven, refuted = np.zeros(len(pairs), bool), np.zeros(len(pairs), bool)
@@ -241,8 +241,9 @@ def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: fl
     verification only when the glance sees :data:`GLANCE_INLIERS` agree: on a folder of distinct photos
     every image's nearest neighbour lies beyond the radius. A pair within the radius gets a glance too:
     where both images are textured (the glance's full keypoint count) and it sees under
-    :data:`GLANCE_INLIERS` agree, the pair is refuted without the full check. Features stream (:func:`_verify_pairs`): memory stays
-    bounded, and a pair or an image that fails is counted in ``errors`` and keeps its distance. A pair that :meth:`Match.proves` a copy moves to its distance
+    :data:`GLANCE_INLIERS` agree, the pair is refuted without the full check. Features stream
+    (:func:`_verify_pairs`): memory stays bounded, and a pair or an image that fails is counted in
+    ``errors`` and keeps its distance. A pair that :func:`proof` proves a copy moves to its distance
     times ``factor``; a pair that does not, of two images with at least ``refute_keypoints`` keypoints
     each (both textured enough that a copy would show), moves to its distance divided by ``factor``.
 
@@ -289,7 +290,8 @@ def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: fl
                  summary["too_small"], params.min_side)
     if stats is not None:
         stats["verify"] = {"pairs": int(len(rows)), "images": summary["images"], "glanced": summary["glanced"],
-                           "unglanced": summary["unglanced"], "escalated": summary["escalated"], "verified": int(proven.sum()),
+                           "unglanced": summary["unglanced"], "escalated": summary["escalated"],
+                           "verified": int(proven.sum()),
                            "refuted": int(refuted.sum()), "refuted_at_glance": summary["refuted_at_glance"],
                            "unconfirmed": summary["unconfirmed"], "too_small": summary["too_small"],
                            "errors": summary["errors"]}

@@ -37,7 +37,7 @@ from scenes import make_scenes  # noqa: E402
     ("plant", "transforms", ["jpeg", "jpeg"], "plant.transforms lists 'jpeg' twice"),
 ])
 def test_a_repeated_entry_of_a_list_param_is_an_error_naming_it(group, key, value, said):
-    from neardup.api import default_params
+    from neardup.params import default_params
     from neardup.params import ParamsError, params_from_dict
 
     params = default_params()

@@ -20,7 +20,7 @@ from overlays import judge, make_overlay_set, overlay, photos  # noqa: E402
 
 @pytest.fixture(scope="module")
 def params():
-    from neardup.api import default_params
+    from neardup.params import default_params
     from neardup.params import params_from_dict
 
     return params_from_dict(default_params(), "cluster").verify

@@ -64,7 +64,8 @@ def groups_for_eps(graph: sparse.csr_matrix, ids, labels, *, eps: float) -> pd.D
     if len(filled):
         near[filled] = np.minimum.reduceat(sub.data, sub.indptr[filled])
     return pd.DataFrame({"eps": np.full(len(members), float(eps)), "group": rank[cluster[members]],
-                         "id": ids[members].astype(object), "label": np.asarray(labels, dtype=str)[members].astype(object),
+                         "id": ids[members].astype(object),
+                         "label": np.asarray(labels, dtype=str)[members].astype(object),
                          "distance": near[members]}, columns=GROUP_COLUMNS)
 
 

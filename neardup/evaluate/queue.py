@@ -13,13 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neardup.contract import atomic_write, escape_cells, unescape_cells
+from neardup.contract import QUEUE_COLUMNS, REVIEW_COLUMNS, atomic_write, escape_cells, unescape_cells  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 VERDICTS = ("duplicate", "different", "unsure")
-REVIEW_COLUMNS = ["sha_a", "sha_b", "verdict", "id_a", "id_b"]
-QUEUE_COLUMNS = ["run", "a", "b", "sha_a", "sha_b", "distance", "verdict", "figure"]
 
 
 def pair_key(sha1: str, sha2: str) -> tuple[str, str]:

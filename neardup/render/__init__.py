@@ -14,14 +14,13 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from neardup.contract import groups_at, label_conflict_groups, write_table
+from neardup.contract import CONFLICT_COLUMNS, LABEL_CONFLICTS, groups_at, label_conflict_groups, write_table
 from neardup.decode import open_rgb
 from neardup.render.sheet import visible
 
 log = logging.getLogger(__name__)
 
 MAX_PER_FIGURE = 8
-CONFLICT_COLUMNS = ["run", "eps", "group", "id", "label", "set", "distance", "figure"]
 
 
 def plain(text) -> str:
@@ -95,6 +94,6 @@ def render_all(groups: dict, manifest: pd.DataFrame, metrics: dict, out_dir: Pat
     tables = [render_run(groups[run], manifest, out_dir, run=run, eps=float(metrics[run]["eps"]),
                          max_groups=max_groups, thumb_size=thumb_size) for run in runs]
     conflicts = pd.concat(tables, ignore_index=True)
-    write_table(conflicts, out_dir / "label_conflicts.csv")
+    write_table(conflicts, out_dir / LABEL_CONFLICTS)
     log.info("rendered %s; %d label-conflict groups", out_dir, conflicts.groupby(["run", "group"]).ngroups)
     return conflicts

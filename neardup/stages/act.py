@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from neardup.act import choose_keepers, fold_balance, leakage_safe_folds, primary_block
-from neardup.contract import read_groups, read_manifest, read_table, write_table
+from neardup.contract import PRIMARY_METRICS, read_groups, read_manifest, read_table, write_table
 from neardup.params import ParamsError, load_params
 from neardup.runner import parse_args, run_stage
 
@@ -38,7 +38,7 @@ def main() -> None:
     primary, plots = Path(args.primary), Path(args.plots)
     primary.mkdir(parents=True, exist_ok=True)
     block = primary_block(args.run, json.loads(Path(args.metrics).read_text()))
-    (primary / "metrics.json").write_text(json.dumps(block, indent=2, sort_keys=True) + "\n")
+    (primary / PRIMARY_METRICS).write_text(json.dumps(block, indent=2, sort_keys=True) + "\n")
     for curve in ("eps", "pr"):
         write_table(read_table(plots / curve / f"{args.run}.csv"), primary / f"{curve}.csv")
     worst = float(fold_balance(folds).abs().max().max()) if len(folds) else 0.0
