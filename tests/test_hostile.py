@@ -143,7 +143,7 @@ def test_odd_file_names_are_drawn_as_they_are_spelt(name, tmp_path, photos):
     path = save(photos["astronaut"][:128, :128], tmp_path / "a.png")
     members = pd.DataFrame({"id": [name, "b.jpg"], "path": [str(path)] * 2, "label": [name, "1"],
                             "distance": [0.0, 0.1]})
-    group_figure(members, tmp_path / "g.png", title=f"group of {name}")
+    group_figure(members, tmp_path / "g.png", title=f"group of {name}", thumb_size=160)
     assert Image.open(tmp_path / "g.png").size[0] > 100
     shown = visible(name)
     assert "\n" not in shown and "\t" not in shown and "\r" not in shown and "\u202e" not in shown

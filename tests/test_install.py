@@ -108,4 +108,4 @@ def test_missing_faiss_names_the_extra(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "faiss", None)
     with pytest.raises(UserError, match=r"pip install 'neardup\[scale\]'.*cluster.search: exact"):
-        ApproximateIndex(np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32))
+        ApproximateIndex(np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32), nprobe=4)

@@ -44,12 +44,12 @@ def lite0_classifier():
 @pytest.fixture(scope="module")
 def lite0_embedder():
     # the explicit-path route; the classifier fixture covers weights="imagenet"
-    return build_embedder("efficientnet-lite0", size=224, weights=lite_weights_path(0))
+    return build_embedder("efficientnet-lite0", size=224, weights=lite_weights_path(0), pooling="avg")
 
 
 @pytest.fixture(scope="module")
 def b0_random():
-    return build_embedder("efficientnet-b0", size=224, weights="none")
+    return build_embedder("efficientnet-b0", size=224, weights="none", pooling="avg")
 
 
 def test_specs():
@@ -65,13 +65,13 @@ def test_specs():
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="valid names: efficientnet-lite0"):
-        build_embedder("effnet-b0", size=224)
+        build_embedder("effnet-b0", size=224, pooling="avg")
     with pytest.raises(ValueError, match="noisy-student"):
-        build_embedder("efficientnet-lite0", size=224, weights="noisy-student")
+        build_embedder("efficientnet-lite0", size=224, weights="noisy-student", pooling="avg")
     with pytest.raises(ValueError, match="size"):
-        build_embedder("efficientnet-lite0", size=16)
+        build_embedder("efficientnet-lite0", size=16, pooling="avg")
     with pytest.raises(FileNotFoundError, match="nope.pth"):
-        build_embedder("efficientnet-lite0", size=224, weights=str(tmp_path / "nope.pth"))
+        build_embedder("efficientnet-lite0", size=224, weights=str(tmp_path / "nope.pth"), pooling="avg")
     with pytest.raises(ValueError, match="lite models only"):
         build_classifier("efficientnet-b0", size=224)
 
@@ -111,7 +111,7 @@ def test_max_pooling_takes_the_largest_activation(lite0_embedder, lite0_images):
 
 def test_lite0_wrong_variant_file_is_rejected():
     with pytest.raises(ValueError, match="right EfficientNet-Lite variant"):
-        build_embedder("efficientnet-lite0", size=224, weights=lite_weights_path(1))
+        build_embedder("efficientnet-lite0", size=224, weights=lite_weights_path(1), pooling="avg")
 
 
 @pytest.mark.parametrize("name", ["efficientnet-lite1", "efficientnet-lite2"])
@@ -119,7 +119,7 @@ def test_lite1_lite2_native_size(name):
     spec = get_spec(name)
     size = spec.native_size
     images = batch(size, spec.crop_fraction(size))
-    embedder = build_embedder(name, size=size)
+    embedder = build_embedder(name, size=size, pooling="avg")
     feats = embedder(images).numpy()
     assert embedder.input_shape == (None, size, size, 3) and feats.shape == (3, 1280) and feats.dtype == np.float32
     assert cosine(feats[0], feats[2]) > cosine(feats[0], feats[1])
@@ -149,7 +149,7 @@ def test_b0_weights_from_path_round_trip(b0_random, tmp_path, fmt):
         with h5py.File(path, "w") as f:
             legacy.save_weights_to_hdf5_group(f, backbone)
     x = batch(224, 1.0)[:2]
-    reloaded = build_embedder("efficientnet-b0", size=224, weights=str(path))
+    reloaded = build_embedder("efficientnet-b0", size=224, weights=str(path), pooling="avg")
     np.testing.assert_array_equal(reloaded(x).numpy(), b0_random(x).numpy())
 
 
@@ -160,10 +160,10 @@ def test_b0_pretrained_weights_missing(monkeypatch, tmp_path, weights, fname):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     expected = tmp_path / "models" / fname
     with pytest.raises(WeightsUnavailableError) as info:
-        build_embedder("efficientnet-b0", size=224, weights=weights)
+        build_embedder("efficientnet-b0", size=224, weights=weights, pooling="avg")
     assert isinstance(info.value, UserError)  # a stage ends with this message, not a traceback
     assert str(expected) in str(info.value) and "embed.weights" in str(info.value)
     expected.parent.mkdir()
     expected.write_bytes(b"not really weights")
     with pytest.raises(WeightsUnavailableError, match="sha256"):
-        build_embedder("efficientnet-b0", size=224, weights=weights)
+        build_embedder("efficientnet-b0", size=224, weights=weights, pooling="avg")

@@ -171,7 +171,7 @@ def cached_b_weights(name: str, weights: str) -> pathlib.Path:
     return path
 
 
-def _build_b(spec: ModelSpec, size: int, weights, pooling: str = "avg"):
+def _build_b(spec: ModelSpec, size: int, weights, pooling: str):
     import efficientnet.tfkeras as efn
     import keras
     from keras import layers
@@ -194,7 +194,7 @@ def _build_b(spec: ModelSpec, size: int, weights, pooling: str = "avg"):
 
 # ---------------------------------------------------------------------------------------------- API
 def build_embedder(name: str, *, size: int, weights: str | os.PathLike = "imagenet",
-                   pooling: str = "avg") -> keras.Model:
+                   pooling: str) -> keras.Model:
     """Build a feature extractor.
 
     Parameters

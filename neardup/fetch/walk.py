@@ -104,7 +104,7 @@ def _folder_reason(exc: OSError) -> str:
     return f"unreadable folder: {exc.strerror or exc}"
 
 
-def walk_folder(root: Path, *, symlinks: str = "inside") -> list[Entry]:
+def walk_folder(root: Path, *, symlinks: str) -> list[Entry]:
     """Every entry under ``root``, recursively, in sorted order, symlinks never followed into folders.
 
     Parameters

@@ -38,7 +38,7 @@ def thumbnail(path: str, size: int) -> np.ndarray:
     return np.asarray(im)
 
 
-def group_figure(members: pd.DataFrame, out: Path, *, title: str, thumb_size: int = 160) -> None:
+def group_figure(members: pd.DataFrame, out: Path, *, title: str, thumb_size: int) -> None:
     """Save one PNG showing a group's images side by side, each under id / label / distance (at most
     :data:`MAX_PER_FIGURE`; the title counts the rest).
 

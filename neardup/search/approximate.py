@@ -47,7 +47,7 @@ class ApproximateIndex:
         tasks per worker (:mod:`neardup.search.tasks`); default threads here.
     """
 
-    def __init__(self, reference: np.ndarray, *, nprobe: int = 16, seed: int = 0, reduced_dim: int = 64,
+    def __init__(self, reference: np.ndarray, *, nprobe: int, seed: int = 0, reduced_dim: int = 64,
                  runner=None):
         self.runner = runner or LocalRunner()
         try:
