@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neardup.decode import decode_image
-from neardup.keypoints import Features
+from neardup.keypoints import Features, grey_image
 
 #: An affine fit may scale one axis at most this many times the other (aspect ratio changes).
 MAX_STRETCH = 3.0
@@ -142,16 +141,8 @@ MIN_SHARED = 8
 
 
 def _grey(path: str) -> tuple[np.ndarray, float, int]:
-    """``(grey float32 at AGREEMENT_SIDE, its scale, full width)`` of ``path`` (a JPEG at a reduced DCT scale)."""
-    import cv2
-
-    decoded = decode_image(path, max_pixels=None, long_side=AGREEMENT_SIDE)
-    width, height = decoded.full_size
-    scale = AGREEMENT_SIDE / max(width, height)
-    grey = np.asarray(decoded.image.convert("L"))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if (grey.shape[1], grey.shape[0]) != size:
-        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    """``(grey float32 at AGREEMENT_SIDE, its scale, full width)`` of ``path``."""
+    grey, scale, (width, _) = grey_image(path, AGREEMENT_SIDE, enlarge=True)
     return grey.astype(np.float32), scale, width
 
 

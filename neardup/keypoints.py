@@ -77,20 +77,31 @@ def no_features(width: float) -> Features:
                     False)
 
 
+def grey_image(path: str, long_side: int, *, enlarge: bool = False) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """``(grey uint8, scale, (width, height))``: ``path`` in grey with its longest side scaled to
+    ``long_side`` (never enlarged unless ``enlarge``), a JPEG decoded at a reduced DCT scale; ``scale``
+    the factor from the image's own pixels, ``(width, height)`` its full size."""
+    import cv2
+
+    decoded = decode_image(path, max_pixels=None, long_side=long_side)
+    width, height = decoded.full_size
+    scale = long_side / max(width, height)
+    scale = scale if enlarge else min(1.0, scale)
+    grey = np.asarray(decoded.image.convert("L"))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if (grey.shape[1], grey.shape[0]) != size:
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    return grey, scale, (width, height)
+
+
 def extract(path: str, *, max_side: int = 512, max_keypoints: int = 1000, min_side: int = 64,
             contrast: float = CONTRAST) -> Features:
     """SIFT features of ``path`` (see the module docstring); ``contrast`` is SIFT's ``contrastThreshold``."""
     import cv2
 
-    decoded = decode_image(path, max_pixels=None, long_side=max_side)  # a JPEG at a reduced DCT scale
-    width, height = decoded.full_size
+    grey, scale, (width, height) = grey_image(path, max_side)
     if min(width, height) < min_side:
         return no_features(width)
-    grey = np.asarray(decoded.image.convert("L"))
-    scale = min(1.0, max_side / max(width, height))
-    size = (round(width * scale), round(height * scale))
-    if (grey.shape[1], grey.shape[0]) != size:
-        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
     sift = cv2.SIFT_create(nfeatures=max_keypoints, contrastThreshold=contrast)
     keypoints, descriptors = sift.detectAndCompute(np.ascontiguousarray(grey), None)
     found = np.float32([k.pt for k in keypoints]).reshape(-1, 2)

@@ -129,9 +129,8 @@ def run_stage(main) -> None:
         sys.exit(2)
     module = getattr(main, "__module__", "")
     stage = Path(sys.argv[0]).stem if module == "__main__" else module.rpartition(".")[2]
-    seconds, peak = time.perf_counter() - start, peak_memory_mb()
+    seconds, peak, run = time.perf_counter() - start, peak_memory_mb(), _run_name(sys.argv)
     cpu = time.process_time()  # the whole process: start-up included
-    logging.getLogger("neardup").info("%s %s finished in %.1f s, peak memory %.0f MB", stage, _run_name(sys.argv),
-                                      seconds, peak)
-    _append_timing({"stage": stage, "run": _run_name(sys.argv), "step": "stage", "seconds": round(seconds, 3),
+    log.info("%s %s finished in %.1f s, peak memory %.0f MB", stage, run, seconds, peak)
+    _append_timing({"stage": stage, "run": run, "step": "stage", "seconds": round(seconds, 3),
                     "cpu_seconds": round(cpu, 3), "peak_mb": round(peak, 1)})

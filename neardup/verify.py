@@ -220,9 +220,7 @@ def _verify_pairs(pairs: np.ndarray, distances: np.ndarray, glance: np.ndarray, 
     n_looked = sum(seen is not None for seen in looked)
     summary = {"images": int(len(np.unique(pairs))), "glanced": n_looked, "unglanced": len(looked) - n_looked,
                "escalated": int((full & glance).sum()), "refuted_at_glance": int((refuted & ~full).sum()),
-               "unconfirmed": unconfirmed,
-               "too_small": len(too_small),
-               "errors": len(failed) + len(unreadable)}
+               "unconfirmed": unconfirmed, "too_small": len(too_small), "errors": len(failed) + len(unreadable)}
     log.info("verification of %d pairs took %.1f s, %.1f CPU s", len(pairs), time.perf_counter() - start,
              time.process_time() - cpu)
     return proven, refuted, summary
@@ -289,12 +287,8 @@ def verify_edges(graph: sparse.csr_matrix, paths, content, params, *, radius: fl
         log.info("%d of these images have a side under cluster.verify.min_side (%d px): their pairs are not verified",
                  summary["too_small"], params.min_side)
     if stats is not None:
-        stats["verify"] = {"pairs": int(len(rows)), "images": summary["images"], "glanced": summary["glanced"],
-                           "unglanced": summary["unglanced"], "escalated": summary["escalated"],
-                           "verified": int(proven.sum()),
-                           "refuted": int(refuted.sum()), "refuted_at_glance": summary["refuted_at_glance"],
-                           "unconfirmed": summary["unconfirmed"], "too_small": summary["too_small"],
-                           "errors": summary["errors"]}
+        stats["verify"] = {"pairs": int(len(rows)), "verified": int(proven.sum()), "refuted": int(refuted.sum()),
+                           **summary}
     moved = sparse.coo_matrix((np.r_[data, data], (np.r_[coo.row, coo.col], np.r_[coo.col, coo.row])),
                               shape=graph.shape).tocsr()
     verdict = proven.astype(np.int8) - refuted.astype(np.int8)
