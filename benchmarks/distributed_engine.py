@@ -34,13 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.embed_throughput import make_photos  # noqa: E402
 from benchmarks.scale import DIM, synthetic  # noqa: E402
-from neardup.embed.run import embed_images  # noqa: E402
+from neardup.embed.stage import embed_images  # noqa: E402
 from neardup.engine import _close_local, dask_client  # noqa: E402
 from neardup.images import scan_files  # noqa: E402
 from neardup.params import EmbedParams, EngineParams  # noqa: E402
 from neardup.search import Search  # noqa: E402
 from neardup.search.approximate import CELL_TASKS_PER_WORKER  # noqa: E402
-from neardup.search.tasks import DaskRunner, LocalRunner  # noqa: E402
+from neardup.search.tasks import DaskExecutor, ThreadExecutor  # noqa: E402
 
 WORKERS = (1, 2, 4)
 NPROBE, K, RADIUS = 16, 19, 0.1
@@ -129,18 +129,18 @@ def bench_search(n: int, tmp: Path) -> list[dict]:
     for mode in ("exact", "approximate"):
         def run(runner):
             timed = Timed(runner)
-            search = Search(points, n_ref=n, mode=mode, nprobe=NPROBE, block=1024, runner=timed)
+            search = Search(points, n_ref=n, mode=mode, nprobe=NPROBE, block=1024, executor=timed)
             start = time.perf_counter()
             found = (search.knn(K), *search.radius(np.full(n, RADIUS), "cosine"))
             return found, time.perf_counter() - start, timed, search
 
-        want, wall, timed, search = run(LocalRunner())
+        want, wall, timed, search = run(ThreadExecutor())
         nlist = search.index.nlist if search.index is not None else 0
         rows.append({"mode": mode, "engine": f"local ({timed.workers} threads)", "workers": timed.workers,
                      "wall": wall, "work": timed.work, "tasks": timed.tasks, "nlist": nlist})
         for workers in WORKERS:
             with dask_client(f"local:{workers}") as client:
-                got, wall, timed, _ = run(DaskRunner(client, tmp / "engine"))
+                got, wall, timed, _ = run(DaskExecutor(client, tmp / "engine"))
                 assert all(np.array_equal(a, b) for a, b in zip(want, got)), "not the local bytes"
                 rows.append({"mode": mode, "engine": f"dask local:{workers}", "workers": workers, "wall": wall,
                              "work": timed.work, "tasks": timed.tasks, "nlist": nlist})

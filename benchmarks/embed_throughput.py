@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from neardup.embed import Embedder  # noqa: E402
 from neardup.embed.models import WeightsUnavailableError, cached_b_weights  # noqa: E402
 from neardup.embed.pixels import pixel_batches  # noqa: E402
-from neardup.runner import cpu_cores  # noqa: E402
+from neardup.engine import cpu_cores  # noqa: E402
 
 RUNTIMES = ("keras", "tflite")
 

@@ -24,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from real_duplicates import curve, read_truth, with_plants  # noqa: E402
 
-from neardup.cluster import cluster_run  # noqa: E402
+from neardup.cluster import cluster_vectors  # noqa: E402
 from neardup.cluster.scoring import descriptors  # noqa: E402
 from neardup.embed.models import build_embedder, get_spec  # noqa: E402
 from neardup.embed.pixels import load_pixels  # noqa: E402
 from neardup.embed.tflite import TFLiteModel, convert  # noqa: E402
-from neardup.runner import cpu_cores  # noqa: E402
+from neardup.engine import cpu_cores  # noqa: E402
 from neardup.fetch.folder import scan_folder  # noqa: E402
 from neardup.hash import hash_manifest  # noqa: E402
 from neardup.transforms import EASY_TRANSFORMS, HARD_TRANSFORMS  # noqa: E402
@@ -72,7 +72,7 @@ def main() -> None:
     for name, vectors in (("plain", plain), ("mean(x, mirror)", unit(plain) + unit(mirrored)),
                           ("max(x, mirror)", np.maximum(plain, mirrored))):
         scored = descriptors(vectors, whiten=1.0, hashes=hashes, hash_weight=0.2)
-        _, pairs, _ = cluster_run(scored, ids, [""] * len(ids), eps_values=[0.8], metric="cosine", normalize_k=10,
+        _, pairs, _ = cluster_vectors(scored, ids, [""] * len(ids), eps_values=[0.8], metric="cosine", normalize_k=10,
                                   candidates=10, search="exact", nprobe=16, block=1024, stats={})
         s = curve(pairs[pairs["nearest"] == 1], true, judged, kinds)
         print(f"| {name} | {s['ap']:.3f} | {s['pair_f1']:.3f} | {s['r@p90']:.3f} |"

@@ -28,7 +28,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neardup.cluster import cluster_run  # noqa: E402
+from neardup.cluster import cluster_vectors  # noqa: E402
 from neardup.cluster.scoring import descriptors  # noqa: E402
 from neardup.contract import Embeddings  # noqa: E402
 from neardup.embed import Embedder  # noqa: E402
@@ -195,7 +195,7 @@ def main() -> None:
         vectors = descriptors(emb.vectors, whiten=whiten, hashes=hashes, hash_weight=weight)
         eps = (EPS_WHITENED if whiten else EPS) if metric == "cosine" else np.round(EPS * 40, 2)
         stats = {}
-        groups, pairs, _ = cluster_run(vectors, emb.ids, [""] * len(emb.ids), eps_values=eps, metric=metric,
+        groups, pairs, _ = cluster_vectors(vectors, emb.ids, [""] * len(emb.ids), eps_values=eps, metric=metric,
                                        normalize_k=normalize_k, candidates=10,
                                        search=args.search if metric == "cosine" else "exact", nprobe=args.nprobe,
                                        block=1024, stats=stats)

@@ -33,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from real_duplicates import curve, embed_cached, read_truth, with_plants  # noqa: E402
 
-from neardup.cluster import cluster_run  # noqa: E402
+from neardup.cluster import cluster_vectors  # noqa: E402
 from neardup.cluster.scoring import descriptors  # noqa: E402
 from neardup.fetch.folder import scan_folder  # noqa: E402
 from neardup.params import load_params  # noqa: E402
-from neardup.runner import cpu_cores  # noqa: E402
+from neardup.engine import cpu_cores  # noqa: E402
 from neardup.transforms import EASY_TRANSFORMS, HARD_TRANSFORMS  # noqa: E402
 from neardup.keypoints import extract  # noqa: E402
 from neardup.verify import match  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> None:
         emb, _ = embed_cached(manifest, cache, "efficientnet-lite0", "auto", "max")
         hashes, _ = embed_cached(manifest, cache, "dhash", 0, "")
         vectors = descriptors(emb.vectors, whiten=1.0, hashes=hashes.rows_for(emb.ids), hash_weight=0.2)
-        _, pairs, _ = cluster_run(vectors, emb.ids, [""] * len(emb.ids), eps_values=[args.radius], metric="cosine",
+        _, pairs, _ = cluster_vectors(vectors, emb.ids, [""] * len(emb.ids), eps_values=[args.radius], metric="cosine",
                                   normalize_k=10, candidates=10, search="exact", nprobe=16, block=1024, stats={})
         path = dict(zip(manifest["id"], manifest["path"]))
         # as the pipeline: every pair within the radius, and each image's nearest neighbour

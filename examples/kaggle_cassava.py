@@ -51,7 +51,8 @@ result.show(4)  # thumbnails, inline in a notebook
 
 # %% [markdown]
 # A cleaned labels CSV (one image kept per duplicate group) and leakage-safe folds: every duplicate
-# group inside one fold, stratified by label.
+# group inside one fold, stratified by label. `OUT` has a project's layout: the lists and the folds
+# are also in `OUT/reports/` (keep.csv, remove.csv, folds.csv).
 
 # %%
 import pandas as pd
@@ -60,8 +61,7 @@ labels = pd.read_csv(LABELS, dtype=str)
 removed = set(result.remove["id"])
 cleaned = labels[~labels["image_id"].isin(removed)]
 cleaned.to_csv(OUT / "train_clean.csv", index=False)
-folds = result.folds(n_splits=5)
-folds.to_csv(OUT / "folds.csv", index=False)
+folds = result.folds()  # act.n_splits folds (5); result.folds(n_splits=10) for others
 print(f"{len(labels)} rows -> {len(cleaned)} after removing {len(removed)} duplicates; folds: "
       f"{folds['fold'].value_counts().sort_index().tolist()}")
 
@@ -70,4 +70,4 @@ print(f"{len(labels)} rows -> {len(cleaned)} after removing {len(removed)} dupli
 # export the verdicts, and merge them into a DVC project with `neardup review --import FILE`.
 
 # %%
-print(result.report(OUT / "index.html"))
+print(result.report())  # OUT/reports/index.html

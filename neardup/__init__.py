@@ -3,9 +3,11 @@
 One subpackage (or module) per stage of the DVC pipeline (``dvc.yaml``), each named after it:
 ``fetch`` -> ``plant`` -> ``embed`` / ``hash`` -> ``cluster`` (on ``search``) -> ``evaluate`` ->
 ``act`` / ``render``. Shared by all: ``contract`` (file names, columns, readers and writers),
-``params`` (typed ``params.yaml``), ``runner`` (the plumbing of the thin ``neardup/stages/*.py`` runners),
-``images``, ``cache`` and ``transforms``. ``find_duplicates`` (``api``) runs the same steps in one call,
-and ``cli`` is the ``neardup`` command. Importing the package has no side effects.
+``params`` (typed ``params.yaml``), ``layout`` (where every file of a project lies), ``images``, ``cache``,
+``engine`` and ``transforms``. Each stage is one function, ``run(params, layout, ...)``, in its own
+package; ``stage`` lists them and runs one in a project (the repository's ``stages/`` runners and
+``neardup stage NAME``); ``find_duplicates`` (``api``) runs the same functions in one call, and ``cli``
+is the ``neardup`` command. Importing the package has no side effects.
 """
 
 __all__ = ["find_duplicates"]

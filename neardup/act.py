@@ -1,19 +1,22 @@
-"""act: lists to act on from one run's groups: keep / remove lists and leakage-safe folds.
+"""act: lists to act on from one variant's groups: keep / remove lists and leakage-safe folds.
 
-Every function takes the groups of one run at one eps (columns ``group, id``, as in
+Every function takes the groups of one variant at one eps (columns ``group, id``, as in
 ``groups.csv``) and the dataset manifest (``id, set, label, label_name, width, height``), and is
 deterministic: the same inputs give the same tables.
 """
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 
 import numpy as np
 import pandas as pd
 
-from neardup.contract import FOLD_COLUMNS, KEEP_COLUMNS, REMOVE_COLUMNS, display_labels
-from neardup.params import ParamsError
+from neardup.contract import (FOLD_COLUMNS, GROUPS, KEEP_COLUMNS, REMOVE_COLUMNS, display_labels, read_groups,
+                              read_manifest, read_table, variant_key, write_table)
+from neardup.layout import Layout
+from neardup.params import ParamsError, params_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +127,40 @@ def fold_balance(folds: pd.DataFrame) -> pd.DataFrame:
     return share - overall.reindex(share.columns)
 
 
-def primary_block(run: str, metrics: dict) -> dict:
-    """The primary run's metrics under names that do not depend on the run, in one top-level
-    ``primary`` block: the run's name as ``run``, its flat metrics and its per-transform planted
+def primary_block(variant: str, metrics: dict) -> dict:
+    """The primary variant's metrics under names that do not depend on the variant, in one top-level
+    ``primary`` block: the variant's name as ``variant``, its flat metrics and its per-transform planted
     recall (``planted``). Experiments on other models or sizes then compare column by column
     (``dvc metrics diff``, ``dvc exp show``), and as no other file has these names, ``dvc exp show``
     heads the columns ``primary.ap`` and so on, without the file's path."""
     flat = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
-    return {"primary": {"run": run, **flat, **({"planted": metrics["planted"]} if "planted" in metrics else {})}}
+    planted = {"planted": metrics["planted"]} if "planted" in metrics else {}
+    return {"primary": {"variant": variant, **flat, **planted}}
+
+
+def run(params: dict, layout: Layout) -> None:
+    """The act stage, on the primary variant (the first model at the first size) of ``layout``:
+    ``keep`` / ``remove`` (one keeper per duplicate group, by ``act.prefer_set``, then the largest
+    image, then the smallest id) and ``folds`` (stratified by label, every duplicate group inside one
+    fold); and the primary variant's metrics and curves under names that do not depend on the variant
+    (``primary``), so ``dvc metrics diff`` / ``dvc plots diff`` compare experiments on other models or
+    sizes. Reads ``act`` and ``embed.models`` / ``embed.sizes``."""
+    act, embed = params_from_dict(params, "act"), params_from_dict(params, "embed")
+    variant = variant_key(embed.models[0], embed.sizes[0])
+    manifest = read_manifest(layout.manifest())
+    if act.prefer_set and act.prefer_set not in set(manifest["set"]):
+        raise ParamsError(f"act.prefer_set {act.prefer_set!r} is not a set of the dataset: "
+                          f"{sorted(set(manifest['set']))}")
+    at = read_groups(layout.evaluation(variant) / GROUPS)
+    keep, remove = choose_keepers(at, manifest, prefer_set=act.prefer_set)
+    folds = leakage_safe_folds(manifest, at, n_splits=act.n_splits, seed=act.seed)
+    for table, name in ((keep, "keep"), (remove, "remove"), (folds, "folds")):
+        write_table(table, layout.path(name))
+    block = primary_block(variant, json.loads(layout.metrics(variant).read_text()))
+    layout.primary_metrics.parent.mkdir(parents=True, exist_ok=True)
+    layout.primary_metrics.write_text(json.dumps(block, indent=2, sort_keys=True) + "\n")
+    for curve in ("eps", "pr"):
+        write_table(read_table(layout.curve(curve, variant)), layout.primary_curve(curve))
+    worst = float(fold_balance(folds).abs().max().max()) if len(folds) else 0.0
+    log.info("%d groups: keep %d, remove %d; %d folds, largest label-share deviation %.3f",
+             at["group"].nunique(), len(keep), len(remove), act.n_splits, worst)

@@ -1,14 +1,15 @@
 """The one-call Python API: ``neardup.find_duplicates(folder)`` for notebooks and scripts.
 
-It runs the pipeline's own steps, in the pipeline's order and with its defaults (the package's
-``params.yaml``): fetch, plant, embed and hash the primary run (the first model at the first size),
-cluster, evaluate (the eps rule, the review queue), act (keep / remove); only DVC is left out. Every
-intermediate file is written under ``out`` in the pipeline's layout (:mod:`neardup.contract`).
+It variants the pipeline's own stage functions (:func:`neardup.stage.primary_steps`: fetch, plant, embed
+and hash the primary variant, cluster, evaluate, act), with the pipeline's defaults (the package's
+``params.yaml``); only DVC is left out. Every file is written under ``out`` in the project's layout
+(:class:`neardup.layout.Layout`), so every tool that reads a project reads it.
 """
 from __future__ import annotations
 
 import copy
 import html
+import json
 import logging
 import os
 import tempfile
@@ -18,9 +19,12 @@ from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+import yaml
 
-from neardup.contract import (KEEP, MANIFEST, PAIRS, REMOVE, REVIEWS, TRUTH, UserError, label_text, read_pairs,
-                              read_table, run_key, write_fetch_result, write_table)
+from neardup.contract import (GROUPS as GROUPS_CSV, PAIRS, QUEUE, REASON, SKIPPED, UserError, label_text, read_groups,
+                              read_keep, read_manifest, read_pairs, read_queue, read_remove, read_table, variant_key,
+                              write_table)
+from neardup.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +55,20 @@ def _merged(defaults: dict, overrides: Mapping) -> dict:
 
 @dataclass
 class Result:
-    """What :func:`find_duplicates` found (the primary run, at its chosen eps).
+    """What :func:`find_duplicates` found (the primary variant, at its chosen eps).
 
     Attributes
     ----------
     groups : DataFrame, columns ``eps, group, id, label, distance``: one row per image in a group
     pairs : DataFrame, columns ``a, b, distance``: the scored pairs within the chosen eps, closest first
     keep, remove : DataFrames: one keeper per group, the other members to remove (``reports/keep.csv``)
-    metrics : dict, the run's metrics (as ``reports/metrics/<run>.json``)
+    metrics : dict, the variant's metrics (as ``reports/metrics/<variant>.json``)
     reason : str, why this eps (a sentence, then a table judging every eps)
     manifest, skipped : DataFrames, the dataset and what was left out with the reason
-    queue : DataFrame, the review queue (``python -m neardup.review`` / the HTML report's review view)
-    run : str, the run key, e.g. ``efficientnet-lite0_auto``
-    out : Path, the folder holding every file written
+    queue : DataFrame, the review queue (``neardup review`` / the HTML report's review view)
+    variant : str, the variant key, e.g. ``efficientnet-lite0_auto``
+    out : Path, the folder holding every file written (:class:`neardup.layout.Layout`)
+    params : dict, the params groups it was found with
     """
 
     groups: pd.DataFrame
@@ -75,9 +80,24 @@ class Result:
     manifest: pd.DataFrame
     skipped: pd.DataFrame
     queue: pd.DataFrame
-    run: str
+    variant: str
     out: Path
     params: dict
+
+    @classmethod
+    def read(cls, out: str | os.PathLike, params: dict) -> "Result":
+        """The primary variant's result as the stages wrote it under ``out`` with ``params``."""
+        layout = Layout.at(out)
+        variant = variant_key(params["embed"]["models"][0], params["embed"]["sizes"][0])
+        metrics = json.loads(layout.metrics(variant).read_text())
+        pairs = read_pairs(layout.clusters(variant) / PAIRS)  # as written, the distances evaluate judged
+        pairs = pairs[pairs["distance"] <= metrics["eps"] + 1e-12][["a", "b", "distance"]].reset_index(drop=True)
+        evaluation = layout.evaluation(variant)
+        return cls(groups=read_groups(evaluation / GROUPS_CSV), pairs=pairs, keep=read_keep(layout.path("keep")),
+                   remove=read_remove(layout.path("remove")), metrics=metrics,
+                   reason=(evaluation / REASON).read_text().strip(), manifest=read_manifest(layout.manifest()),
+                   skipped=read_table(layout.dataset / SKIPPED), queue=read_queue(evaluation / QUEUE),
+                   variant=variant, out=Path(out), params=params)
 
     @property
     def eps(self) -> float:
@@ -96,16 +116,17 @@ class Result:
         return leakage_safe_folds(self.manifest, self.groups, n_splits=n_splits, seed=seed)
 
     def report(self, path: str | os.PathLike | None = None) -> Path:
-        """Write the self-contained HTML report (default ``<out>/index.html``) and return its path."""
+        """Write the self-contained HTML report (default: the layout's, ``<out>/reports/index.html``)
+        and return its path."""
         from neardup.render.html import write_html_report
 
-        path = Path(path) if path is not None else self.out / "index.html"
+        path = Path(path) if path is not None else Layout.at(self.out).path("html")
         render = self.params["render"]
-        write_html_report(path, metrics={"dataset": self.metrics.get("dataset", {}), self.run: self.metrics},
-                          runs=[self.run], groups={self.run: self.groups}, manifest=self.manifest,
-                          overlap={self.run: pd.DataFrame(self.metrics.get("overlap", {})).T}, figures=None,
+        write_html_report(path, metrics={"dataset": self.metrics.get("dataset", {}), self.variant: self.metrics},
+                          variants=[self.variant], groups={self.variant: self.groups}, manifest=self.manifest,
+                          overlap={self.variant: pd.DataFrame(self.metrics.get("overlap", {})).T}, figures=None,
                           thumb_size=render["thumb_size"], max_groups=render["max_groups"],
-                          reasons={self.run: self.reason}, review_queue=self.queue,
+                          reasons={self.variant: self.reason}, review_queue=self.queue,
                           max_review_pairs=render["max_pair_figures"])
         return path
 
@@ -122,11 +143,11 @@ class Result:
         size = int(self.params["render"]["thumb_size"])
         shown = (conflicts + closest)[:n]
         parts = [gallery(members, g, conflict=g in conflicts, thumbs=thumbs, thumb_size=size) for g in shown]
-        title = html.escape(f"{len(shown)} of {members['group'].nunique()} groups ({self.run}, eps {self.eps:g})")
+        title = html.escape(f"{len(shown)} of {members['group'].nunique()} groups ({self.variant}, eps {self.eps:g})")
         return Gallery(f"<style>{CSS}:root{{--thumb:{size}px}}</style><p>{title}</p>" + "\n".join(parts))
 
     def __repr__(self) -> str:
-        return (f"Result({self.run}: {self.groups['group'].nunique() if len(self.groups) else 0} groups, "
+        return (f"Result({self.variant}: {self.groups['group'].nunique() if len(self.groups) else 0} groups, "
                 f"{len(self.remove)} images to remove, eps {self.eps:g}, {len(self.manifest)} images, "
                 f"{len(self.skipped)} skipped; files in {self.out})")
 
@@ -176,54 +197,36 @@ def _labels_table(labels, images):
                     f"id -> label, or a list with one label per file of a list of files; got {type(labels).__name__}")
 
 
-def _fetch(images, labels, out: Path, params: dict):
-    """The dataset: the fetch stage's own code on a folder, or the scanner on a list of files."""
-    from neardup.cache import InspectionCache
-    from neardup.fetch import EmptyDatasetError, fetch_dataset
-    from neardup.fetch.folder import load_labels_csv
+def _fetch_params(images, labels, layout: Layout, params: dict) -> list | None:
+    """Point ``params["fetch"]`` at ``images`` (a folder, a folder URL) and ``labels``; returns the list
+    of files to scan when ``images`` is one (else None). Labels given as a mapping are written to the
+    layout's ``labels`` CSV first."""
     from neardup.files import is_url
-    from neardup.images import scan_files
-    from neardup.params import params_from_dict
 
-    cache_dir = params["cache"]["dir"]
-    cache = InspectionCache(Path(cache_dir)) if cache_dir else None
-    engine = params_from_dict(params, "engine")
     labels = _labels_table(labels, images)
     if isinstance(labels, dict):
-        labels_path = out / "labels.csv"
-        write_table(pd.DataFrame({"image_id": list(labels), "label": list(labels.values())}, dtype=str), labels_path)
-        labels = labels_path
+        path = layout.path("labels")
+        write_table(pd.DataFrame({"image_id": list(labels), "label": list(labels.values())}, dtype=str), path)
+        labels = path
     labels_csv = str(Path(labels).resolve()) if labels else ""
     if isinstance(images, (str, os.PathLike)):
         if is_url(images):  # a folder at a URL (neardup.files), read through fsspec
-            input_dir, folder = out, {"images": images, "labels_csv": labels_csv, "label_map": ""}
+            input_dir, folder = layout.root, {"images": images, "labels_csv": labels_csv, "label_map": ""}
         else:
             input_dir, folder = Path(images), {"images": ".", "labels_csv": labels_csv, "label_map": ""}
             if not input_dir.is_dir():
                 raise UserError(f"{input_dir}: not a folder; give find_duplicates a folder of images or a list of "
                                 f"files")
         params["fetch"].update(source="folder", input=str(input_dir.resolve()), sets=[], folder=folder)
-        try:
-            return fetch_dataset(params_from_dict(params, "fetch"), out / "dataset", cache=cache, engine=engine)
-        except EmptyDatasetError as exc:
-            write_fetch_result(exc.result, out / "dataset")
-            raise
-    images = list(images)
+        return None
     odd = [p for p in images if not isinstance(p, (str, os.PathLike))]
     if odd:
         raise TypeError(f"find_duplicates(images=[...]): every file must be a str or os.PathLike, got "
                         f"{type(odd[0]).__name__} {odd[0]!r:.60}")
-    paths = [Path(p) for p in images]
-    if not paths:
+    if not images:
         raise UserError("find_duplicates got an empty list of files")
-    root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
-    fetch = params_from_dict(params, "fetch")
-    result = scan_files([p.resolve() for p in paths], root=root, set_name=fetch.set_name,
-                        labels=load_labels_csv(Path(labels)) if labels else None, cache=cache,
-                        max_pixels=fetch.max_pixels, engine=engine)
-    if not len(result.manifest):
-        raise UserError(f"none of the {len(paths)} files is a readable image (see {out / 'dataset' / 'skipped.csv'})")
-    return result
+    params["fetch"]["folder"]["labels_csv"] = labels_csv
+    return list(images)
 
 
 def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], labels=None, *,
@@ -244,7 +247,7 @@ def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], lab
         Overrides of the defaults in ``params.yaml``, one dict per group: ``plant``, ``embed``,
         ``hash``, ``cluster``, ``evaluate``, ``act``, ``render``, ``cache``, ``engine``. For example
         ``embed={"models": ["efficientnet-lite2"]}`` or ``cluster={"eps": [0.3, 0.5]}``. Only the
-        primary run (the first model at the first size) is computed.
+        primary variant (the first model at the first size) is computed.
 
     Returns
     -------
@@ -263,14 +266,9 @@ def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], lab
     >>> result = neardup.find_duplicates("train_images", labels="train.csv")  # doctest: +SKIP
     >>> result.remove.to_csv("remove.csv", index=False)  # doctest: +SKIP
     """
-    from neardup.act import choose_keepers
     from neardup.cache import check_cache_dir
-    from neardup.cluster.run import cluster_embeddings, write_cluster_outputs
-    from neardup.embed.run import embed_images
-    from neardup.evaluate import evaluate_run, write_run
-    from neardup.hash import hash_images
     from neardup.params import default_params, params_from_dict
-    from neardup.plant import plant_copies
+    from neardup.stage import primary_steps, stage_function
 
     images = _check_images(images)
     if out is not None and not isinstance(out, (str, os.PathLike)):
@@ -279,41 +277,12 @@ def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], lab
     checked = {g: params_from_dict(merged, g) for g in GROUPS}  # every group checked before any work
     check_cache_dir(checked["cache"].dir)
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="neardup-"))
+    layout = Layout.at(out)
+    files = _fetch_params(images, labels, layout, merged)
     out.mkdir(parents=True, exist_ok=True)
-    fetched = _fetch(images, labels, out, merged)
-    write_fetch_result(fetched, out / "dataset")
-    manifest = read_table(out / "dataset" / MANIFEST)
-    plant, embed, hashing, cluster = checked["plant"], checked["embed"], checked["hash"], checked["cluster"]
-    planted = plant_copies(manifest, out / "plants", n=plant.n, transforms=plant.transforms, seed=plant.seed)
-    write_fetch_result(planted, out / "plants")
-    plants_manifest, plant_truth = read_table(out / "plants" / MANIFEST), read_table(out / "plants" / TRUTH)
-    model, size = embed.models[0], embed.sizes[0]
-    run, cache_dir, engine = run_key(model, size), checked["cache"].dir, checked["engine"]
-    emb = embed_images(model, size, manifest, params=embed, cache_dir=cache_dir, engine=engine)
-    plants = embed_images(model, size, plants_manifest, params=embed, cache_dir=cache_dir, size_from=manifest,
-                          engine=engine)
-    hashes = plant_hashes = None
-    if cluster.hash_weight:
-        hashes = hash_images(cluster.hash, manifest, hash_size=hashing.size, cache_dir=cache_dir, engine=engine)
-        plant_hashes = hash_images(cluster.hash, plants_manifest, hash_size=hashing.size, cache_dir=cache_dir,
-                                   engine=engine)
-    groups, pairs, outcomes, stats = cluster_embeddings(emb, plants, manifest, plant_truth, params=cluster,
-                                                        baseline=False, hashes=hashes, plant_hashes=plant_hashes,
-                                                        plant_manifest=plants_manifest, cache_dir=cache_dir,
-                                                        engine=engine)
-    write_cluster_outputs(out / "clusters" / run, groups, pairs, outcomes, stats)
-    metrics, sweep, at, queue, reason = evaluate_run(
-        run, dataset=out / "dataset", plants_truth=out / "plants" / TRUTH, clusters=out / "clusters" / run,
-        reviews_path=out / REVIEWS, params=checked["evaluate"])
-    write_run(run, metrics=metrics, sweep=sweep, at=at, queue=queue, reason=reason,
-              metrics_path=out / "metrics" / f"{run}.json", plots_dir=out / "plots", out_dir=out / "evaluation" / run)
-    keep, remove = choose_keepers(at, manifest, prefer_set=checked["act"].prefer_set)
-    write_table(keep, out / KEEP)
-    write_table(remove, out / REMOVE)
-    within = read_pairs(out / "clusters" / run / PAIRS)  # as written, the distances evaluate judged
-    within = within[within["distance"] <= metrics["eps"] + 1e-12][["a", "b", "distance"]].reset_index(drop=True)
-    result = Result(groups=at.reset_index(drop=True), pairs=within, keep=keep, remove=remove, metrics=metrics,
-                    reason=reason, manifest=manifest, skipped=fetched.skipped, queue=queue, run=run, out=out,
-                    params=merged)
+    (out / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))  # what this output was found with
+    for name, options in primary_steps(merged):
+        stage_function(name)(merged, layout, **({"files": files} if name == "fetch" and files else options))
+    result = Result.read(out, merged)
     log.info("%r", result)
     return result

@@ -6,7 +6,9 @@ Subcommands mirror what users do:
 - ``neardup review``: review the proposed pairs of a DVC project (run from its root);
 - ``neardup report``: open, or rebuild, the project's HTML report;
 - ``neardup init``: make a DVC project (``dvc.yaml``, ``params.yaml``) around a folder, with this
-  package's pipeline, so a user's own repository gets it without cloning neardup's.
+  package's pipeline, so a user's own repository gets it without cloning neardup's;
+- ``neardup stage NAME``: one stage of the pipeline in the project of the current folder (what an
+  ``init`` project's ``dvc.yaml`` runs; :mod:`neardup.stage`).
 
 A user error ends with one line on stderr and exit code 2, never a traceback.
 """
@@ -20,7 +22,9 @@ import sys
 import webbrowser
 from pathlib import Path
 
-from neardup.contract import KEEP, REMOVE, UserError, os_error_message
+from neardup.contract import GROUPS, QUEUE, SKIPPED, UserError
+from neardup.stage import STAGES, guarded
+from neardup.stage import main as stage_main
 
 log = logging.getLogger("neardup")
 
@@ -38,19 +42,21 @@ def _find(args) -> int:
                               else embed["sizes"]}
     if args.plant is not None:
         overrides["plant"] = {"n": args.plant}
-    out = Path(args.out)
-    result = find_duplicates(args.folder, labels=args.labels, out=out, **overrides)
-    report = result.report(out / "index.html")
+    from neardup.layout import Layout
+
+    result = find_duplicates(args.folder, labels=args.labels, out=args.out, **overrides)
+    report = result.report()
+    layout = Layout.at(args.out)
     n_groups = result.groups["group"].nunique() if len(result.groups) else 0
     metrics = result.metrics
-    print(f"{len(result.manifest)} images ({len(result.skipped)} skipped: {out / 'dataset' / 'skipped.csv'}); "
-          f"run {result.run}, eps {result.eps:g}: {result.reason.splitlines()[0]}")
+    print(f"{len(result.manifest)} images ({len(result.skipped)} skipped: {layout.dataset / SKIPPED}); "
+          f"{result.variant}, eps {result.eps:g}: {result.reason.splitlines()[0]}")
     print(f"{n_groups} duplicate groups ({int(metrics.get('n_label_conflicts', 0))} with conflicting labels), "
           f"{len(result.remove)} images to remove; planted copies found: {metrics.get('planted_recall', float('nan')):.2f}")
-    for name in (KEEP, REMOVE):
-        print(f"  {out / name}")
-    print(f"  {out / 'evaluation' / result.run / 'groups.csv'} (groups), "
-          f"{out / 'evaluation' / result.run / 'queue.csv'} (pairs to review)")
+    for name in ("keep", "remove", "folds"):
+        print(f"  {layout.path(name)}")
+    print(f"  {layout.evaluation(result.variant) / GROUPS} (groups), "
+          f"{layout.evaluation(result.variant) / QUEUE} (pairs to review)")
     print(f"  {report} (report)")
     if args.open:
         webbrowser.open(report.resolve().as_uri())
@@ -61,13 +67,15 @@ def _review(args, rest) -> int:
     from neardup import review
 
     argv = list(rest)
-    if args.run:
-        argv += ["--run", args.run]
+    if args.variant:
+        argv += ["--variant", args.variant]
     return int(review.main(argv) or 0)
 
 
 def _report(args) -> int:
-    page = Path("reports") / "index.html"
+    from neardup.layout import Layout
+
+    page = Layout.find(".").path("html")
     if args.rebuild:
         if not Path("dvc.yaml").is_file():
             raise UserError("no dvc.yaml here: run `neardup report --rebuild` from a neardup DVC project's root")
@@ -113,7 +121,8 @@ def parser() -> argparse.ArgumentParser:
                             description="Review pending pairs in the terminal, or import verdicts exported from the "
                                         "HTML report's review view. Other options: python -m neardup.review --help.",
                             add_help=False)
-    review.add_argument("--run", help="the run whose pairs to review (default: the primary run)")
+    review.add_argument("--variant", help="the variant whose pairs to review, e.g. efficientnet-lite2_260 "
+                                          "(default: the primary variant)")
     report = sub.add_parser("report", help="print the project's HTML report path, open or rebuild it")
     report.add_argument("--open", action="store_true", help="open it in a browser")
     report.add_argument("--rebuild", action="store_true", help="rebuild it first (`dvc repro render`)")
@@ -124,36 +133,28 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("--images", required=True, help="the folder of images")
     init.add_argument("--labels", help="Kaggle-style image_id,label CSV")
     init.add_argument("--force", action="store_true", help="overwrite an existing dvc.yaml / params.yaml")
+    stage = sub.add_parser("stage", help="run one stage of the pipeline in this project (what dvc.yaml calls)",
+                           description="Run one stage of the pipeline in the project of the current folder, as an "
+                                       "init project's dvc.yaml does; its options: neardup stage NAME --help.",
+                           add_help=False)
+    stage.add_argument("name", choices=sorted(STAGES), help="the stage")
     return top
 
 
 def main(argv=None) -> int:
     """Run the ``neardup`` command; returns the exit code (2 on a user error, with one line on stderr)."""
     args, rest = parser().parse_known_args(argv)
-    if rest and args.command != "review":
+    if rest and args.command not in ("review", "stage"):
         parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "stage":  # the stage logs, handles its errors and records its timing itself
+        return stage_main(args.name, argv=rest)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.command == "find":
-            return _find(args)
-        if args.command == "review":
-            return _review(args, rest)
-        if args.command == "init":
-            return _init(args)
-        return _report(args)
-    except (UserError, FileNotFoundError) as exc:
-        print(f"neardup: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("neardup: interrupted; finished work is kept (cache.dir): the same command resumes", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        message = os_error_message(exc)
-        if message is None:
-            raise
-        print(f"neardup: error: {message}", file=sys.stderr)
-        return 2
+    commands = {"find": lambda: _find(args), "review": lambda: _review(args, rest), "init": lambda: _init(args),
+                "report": lambda: _report(args)}
+    return guarded(commands[args.command],
+                   lambda text, kind: print(f"neardup: {'error: ' if kind == 'error' else ''}{text}", file=sys.stderr),
+                   resume="finished work is kept (cache.dir): the same command resumes")
 
 
 __all__ = ["main", "parser"]

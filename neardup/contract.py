@@ -1,19 +1,20 @@
 """The data contract every stage, method, evaluation and report shares, written once.
 
-File names and columns of the pipeline's tables, the run key, the readers and writers, the
+File names and columns of the pipeline's tables, the variant key, the readers and writers, the
 :class:`Embeddings` container and the helpers that select groups. An image is known by its *id*
 (its path relative to the dataset root, prefixed by the set name with several sets) and by the
 *sha256* of its bytes. Pairs are unordered (``a < b``); groups are one row per ``(eps, group, id)``
 with singletons left out.
 
-Folders (each written by one stage, see ``dvc.yaml``)::
+Where each folder lies is the layout's business (:class:`neardup.layout.Layout`, from ``dvc.yaml``'s
+``vars.paths``); the files inside them, each written by one stage::
 
-    data/dataset/   manifest.csv  skipped.csv  truth.csv          (fetch)
-    data/plants/    manifest.csv  skipped.csv  truth.csv  images/ (plant)
-    data/embeddings/<run>.npz  <run>.plants.npz                   (embed, embed_plants)
-    data/hashes/<method>.npz   <method>.plants.npz                (hash)
-    data/clusters/<run>/   groups.csv  pairs.csv  planted.csv  stats.json    (cluster)
-    data/evaluation/<run>/ groups.csv (chosen eps)  queue.csv  reason.txt    (evaluate)
+    dataset/                manifest.csv  skipped.csv  truth.csv            (fetch)
+    plants/                 manifest.csv  skipped.csv  truth.csv  images/   (plant)
+    embeddings/             <variant>.npz  <variant>.plants.npz             (embed)
+    hashes/                 <method>.npz  <method>.plants.npz               (hash)
+    clusters/<variant>/     groups.csv  pairs.csv  planted.csv  stats.json  (cluster)
+    evaluation/<variant>/   groups.csv (chosen eps)  queue.csv  reason.txt  (evaluate)
 """
 from __future__ import annotations
 
@@ -32,11 +33,10 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-# --- file names ---------------------------------------------------------------------------------
+# --- file names inside the layout's folders (the folders and the lists to act on: neardup.layout) ---
 MANIFEST, SKIPPED, TRUTH = "manifest.csv", "skipped.csv", "truth.csv"
 GROUPS, PAIRS, PLANTED, STATS = "groups.csv", "pairs.csv", "planted.csv", "stats.json"
 QUEUE, REASON = "queue.csv", "reason.txt"
-KEEP, REMOVE, FOLDS, REVIEWS = "keep.csv", "remove.csv", "folds.csv", "reviewed_pairs.csv"
 LABEL_CONFLICTS, PRIMARY_METRICS = "label_conflicts.csv", "metrics.json"
 
 # --- columns ------------------------------------------------------------------------------------
@@ -48,11 +48,11 @@ GROUP_COLUMNS = ["eps", "group", "id", "label", "distance"]
 PAIR_COLUMNS = ["a", "b", "distance", "nearest", "verified"]
 OUTCOME_COLUMNS = ["eps", "id", "original", "transform", "found", "with_unrelated"]
 REVIEW_COLUMNS = ["sha_a", "sha_b", "verdict", "id_a", "id_b"]
-QUEUE_COLUMNS = ["run", "a", "b", "sha_a", "sha_b", "distance", "verdict", "figure"]
+QUEUE_COLUMNS = ["variant", "a", "b", "sha_a", "sha_b", "distance", "verdict", "figure"]
 KEEP_COLUMNS = ["group", "id", "set", "label", "n_members"]
 REMOVE_COLUMNS = ["group", "id", "set", "label", "keeper", "keeper_set"]
 FOLD_COLUMNS = ["id", "set", "label", "group", "fold"]
-CONFLICT_COLUMNS = ["run", "eps", "group", "id", "label", "set", "distance", "figure"]
+CONFLICT_COLUMNS = ["variant", "eps", "group", "id", "label", "set", "distance", "figure"]
 
 #: Precision of every float written out, so a rerun gives the same bytes: significant digits in CSV
 #: tables (:func:`write_table`), decimal places in the metrics JSON (:mod:`neardup.evaluate`).
@@ -139,15 +139,15 @@ def atomic_write(path, data, *, suffix: str = "") -> Path:
     return path
 
 
-def run_key(model: str, size=None) -> str:
-    """Name of one run: file stem and report key, e.g. ``efficientnet-lite0_auto`` or ``phash``."""
+def variant_key(model: str, size=None) -> str:
+    """Name of one variant: file stem and report key, e.g. ``efficientnet-lite0_auto`` or ``phash``."""
     return model if size is None else f"{model}_{size}"
 
 
-def run_keys(models, sizes, hashes=()) -> list[str]:
-    """Every run of the sweep: each model at each size, then each hash baseline. The first is the
-    *primary* run (the one ``act`` makes lists from)."""
-    return [run_key(m, s) for m in models for s in sizes] + list(hashes)
+def variant_keys(models, sizes, hashes=()) -> list[str]:
+    """Every variant of the sweep: each model at each size, then each hash baseline. The first is the
+    *primary* variant (the one ``act`` makes lists from)."""
+    return [variant_key(m, s) for m in models for s in sizes] + list(hashes)
 
 
 # --- tables -------------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def write_fetch_result(result: FetchResult, out_dir: Path) -> None:
 
 def write_table(table: pd.DataFrame, path: Path) -> None:
     """Write a CSV of the contract with floats to :data:`DIGITS` significant digits and text cells
-    that a spreadsheet would run as a formula prefixed with ``'`` (:func:`escape_cells`)."""
+    that a spreadsheet would variant as a formula prefixed with ``'`` (:func:`escape_cells`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _to_csv(table, path, float_format=f"%.{DIGITS}g")
@@ -283,6 +283,16 @@ def read_groups(path: Path) -> pd.DataFrame:
     groups = read_table(path)
     return groups.astype({"eps": float, "group": int}).assign(
         distance=pd.to_numeric(groups["distance"], errors="coerce"))
+
+
+def read_keep(path: Path) -> pd.DataFrame:
+    """``keep.csv``: one keeper per group, ``group`` and ``n_members`` as int."""
+    return read_table(path).astype({"group": int, "n_members": int})
+
+
+def read_remove(path: Path) -> pd.DataFrame:
+    """``remove.csv``: the other members of each group, ``group`` as int."""
+    return read_table(path).astype({"group": int})
 
 
 def content_keys(manifest: pd.DataFrame) -> np.ndarray:

@@ -1,6 +1,8 @@
-"""Work on Dask workers (``engine.kind: dask``), one task per shard: the fetch scan (files read and
+"""Where work runs: threads of this process (:func:`cpu_cores`, :func:`ordered_map`), or Dask workers.
+
+Work on Dask workers (``engine.kind: dask``), one task per shard: the fetch scan (files read and
 decoded), embedding and hashing in shards of ``engine.shard_size`` images, and the pair search in
-row blocks or cells (:class:`neardup.search.tasks.DaskRunner`).
+row blocks or cells (:class:`neardup.search.tasks.DaskExecutor`).
 
 Embedding and hashing: each task embeds (hashes) one shard on a worker and writes its vectors to the
 content cache (``cache.dir``, which every worker must see: a shared filesystem); the stage then
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
+import sys
 import time
 from contextlib import contextmanager
 
@@ -28,6 +32,47 @@ import pandas as pd
 from neardup.contract import UserError
 
 log = logging.getLogger(__name__)
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on: its affinity mask (else ``os.cpu_count()``); inside a Dask
+    task, at most the worker's threads (``--nthreads``: the cores a worker was given)."""
+    try:
+        cores = max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        cores = max(1, os.cpu_count() or 1)
+    dask = sys.modules.get("distributed")  # only imported where Dask runs
+    if dask is not None:
+        try:
+            return min(cores, int(dask.get_worker().state.nthreads))
+        except ValueError:  # not inside a task
+            pass
+    return cores
+
+
+def ordered_map(function, items, *, desc: str = "", unit: str = "item", threads: int | None = None, count=None):
+    """``function(item)`` for each of ``items``, yielded in order, computed on one thread per core (for
+    work that releases the GIL: decoding, hashing bytes, OpenCV), with a progress bar when ``desc`` is
+    given (advanced by ``count(item)`` per item, default 1). ``function`` must not raise for one bad
+    item (return the error instead)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    items = list(items)
+    threads = max(1, min(threads or cpu_cores(), len(items)))
+    count = count or (lambda item: 1)
+    total = sum(count(item) for item in items)
+    with tqdm(total=total, desc=desc, unit=unit, leave=False, disable=not desc or not items) as bar:
+        if threads == 1:
+            for item in items:
+                yield function(item)
+                bar.update(count(item))
+            return
+        with ThreadPoolExecutor(threads) as pool:
+            for item, result in zip(items, pool.map(function, items)):
+                yield result
+                bar.update(count(item))
 
 
 

@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 from neardup.cache import vector_cache
-from neardup.contract import Embeddings
+from neardup.contract import Embeddings, read_table
 from neardup.decode import open_rgb
-from neardup.params import check_choice
-from neardup.runner import ordered_map
+from neardup.engine import ordered_map
+from neardup.layout import Layout
+from neardup.params import check_choice, params_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -218,3 +219,21 @@ def hash_images(method: str, manifest: pd.DataFrame, *, hash_size: int, cache_di
         map_on_dask(_hash_shard, missing_from(manifest, hash_cache(cache_dir, method, hash_size)), engine=engine,
                     what=f"hash {method}", method=method, hash_size=hash_size, cache_dir=cache_dir)
     return hash_manifest(manifest, method=method, hash_size=hash_size, cache=hash_cache(cache_dir, method, hash_size))
+
+
+def run(params: dict, layout: Layout, *, method: str) -> None:
+    """The hash stage: ``method`` over the real images and over the planted copies, into
+    ``layout.hashes(method)`` and ``layout.hashes(method, plants=True)``. Reads ``hash``, ``cache``,
+    ``engine``."""
+    from neardup.stage import record_timing
+
+    size, engine = params_from_dict(params, "hash").size, params_from_dict(params, "engine")
+    cache_dir = params_from_dict(params, "cache").dir
+    for plants in (False, True):
+        start = time.perf_counter()
+        hashed = hash_images(method, read_table(layout.manifest(plants=plants)), hash_size=size, cache_dir=cache_dir,
+                             engine=engine)
+        out = layout.hashes(method, plants=plants)
+        hashed.save(out)
+        record_timing("hash", out.stem, images=len(hashed.ids), seconds=time.perf_counter() - start,
+                      rate=hashed.images_per_second)

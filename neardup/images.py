@@ -24,7 +24,7 @@ from neardup.contract import MANIFEST_COLUMNS, SKIPPED_COLUMNS, FetchResult, emp
 from neardup.cache import sha256_file
 from neardup.decode import ImageTooLarge, decode_image, pixel_sha256
 from neardup.files import input_size, is_url
-from neardup.runner import ordered_map
+from neardup.engine import ordered_map
 
 log = logging.getLogger(__name__)
 

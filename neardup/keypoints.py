@@ -24,7 +24,7 @@ import numpy as np
 from neardup.contract import atomic_write
 from neardup.cache import CACHE_VERSION, descriptor_key
 from neardup.decode import decode_image
-from neardup.runner import ordered_map
+from neardup.engine import ordered_map
 
 log = logging.getLogger(__name__)
 

@@ -396,15 +396,28 @@ def default_params() -> dict:
     return yaml.safe_load(DEFAULTS.read_text())
 
 
-def load_params(group: str, path: str | Path = "params.yaml"):
-    """Load and validate one params group.
+def read_params(path: str | Path = "params.yaml") -> dict:
+    """Every group of a params file, as read (:func:`params_from_dict` checks one group).
 
-    Parameters
-    ----------
-    group : str
-        One of :data:`GROUPS` (a stage's name, or ``cache``).
-    path : str or Path
-        The YAML file (read with ``yaml.safe_load``).
+    Raises
+    ------
+    ParamsError
+        The file is missing or not YAML (a mapping of groups); the message names it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found (run from the project's root)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    _check(isinstance(raw, dict), f"{path}: expected a mapping of params groups, got {type(raw).__name__}")
+    return raw
+
+
+def load_params(group: str, path: str | Path = "params.yaml"):
+    """Load and validate one params group of the file ``path`` (:func:`read_params`,
+    :func:`params_from_dict`).
 
     Raises
     ------
@@ -412,16 +425,7 @@ def load_params(group: str, path: str | Path = "params.yaml"):
         The file is missing or not YAML, or a key of the group is missing, unknown, of the wrong
         type or out of range; the message names it.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ParamsError(f"{path}: params file not found (run from the repository root)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    check_choice(group, GROUPS, "params group")
-    _check(group in raw, f"{path}: missing params group '{group}'")
-    return _build(GROUPS[group], raw[group], group)
+    return params_from_dict(read_params(path), group, where=str(path))
 
 
 def params_from_dict(raw: dict, group: str, *, where: str = "params"):

@@ -2,8 +2,9 @@
 
 The project gets the package's ``dvc.yaml`` and ``params.yaml`` (the same stages and defaults as the
 neardup repository), with ``fetch`` pointing at the folder. The stages run the installed package
-(``python -m neardup.stages.<name>``), and their code dependencies point at the installed files
-(``${code}/...``, ``code`` being the package's folder), so DVC reruns what a package upgrade changes.
+(``neardup stage <name>``: the same ``run`` functions as the repository's ``stages/`` runners, see
+:mod:`neardup.stage`), and their code dependencies point at the installed files (``${code}/...``,
+``code`` being the package's folder), so DVC reruns what a package upgrade changes.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from neardup.contract import REVIEWS, UserError
+from neardup.contract import REVIEW_COLUMNS, UserError, empty_frame, write_table
+from neardup.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +37,18 @@ def _relative(path: Path, base: Path) -> str:
 
 
 def project_dvc_yaml(code: Path) -> str:
-    """The package's ``dvc.yaml`` with its code dependencies (``neardup/...``) at ``${code}/...``."""
+    """The package's ``dvc.yaml`` with its stages run by the installed command (``python -m stages.X``
+    -> ``neardup stage X``) and its code dependencies (``neardup/...``) at ``${code}/...``; the
+    repository's runners (``stages/...``) give way to the command's module (``${code}/cli.py``)."""
     text = (PACKAGE / "pipeline.yaml").read_text()  # the repository's dvc.yaml, under a name DVC ignores
+    text = re.sub(r"python -m stages\.(\w+)", r"neardup stage \1", text)
+    text = re.sub(r"(?m)^(\s*- )stages/__init__\.py$", r"\1${code}/cli.py", text)
+    text = re.sub(r"(?m)^\s*- stages/\w+\.py\n", "", text)
     text = re.sub(r"(?m)^(\s*- )neardup/", r"\1${code}/", text)
+    header = ("# Made by `neardup init`. Each stage runs `neardup stage NAME`: the stage's function in the installed\n"
+              "# neardup package, whose files (${code}) are the stages' code deps, so an upgrade reruns what it changes.\n"
+              "# `vars.paths` is the project's layout. The stages are documented in the neardup repository's docs.\n")
+    text = header + text[text.index("vars:"):]
     return text.replace("vars:\n", f"vars:\n- code: {code.as_posix()}  # the installed neardup package\n", 1)
 
 
@@ -85,10 +96,9 @@ def init_project(dest: str | os.PathLike, *, images: str | os.PathLike, labels: 
     (dest / "params.yaml").write_text("# Made by `neardup init`; every key is explained in the neardup repository's "
                                       "params.yaml\n" + yaml.safe_dump(params, sort_keys=False))
     (dest / "dvc.yaml").write_text(project_dvc_yaml(PACKAGE))
-    reviews = dest / "data" / REVIEWS
+    reviews = Layout.of_project(dest).path("reviews")
     if not reviews.exists():
-        reviews.parent.mkdir(parents=True, exist_ok=True)
-        reviews.write_text("sha_a,sha_b,verdict,id_a,id_b\n")
+        write_table(empty_frame(REVIEW_COLUMNS), reviews)
     gitignore = dest / ".gitignore"
     present = gitignore.read_text().splitlines() if gitignore.exists() else []
     with gitignore.open("a") as fh:

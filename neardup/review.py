@@ -19,6 +19,7 @@ import pandas as pd
 from neardup.contract import QUEUE, UserError, read_queue, read_table
 from neardup.evaluate.queue import (REVIEW_COLUMNS, build_queue, load_reviews, pair_key,
                                     reviewed_precision, save_reviews)
+from neardup.layout import Layout
 from neardup.render.pairs import figure_name, pair_figure
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def review(queue: pd.DataFrame, manifest: pd.DataFrame, reviews_path: Path, *, f
         figure = figures_dir / name
         if not figure.is_file():
             pair_figure(row, manifest, figure)
-        say(f"[{i}/{len(todo)}] {row['run']}: {row['a']}  <->  {row['b']}  d={float(row['distance']):.4f}")
+        say(f"[{i}/{len(todo)}] {row['variant']}: {row['a']}  <->  {row['b']}  d={float(row['distance']):.4f}")
         if show is not None:
             show(figure)
         else:
@@ -130,31 +131,26 @@ def _window_show():
     return show
 
 
-def _defaults(root: Path, run: str | None) -> dict:
-    """Paths of the DVC project at ``root`` (``dvc.yaml`` vars) for ``run`` (default: the primary run,
-    from ``params.yaml``)."""
-    import yaml
-
-    from neardup.contract import MANIFEST, run_keys
+def _defaults(root: Path, variant: str | None) -> dict:
+    """Paths of the project (or ``find`` output) at ``root`` (:class:`neardup.layout.Layout`) for
+    ``variant`` (default: the primary variant, from its ``params.yaml``)."""
+    from neardup.contract import variant_keys
     from neardup.params import load_params
 
-    paths = {}
-    for entry in yaml.safe_load((root / "dvc.yaml").read_text()).get("vars", []):
-        if isinstance(entry, dict):
-            paths.update(entry.get("paths", {}))
-    if run is None:
+    layout = Layout.find(root)
+    if variant is None:
         embed = load_params("embed", root / "params.yaml")
-        run = run_keys(embed.models, embed.sizes)[0]
-    return {"queue": str(root / paths["evaluation"] / run / QUEUE),
-            "manifest": str(root / paths["dataset"] / MANIFEST), "reviews": str(root / paths["reviews"]),
-            "figures": str(root / paths["review_figures"]), "metrics": root / paths["metrics"] / f"{run}.json"}
+        variant = variant_keys(embed.models, embed.sizes)[0]
+    return {"queue": str(layout.evaluation(variant) / QUEUE), "manifest": str(layout.manifest()),
+            "reviews": str(layout.path("reviews")), "figures": str(layout.path("review_figures")),
+            "metrics": layout.metrics(variant)}
 
 
 def _import(parser, args) -> int:
     """``--import FILE``: merge, print the counts; a bad file is a one-line error and exit code 2."""
     if not args.reviews:
         try:
-            args.reviews = _defaults(Path.cwd(), args.run)["reviews"]
+            args.reviews = _defaults(Path.cwd(), args.variant)["reviews"]
         except (OSError, KeyError, UserError) as exc:
             parser.exit(2, f"{parser.prog}: error: run from the DVC project's root or give --reviews ({exc})\n")
     try:
@@ -168,25 +164,26 @@ def _import(parser, args) -> int:
 
 
 def main(argv=None) -> int:
-    """CLI: ``python -m neardup.review [--run RUN] [--open]`` or ``python -m neardup.review --import FILE``,
+    """CLI: ``python -m neardup.review [--variant RUN] [--open]`` or ``python -m neardup.review --import FILE``,
     run from the DVC project's root (or give the paths)."""
     parser = argparse.ArgumentParser(prog="python -m neardup.review", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", help="the run whose pairs to review (default: the primary run, the first "
+    parser.add_argument("--variant", help="the variant whose pairs to review (default: the primary variant, the first "
                                       "model at the first size)")
-    for name, text in (("queue", "review queue CSV (default: the run's data/evaluation/<run>/queue.csv)"),
+    layout = Layout.at(".")  # the defaults as a project (or a find output folder) has them
+    for name, text in (("queue", f"review queue CSV (default: {layout.evaluation('<variant>') / QUEUE})"),
                        ("manifest", "dataset manifest CSV"), ("reviews", "reviewed-pairs CSV, created if missing"),
                        ("figures", "folder of pair figures (the queue's figure paths are relative to it)")):
         parser.add_argument(f"--{name}", help=text)
     parser.add_argument("--open", action="store_true", help="show figures in a window when there is a display")
     parser.add_argument("--import", dest="import_file", metavar="FILE",
                         help="merge verdicts exported from the HTML report's review view into --reviews "
-                             "(default data/reviewed_pairs.csv) instead of reviewing; an imported verdict wins")
+                             f"(default {layout.path('reviews')}) instead of reviewing; an imported verdict wins")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.import_file:
         return _import(parser, args)
     try:
-        defaults = _defaults(Path.cwd(), args.run)
+        defaults = _defaults(Path.cwd(), args.variant)
     except (OSError, KeyError, UserError) as exc:
         defaults = {}
         if not (args.queue and args.manifest and args.reviews and args.figures):
@@ -207,9 +204,9 @@ def main(argv=None) -> int:
         print("no display: printing figure paths instead")
     reviews = review(queue, manifest, Path(args.reviews), figures_dir=Path(args.figures), show=show)
     final = build_queue(queue, reviews)
-    for run, rows in final.groupby("run", sort=True):
+    for variant, rows in final.groupby("variant", sort=True):
         s = reviewed_precision(rows)
-        print(f"{run}: {s['n_pairs']} pairs, {s['n_duplicate']} duplicate, {s['n_different']} different, "
+        print(f"{variant}: {s['n_pairs']} pairs, {s['n_duplicate']} duplicate, {s['n_different']} different, "
               f"{s['n_unsure']} unsure, {s['n_pending']} pending; precision {s['reviewed_precision']:.3f} "
               f"reviewed, [{s['precision_lower']:.3f}, {s['precision_upper']:.3f}] bounds")
     return 0

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from neardup.geometry import MAX_STRETCH, Match, agreement, distinct_points, fit, match  # noqa: F401 (the API)
 from neardup.keypoints import FeatureStore
-from neardup.runner import ordered_map
+from neardup.engine import ordered_map
 
 log = logging.getLogger(__name__)
 

@@ -117,11 +117,11 @@ def assert_clean_error(proc, pattern: str) -> str:
 
 def copy_pipeline(repo: Path) -> Path:
     """``repo`` (created) holding this checkout's pipeline as a DVC project needs it: dvc.yaml,
-    params.yaml, the package and .gitignore."""
+    params.yaml, the stage runners, the package and .gitignore."""
     import shutil
 
     repo.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", "params.yaml", "neardup", ".gitignore"):
+    for name in ("dvc.yaml", "params.yaml", "stages", "neardup", ".gitignore"):
         src = REPO / name
         (shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
          else shutil.copy(src, repo / name))

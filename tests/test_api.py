@@ -6,8 +6,11 @@ One small demo goes through a real `dvc repro`; its images folder is then given 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,6 +18,8 @@ import yaml
 
 from conftest import REPO
 from test_pipeline import copy_project, dvc, init_repo
+
+from neardup.layout import Layout
 
 RUN = "efficientnet-lite0_auto"
 SMALL_DEMO = dict(n_distinct=40, n_duplicates=12, n_label_conflicts=2, seed=3, n_test=8, n_cross=4)
@@ -56,16 +61,20 @@ def test_the_api_gives_the_pipelines_groups(demo, tmp_path):
     result = neardup.find_duplicates(demo["images"], labels=demo["labels"], out=tmp_path / "out",
                                      **{g: params[g] for g in ("plant", "embed", "hash", "cluster", "evaluate", "act",
                                                                "render", "cache")})
-    # the same files as the pipeline's cluster stage: the same groups at every eps, the same scored pairs
-    ours, theirs = tmp_path / "out" / "clusters" / RUN, demo["repo"] / "data" / "clusters" / RUN
+    # the same stage functions as the pipeline's cluster stage: the same groups at every eps, the same pairs
+    ours, theirs = Layout.at(tmp_path / "out").clusters(RUN), Layout.of_project(demo["repo"]).clusters(RUN)
+    assert ours == tmp_path / "out" / "data" / "clusters" / RUN  # the output folder has the project's layout
     for name in ("groups.csv", "pairs.csv", "planted.csv"):
         assert (ours / name).read_bytes() == (theirs / name).read_bytes(), name
     # the demo's ground truth is the pipeline's only extra: without it the eps comes from the planted copies
     assert result.reason.startswith("most planted copies found")
-    assert result.run == RUN and len(result.groups) and set(result.groups["eps"]) == {result.eps}
+    assert result.variant == RUN and len(result.groups) and set(result.groups["eps"]) == {result.eps}
     assert (result.pairs["distance"] <= result.eps + 1e-9).all() and result.pairs["distance"].is_monotonic_increasing
     grouped = set(result.groups["id"])
     assert set(result.keep["id"]) | set(result.remove["id"]) == grouped and result.keep["group"].is_unique
+    reports = tmp_path / "out" / "reports"  # act ran as in a project: the lists, the folds, the primary block
+    assert pd.read_csv(reports / "folds.csv")["fold"].nunique() == params["act"]["n_splits"]
+    assert (reports / "primary" / "metrics.json").is_file() and (tmp_path / "out" / "params.yaml").is_file()
     folds = result.folds(3)
     assert len(folds) == len(result.manifest) and (folds[folds["group"] >= 0].groupby("group")["fold"].nunique() == 1).all()
     # without arguments the folds follow the act params the result was found with
@@ -107,10 +116,12 @@ def test_the_command_finds_duplicates_in_a_folder(demo, tmp_path):
                        "--out", str(out), cwd=demo["work"], env=demo["env"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "duplicate groups" in proc.stdout and "images to remove" in proc.stdout
-    for name in ("keep.csv", "remove.csv", "index.html", f"evaluation/{RUN}/groups.csv", f"evaluation/{RUN}/queue.csv",
-                 f"metrics/{RUN}.json", "dataset/skipped.csv"):
+    for name in ("reports/keep.csv", "reports/remove.csv", "reports/folds.csv", "reports/index.html",
+                 f"data/evaluation/{RUN}/groups.csv", f"data/evaluation/{RUN}/queue.csv", f"reports/metrics/{RUN}.json",
+                 "data/dataset/skipped.csv"):
         assert (out / name).is_file(), name
-    assert "broken" in (out / "dataset" / "skipped.csv").read_text()  # the demo's broken files, accounted for
+        assert str(out / name) in proc.stdout or name.startswith(("reports/metrics", "data/dataset")), name
+    assert "broken" in (out / "data" / "dataset" / "skipped.csv").read_text()  # the demo's broken files, accounted for
     # user errors: one line, exit code 2, no traceback
     for args in (["find", str(tmp_path / "nope")], ["find", str(demo["images"]), "--labels", str(tmp_path / "x.csv")],
                  ["report"]):
@@ -137,33 +148,76 @@ def test_the_notebook_example_runs_on_the_demo(demo, tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     clean = pd.read_csv(out / "train_clean.csv", dtype=str)
-    removed = pd.read_csv(out / "remove.csv", dtype=str)
+    removed = pd.read_csv(out / "reports" / "remove.csv", dtype=str)
     labels = pd.read_csv(demo["labels"], dtype=str)
     assert len(clean) == len(labels) - len(set(removed["id"]) & set(labels["image_id"])) and len(removed)
-    folds = pd.read_csv(out / "folds.csv")
-    assert folds["fold"].nunique() == 5 and (out / "index.html").is_file()
+    folds = pd.read_csv(out / "reports" / "folds.csv")
+    assert folds["fold"].nunique() == 5 and (out / "reports" / "index.html").is_file()
     assert "duplicates; folds:" in proc.stdout
 
 
-def test_init_makes_a_project_that_runs_the_installed_pipeline(demo, tmp_path):
-    """`neardup init` around the demo's images: a real `dvc repro` there gives the demo repo's groups."""
-    env = {**demo["env"], "PYTHONPATH": str(REPO)}
+@pytest.fixture(scope="module")
+def wheel_venv(tmp_path_factory):
+    """A fresh venv with neardup installed from a wheel built from this checkout's package files (copied
+    out, so the build writes nothing here). Its third-party dependencies come from this environment
+    through a ``.pth`` line (nothing is downloaded); this checkout is not on its path."""
+    work = tmp_path_factory.mktemp("wheel")
+    src = work / "src"
+    shutil.copytree(REPO / "neardup", src / "neardup", ignore=shutil.ignore_patterns("__pycache__"))  # links followed
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    quiet = {"check": True, "capture_output": True, "timeout": 600}
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(work),
+                    str(src)], **quiet)
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], **quiet)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                    str(next(work.glob("neardup-*.whl")))], **quiet)
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          **{**quiet, "text": True}).stdout.strip()
+    (Path(site) / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return venv
+
+
+def test_init_makes_a_project_that_runs_the_installed_pipeline(demo, tmp_path, wheel_venv):
+    """`neardup init` from a wheel installed in a fresh venv, around the demo's images: a real `dvc repro`
+    there runs the installed package's stage functions (`neardup stage NAME`) and gives the demo repo's groups."""
+    env = {k: v for k, v in demo["env"].items() if k != "PYTHONPATH"}
+    env["PATH"] = str(wheel_venv / "bin") + os.pathsep + env["PATH"]
+    installed = subprocess.run(["python", "-c", "import neardup; print(neardup.__file__)"], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=60).stdout
+    assert installed.startswith(str(wheel_venv)), installed  # the wheel's copy, not this checkout
+
+    def neardup_installed(*args):
+        return subprocess.run(["neardup", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
     project = tmp_path / "project"
-    made = neardup_cmd("init", str(project), "--images", str(demo["images"]), "--labels", str(demo["labels"]),
-                       cwd=tmp_path, env=demo["env"])
+    made = neardup_installed("init", str(project), "--images", str(demo["images"]), "--labels", str(demo["labels"]))
     assert made.returncode == 0 and "dvc repro" in made.stdout, made.stderr[-2000:]
     dvc_yaml = (project / "dvc.yaml").read_text()
-    assert "python -m neardup.stages.fetch" in dvc_yaml and "${code}/stages/fetch.py" in dvc_yaml
-    assert "\n    - neardup/" not in dvc_yaml  # code deps point at the installed package, not at project files
+    assert "cmd: neardup stage fetch\n" in dvc_yaml and "${code}/fetch/stage.py" not in dvc_yaml
+    assert "${code}/fetch\n" in dvc_yaml and "${code}/cli.py" in dvc_yaml and "${code}/stage.py" in dvc_yaml
+    assert f"code: {Path(installed).parent.as_posix()}" in dvc_yaml  # deps on the installed files
+    # code deps point at the installed package, not at project files; no runner is copied into the project
+    assert "\n    - neardup/" not in dvc_yaml and "stages/" not in dvc_yaml and not (project / "stages").exists()
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert params["fetch"]["source"] == "folder" and params["fetch"]["input"] == str(demo["images"].parent)
     for group in ("plant", "hash", "render", "cache"):  # the demo repo's small settings
         params[group] = demo["params"][group]
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    again = neardup_cmd("init", str(project), "--images", str(demo["images"]), cwd=tmp_path, env=demo["env"])
+    again = neardup_installed("init", str(project), "--images", str(demo["images"]))
     assert again.returncode == 2 and "--force" in again.stderr  # never overwrites a project silently
-    dvc("repro", cwd=project, env=env)
-    ours, theirs = project / "data" / "clusters" / RUN, demo["repo"] / "data" / "clusters" / RUN
+    assert "usage: neardup stage embed" in neardup_installed("stage", "embed", "--help").stdout
+
+    def repro():
+        proc = subprocess.run(["python", "-m", "dvc", "repro"], cwd=project, env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        return proc.stdout
+
+    assert "> neardup stage embed --model efficientnet-lite0 --size auto" in repro()
+    ours, theirs = Layout.of_project(project).clusters(RUN), Layout.of_project(demo["repo"]).clusters(RUN)
     assert (ours / "groups.csv").read_bytes() == (theirs / "groups.csv").read_bytes()
     assert (project / "reports" / "index.html").is_file() and (project / "reports" / "primary" / "metrics.json").is_file()
-    assert "Running stage" not in dvc("repro", cwd=project, env=env).replace("Running stage 'fetch_input'", "")
+    assert "Running stage" not in repro().replace("Running stage 'fetch_input'", "")

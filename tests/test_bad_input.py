@@ -479,7 +479,7 @@ def _stage_params(tmp_path: Path, **fetch) -> None:
 
 
 def _run_fetch(cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "neardup.stages.fetch", "--out", "dataset"], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "stages.fetch"], cwd=cwd, capture_output=True,
                           text=True, timeout=TIMEOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
@@ -526,7 +526,7 @@ def test_stage_ends_cleanly_on_bad_configurations(tmp_path):
     os.mkfifo(tmp_path / "raw" / "c.jpg")
     error = _one_error(_run_fetch(tmp_path))
     assert "no readable image in raw: all 3 entries found were skipped" in error
-    assert len(pd.read_csv(tmp_path / "dataset" / "skipped.csv")) == 3
+    assert len(pd.read_csv(tmp_path / "data" / "dataset" / "skipped.csv")) == 3
     # a set named '..'
     _stage_params(tmp_path, sets=[{"name": "..", "source": "folder", "input": "raw"}])
     assert "fetch.sets[0].name must be a plain folder name" in _one_error(_run_fetch(tmp_path))
@@ -539,7 +539,7 @@ def test_stage_ends_cleanly_on_bad_configurations(tmp_path):
     _stage_params(tmp_path)
     proc = _run_fetch(tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert pd.read_csv(tmp_path / "dataset" / "manifest.csv")["id"].tolist() == ["good.jpg"]
+    assert pd.read_csv(tmp_path / "data" / "dataset" / "manifest.csv")["id"].tolist() == ["good.jpg"]
 
 
 # ---------------------------------------------------------------- DVC

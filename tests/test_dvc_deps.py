@@ -11,7 +11,7 @@ import yaml
 
 from conftest import REPO
 
-PACKAGES = ("neardup",)
+PACKAGES = ("neardup", "stages")
 
 
 def module_files(name: str, root: Path) -> list[Path]:
@@ -65,13 +65,13 @@ def import_closure(runner: Path, root: Path) -> set[Path]:
 
 
 def stage_runner(stage: dict, root: Path) -> Path:
-    match = re.search(r"python -m (neardup\.stages\.\w+)", stage["cmd"])
-    assert match, f"stage command does not run a neardup/stages/ module: {stage['cmd']}"
+    match = re.search(r"python -m (stages\.\w+)", stage["cmd"])
+    assert match, f"stage command does not run a stages/ module: {stage['cmd']}"
     return root / (match.group(1).replace(".", "/") + ".py")
 
 
 def code_deps(stage: dict) -> list[str]:
-    """The stage's deps that are project code (``neardup/...``)."""
+    """The stage's deps that are project code (``neardup/...``, ``stages/...``)."""
     return [d for d in stage.get("deps", []) if isinstance(d, str) and d.split("/")[0] in PACKAGES]
 
 
@@ -79,7 +79,7 @@ def dep_problems(name: str, stage: dict, root: Path) -> list[str]:
     """What is wrong with one stage's code deps: imported files not covered, listed code never imported."""
     deps = code_deps(stage)
     runner = stage_runner(stage, root)
-    # `python -m neardup.stages.x` first runs the __init__ of every package above the runner
+    # `python -m stages.x` first runs the __init__ of every package above the runner
     inits = [parent / "__init__.py" for parent in runner.relative_to(root).parents if parent != Path(".")]
     files = set().union(*(import_closure(f, root) for f in [runner, *(root / i for i in inits)]
                           if f.is_file()))

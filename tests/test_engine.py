@@ -15,13 +15,13 @@ import pytest
 
 from conftest import save
 from neardup.contract import UserError
-from neardup.embed.run import embed_images
+from neardup.embed.stage import embed_images
 from neardup.fetch.folder import scan_folder
 from neardup.hash import hash_images
 from neardup.images import scan_files
 from neardup.params import EmbedParams, EngineParams, ParamsError, params_from_dict
 from neardup.search import Search
-from neardup.search.tasks import LocalRunner, search_runner
+from neardup.search.tasks import ThreadExecutor, search_executor
 
 distributed = pytest.importorskip("distributed")
 PARAMS = EmbedParams(models=("efficientnet-lite0",), sizes=("auto",), weights="imagenet", pooling="max",
@@ -124,9 +124,9 @@ def test_pair_search_on_dask_is_the_local_one_to_the_bit(mode, tmp_path):
     n_ref = 2200  # the last 200 rows stand for planted copies: matched against the first 2200 only
     radii = np.random.default_rng(1).uniform(0.2, 0.4, len(points))
     found = {}
-    for name, runner in (("1 thread", LocalRunner(workers=1)), ("2 threads", LocalRunner(workers=2)), ("dask", None)):
-        with search_runner(ENGINE if runner is None else None, str(tmp_path)) as dask:
-            search = Search(points, n_ref=n_ref, mode=mode, nprobe=4, block=128, runner=runner or dask)
+    for name, executor in (("1 thread", ThreadExecutor(workers=1)), ("2 threads", ThreadExecutor(workers=2)), ("dask", None)):
+        with search_executor(ENGINE if executor is None else None, str(tmp_path)) as dask:
+            search = Search(points, n_ref=n_ref, mode=mode, nprobe=4, block=128, executor=executor or dask)
             found[name] = (search.knn(9), *search.radius(radii, "cosine"))
     assert len(found["dask"][1]) > 5000  # families found
     for name in ("2 threads", "dask"):

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from conftest import save
-from neardup.cluster import cluster_run
-from neardup.cluster.run import write_cluster_outputs
+from neardup.cluster import cluster_vectors
+from neardup.cluster.stage import write_cluster_outputs
 from neardup.contract import MANIFEST, PLANTED, SKIPPED, TRUTH, write_table
-from neardup.evaluate import evaluate_run
+from neardup.evaluate import evaluate_variant
 from neardup.evaluate.eps import ALWAYS_ALLOWED
 from neardup.evaluate.metrics import average_precision, truth_pairs
 from neardup.evaluate.queue import capped_group_pairs
@@ -57,9 +57,9 @@ def plants_of(rng, vectors: np.ndarray, ids, n: int, distance: float = 0.02):
 
 def run_case(tmp_path, vectors, ids, *, eps, normalize_k=0, plants=None, content=None, truth=None, rule=RULE,
              verify=None):
-    """cluster_run + the contract files + evaluate_run, as the stages do; returns evaluate_run's result."""
+    """cluster_vectors + the contract files + evaluate_variant, as the stages do; returns evaluate_variant's result."""
     copies, copy_ids, plant_truth = plants if plants is not None else (None, None, None)
-    groups, pairs, outcomes = cluster_run(vectors, ids, [""] * len(ids), eps_values=eps, normalize_k=normalize_k,
+    groups, pairs, outcomes = cluster_vectors(vectors, ids, [""] * len(ids), eps_values=eps, normalize_k=normalize_k,
                                           content=content, plant_vectors=copies, plant_ids=copy_ids,
                                           plant_truth=plant_truth, verify=verify, **OPTIONS)
     dataset, clusters = tmp_path / "dataset", tmp_path / "clusters"
@@ -73,7 +73,7 @@ def run_case(tmp_path, vectors, ids, *, eps, normalize_k=0, plants=None, content
                 tmp_path / "plants_truth.csv")
     write_cluster_outputs(clusters, groups, pairs, outcomes, {"eps": list(eps), "input_size": 0, "n_embedded": len(ids),
                                                              "skipped_ids": [], "search": "exact"})
-    return evaluate_run("run", dataset=dataset, plants_truth=tmp_path / "plants_truth.csv", clusters=clusters,
+    return evaluate_variant("run", dataset=dataset, plants_truth=tmp_path / "plants_truth.csv", clusters=clusters,
                         reviews_path=tmp_path / "none.csv", params=rule)
 
 
@@ -140,12 +140,12 @@ def test_identical_copies_are_at_distance_zero_in_every_run(tmp_path):
     vectors, ids, content = burst_dataset(np.random.default_rng(3))
     eps = [0.01, 0.1, 0.3]
     # without content keys, neighbourhood normalisation pushes the identical pair apart (the bug)
-    _, pairs, _ = cluster_run(vectors, ids, [""] * len(ids), eps_values=eps, normalize_k=10, **OPTIONS)
+    _, pairs, _ = cluster_vectors(vectors, ids, [""] * len(ids), eps_values=eps, normalize_k=10, **OPTIONS)
     pair = pairs[(pairs["a"] == "burst_00.jpg") & (pairs["b"] == "burst_00_copy.jpg")]
     assert len(pair) == 0 or pair["distance"].iloc[0] > 0.01
     # with them, the pair is at distance 0 and grouped at the smallest eps, in CNN-like and baseline runs
     for normalize_k in (10, 0):
-        groups, pairs, _ = cluster_run(vectors, ids, [""] * len(ids), eps_values=eps, normalize_k=normalize_k,
+        groups, pairs, _ = cluster_vectors(vectors, ids, [""] * len(ids), eps_values=eps, normalize_k=normalize_k,
                                        content=content, **OPTIONS)
         pair = pairs[(pairs["a"] == "burst_00.jpg") & (pairs["b"] == "burst_00_copy.jpg")]
         assert pair["distance"].tolist() == [0.0] and pair["nearest"].tolist() == [1]
@@ -226,7 +226,7 @@ def test_average_precision_does_not_depend_on_the_eps_sweep(tmp_path):
     truth = truth_pairs(pd.DataFrame({"id": ids[100:120], "original": ids[:20], "transform": ""}))
     aps, nearest = [], []
     for eps in ([0.05, 0.1], [0.05, 0.1, 0.4, 0.9]):
-        _, pairs, _ = cluster_run(vectors, ids, [""] * len(ids), eps_values=eps, normalize_k=5, **OPTIONS)
+        _, pairs, _ = cluster_vectors(vectors, ids, [""] * len(ids), eps_values=eps, normalize_k=5, **OPTIONS)
         near = pairs[pairs["nearest"] == 1].reset_index(drop=True)
         aps.append(average_precision(near, truth))
         nearest.append(near)
@@ -240,7 +240,7 @@ def test_the_review_queue_is_capped_closest_first_and_counts_what_it_left_out():
     groups = pd.DataFrame({"eps": 0.5, "group": 0, "id": ids, "label": "", "distance": 0.1})
     manifest = pd.DataFrame({"id": ids, "sha256": [f"s{i}" for i in range(200)]})
     scored = pd.DataFrame({"a": ids[:30], "b": ids[1:31], "distance": np.linspace(0.3, 0.01, 30), "nearest": 1})
-    table, left_out = capped_group_pairs(groups, manifest, run="r", pairs=scored, max_pairs=50)
+    table, left_out = capped_group_pairs(groups, manifest, variant="r", pairs=scored, max_pairs=50)
     assert len(table) == 50 and left_out == 200 * 199 // 2 - 50
     assert table["distance"].iloc[:30].tolist() == sorted(scored["distance"])  # scored pairs first, closest first
     assert table["distance"].iloc[30:].isna().all() and not table.duplicated(["a", "b"]).any()

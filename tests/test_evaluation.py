@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from neardup.contract import (GROUP_COLUMNS, PAIR_COLUMNS, groups_at, label_conflict_groups, read_groups, read_pairs,
-                              run_key, run_keys, write_table)
+                              variant_key, variant_keys, write_table)
 from neardup.evaluate.metrics import score_groups, sweep_scores, truth_pairs
 from neardup.evaluate.queue import capped_group_pairs
 
@@ -33,7 +33,7 @@ def test_scores_hand_computed():
     assert s["recall"] == pytest.approx(0.5)
     assert s["f1"] == pytest.approx(0.5)
     manifest = pd.DataFrame({"id": ["a", "a1", "x", "b", "b1"], "sha256": ["1", "2", "3", "4", "5"]})
-    table, left_out = capped_group_pairs(g, manifest, run="r", max_pairs=100)
+    table, left_out = capped_group_pairs(g, manifest, variant="r", max_pairs=100)
     assert set(zip(table["a"], table["b"])) == {("a", "a1"), ("a", "x"), ("a1", "x"), ("b", "b1")}
     assert len(table) == s["n_pairs"] and left_out == 0
 
@@ -96,8 +96,8 @@ def test_pair_sweep_scores_candidate_pairs_before_grouping():
 
 
 def test_run_keys_primary_first_then_hash_baselines():
-    assert run_key("efficientnet-lite0", "auto") == "efficientnet-lite0_auto" and run_key("phash") == "phash"
-    assert run_keys(["efficientnet-lite0", "efficientnet-lite2"], ["auto", 96], ["phash", "dhash"]) == [
+    assert variant_key("efficientnet-lite0", "auto") == "efficientnet-lite0_auto" and variant_key("phash") == "phash"
+    assert variant_keys(["efficientnet-lite0", "efficientnet-lite2"], ["auto", 96], ["phash", "dhash"]) == [
         "efficientnet-lite0_auto", "efficientnet-lite0_96", "efficientnet-lite2_auto", "efficientnet-lite2_96",
         "phash", "dhash"]
 

@@ -7,7 +7,6 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from neardup.contract import write_table
 from neardup.render import group_figure, plain
 from neardup.render.pairs import draw_pair_figures
 from neardup.render.quality import pr_curve_figure
@@ -48,7 +47,7 @@ def test_group_and_pair_figures_with_mathtext_names_are_written(tmp_path, images
     out = tmp_path / "groups" / "group_0000.png"
     group_figure(members, out, title="r$un  eps=0.5  group 0", thumb_size=32)
     assert Image.open(out).size[0] > 100
-    queue = pd.DataFrame({"run": "r$un$", "a": IDS[:3], "b": IDS[1:], "sha_a": images["sha256"][:3].to_numpy(),
+    queue = pd.DataFrame({"variant": "r$un$", "a": IDS[:3], "b": IDS[1:], "sha_a": images["sha256"][:3].to_numpy(),
                           "sha_b": images["sha256"][1:].to_numpy(), "distance": [0.1, np.nan, 0.3],
                           "verdict": ["", "$different$", ""]})
     drawn = draw_pair_figures(queue, images, tmp_path / "review", max_figures=10, thumb_size=32)
@@ -58,10 +57,8 @@ def test_group_and_pair_figures_with_mathtext_names_are_written(tmp_path, images
 
 def test_quality_figure_with_mathtext_run_names_is_written(tmp_path):
     runs = ["a$b$", r"$\frac{a}$"]
-    for run in runs:
-        write_table(pd.DataFrame({"eps": [0.1, 0.2], "precision": [1.0, 0.5], "recall": [0.5, 0.8],
-                                  "planted_recall": [0.2, 0.9]}), tmp_path / "eps" / f"{run}.csv")
-    pr_curve_figure(tmp_path, runs, tmp_path / "pr.png")
+    sweep = pd.DataFrame({"eps": [0.1, 0.2], "precision": [1.0, 0.5], "recall": [0.5, 0.8], "planted_recall": [0.2, 0.9]})
+    pr_curve_figure({run: sweep for run in runs}, runs, tmp_path / "pr.png")
     assert Image.open(tmp_path / "pr.png").size[0] > 100
 
 

@@ -154,12 +154,15 @@ def test_odd_file_names_are_drawn_as_they_are_spelt(name, tmp_path, photos):
 
 
 def _stage_script(tmp_path: Path, body: str) -> Path:
-    """A stage runner whose ``main`` runs ``body``, through :func:`neardup.runner.run_stage`."""
+    """A stage runner, run in ``tmp_path`` (with the project's params.yaml), whose ``run`` runs ``body``,
+    through :func:`neardup.stage.main` as the ``stages/`` runners call it."""
     script = tmp_path / "stage.py"
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     head = ["import sys, time", f"sys.path.insert(0, {str(REPO)!r})", "from pathlib import Path",
-            "from neardup.contract import atomic_write", "from neardup.runner import run_stage", "", "def main():"]
+            "from neardup.contract import atomic_write", "from neardup.stage import main", "",
+            "def run(params, layout):"]
     script.write_text("\n".join(head + [textwrap.indent(textwrap.dedent(body).strip("\n"), "    "), "",
-                                        "run_stage(main)", ""]))
+                                        "sys.exit(main('plant', run, argv=[]))", ""]))
     return script
 
 
@@ -175,7 +178,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypa
                 full.flush()
         atomic_write(Path({str(out)!r}) / "model.tflite", write)
     """)
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     errors = [line for line in proc.stderr.splitlines() if " ERROR " in line]
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(errors) == 1, proc.stderr
     assert "no space left on the device of" in errors[0] and "free" in errors[0] and "run again" in errors[0]
@@ -201,6 +204,7 @@ def test_an_interrupt_is_one_line(tmp_path):
     """)
     # as from a terminal: a shell's background job (make test under nohup &) inherits SIGINT ignored
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline().strip() == "started"
     time.sleep(0.3)
@@ -247,15 +251,13 @@ def _params_with(tmp_path: Path, group: str, key: str, listed: bool, value: str)
 
 @pytest.mark.parametrize("group, key, listed", COMMAND_PARAMS)
 @pytest.mark.parametrize("attack", INJECTIONS)
-def test_every_value_that_reaches_a_command_is_checked_first(tmp_path, monkeypatch, group, key, listed, attack):
+def test_every_value_that_reaches_a_command_is_checked_first(tmp_path, group, key, listed, attack):
     from neardup.params import ParamsError
-    from neardup.stages.fetch_input import check_params
+    from neardup.fetch.guard import check_params
 
     params = _params_with(tmp_path, group, key, listed, attack.format(marker="pwned"))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    monkeypatch.chdir(tmp_path)
     with pytest.raises(ParamsError, match=f"{group}.{key}: .* is not a name"):
-        check_params()
+        check_params(params)
 
 
 def test_dvc_repro_runs_nothing_a_param_smuggles_in(tmp_path, dvc_env):
@@ -284,17 +286,14 @@ def test_dvc_repro_runs_nothing_a_param_smuggles_in(tmp_path, dvc_env):
     assert not list(tmp_path.glob("pwned*")) and not list(repo.rglob("pwned*"))
 
 
-def test_a_cache_dir_that_cannot_be_written_is_named_by_the_first_stage(tmp_path, monkeypatch):
+def test_a_cache_dir_that_cannot_be_written_is_named_by_the_first_stage(tmp_path):
     from neardup.params import ParamsError
-    from neardup.stages.fetch_input import check_params
+    from neardup.fetch.guard import check_params
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["cache"]["dir"] = "/proc/nope"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    monkeypatch.chdir(tmp_path)
     with pytest.raises(ParamsError, match="cache.dir '/proc/nope' is no folder this user can write"):
-        check_params()
+        check_params(params)
     params["cache"]["dir"] = str(tmp_path / "fine")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    check_params()
+    check_params(params)
     assert (tmp_path / "fine").is_dir() and not list((tmp_path / "fine").iterdir())

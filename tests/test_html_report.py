@@ -36,7 +36,7 @@ def make_inputs(tmp_path, *, ids=None):
     metrics = {"dataset": {"n_images": 6, "n_skipped": 0},
                RUNS[0]: {"eps": 0.5, "precision": 0.9, "recall": 0.8, "n_groups": 3, "n_label_conflicts": 1},
                RUNS[1]: {"eps": 0.3}}
-    return dict(metrics=metrics, runs=RUNS, groups={RUNS[0]: groups, RUNS[1]: groups.iloc[:0]},
+    return dict(metrics=metrics, variants=RUNS, groups={RUNS[0]: groups, RUNS[1]: groups.iloc[:0]},
                 manifest=manifest, overlap={RUNS[0]: overlap}, figures=None, thumb_size=128, max_groups=50)
 
 
@@ -72,7 +72,7 @@ def test_every_image_is_a_valid_inline_jpeg(report):
 
 def test_sections_order_and_conflicts_first(report):
     text, _, _ = report
-    order = ["Summary per run", "Overlap between sets", "Label conflicts", "Other groups"]
+    order = ["Summary per variant", "Overlap between sets", "Label conflicts", "Other groups"]
     assert [text.index(s) for s in order] == sorted(text.index(s) for s in order)
     positions = {g: text.index(f'data-group="{g}"') for g in (0, 1, 2)}
     assert positions[0] < positions[1] < positions[2]  # conflict first though farthest, then closest first
@@ -124,6 +124,6 @@ def test_deterministic_and_max_groups(tmp_path):
 
 def test_no_groups_no_overlap(tmp_path):
     inputs = make_inputs(tmp_path)
-    inputs["runs"] = ["phash"]
+    inputs["variants"] = ["phash"]
     text = write_html_report(tmp_path / "index.html", **inputs)
     assert "No overlap table" in text and "No groups for phash" in text and "<img" not in text

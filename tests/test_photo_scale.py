@@ -17,6 +17,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from scenes import make_scenes  # noqa: E402
 
+from neardup.layout import Layout  # noqa: E402
+
 
 def test_a_photo_scale_run_streams_compact_features(tmp_path, monkeypatch):
     import neardup.keypoints as keypoints
@@ -37,7 +39,7 @@ def test_a_photo_scale_run_streams_compact_features(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     result = find_duplicates(folder, out=tmp_path / "out", cache={"dir": str(cache)},
                              plant={"n": 28, "transforms": ["crop_hard", "zoom", "rotate", "hflip"], "seed": 0})
-    stats = json.loads((result.out / "clusters" / result.run / "stats.json").read_text())["verify"]
+    stats = json.loads((Layout.at(result.out).clusters(result.variant) / "stats.json").read_text())["verify"]
     # every real image's nearest neighbour is looked at (a pair is often both images' nearest)
     assert stats["errors"] == 0 and stats["images"] >= 160 and stats["glanced"] >= 80
     assert stats["escalated"] <= stats["glanced"] // 4  # only likely copies get the full verification
@@ -50,7 +52,7 @@ def test_a_photo_scale_run_streams_compact_features(tmp_path, monkeypatch):
     for what, limit in (("keypoints", 150_000), ("glance keypoints", 30_000)):
         sizes = [f.stat().st_size for f in files[what]]
         assert sizes and sum(sizes) / len(sizes) < limit, (what, sum(sizes) / len(sizes))
-    outcomes = result.out / "clusters" / result.run / "planted.csv"
+    outcomes = Layout.at(result.out).clusters(result.variant) / "planted.csv"
     from neardup.contract import read_outcomes
     at = read_outcomes(outcomes)
     at = at[at["eps"] == result.eps]
@@ -60,7 +62,7 @@ def test_a_photo_scale_run_streams_compact_features(tmp_path, monkeypatch):
     again = find_duplicates(folder, out=tmp_path / "again", cache={"dir": str(cache)},
                             plant={"n": 28, "transforms": ["crop_hard", "zoom", "rotate", "hflip"], "seed": 0},
                             cluster={"verify": {"glance_patience": 16}})
-    fewer = json.loads((again.out / "clusters" / again.run / "stats.json").read_text())["verify"]
+    fewer = json.loads((Layout.at(again.out).clusters(again.variant) / "stats.json").read_text())["verify"]
     assert 16 <= fewer["glanced"] <= 24 * (fewer["escalated"] + 1) and fewer["unglanced"] > 0
     assert fewer["glanced"] + fewer["unglanced"] == stats["glanced"]
 

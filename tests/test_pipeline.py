@@ -12,7 +12,7 @@ import yaml
 
 from conftest import REPO
 
-COPIED = ["dvc.yaml", "params.yaml", "neardup", ".gitignore", "data/reviewed_pairs.csv"]
+COPIED = ["dvc.yaml", "params.yaml", "stages", "neardup", ".gitignore", "data/reviewed_pairs.csv"]
 
 
 def copy_project(dest):
@@ -153,14 +153,14 @@ def test_dvc_repro_end_to_end(repo, dvc_env, tmp_path):
     steps = [t for t in timings if t.get("step") != "stage"]
     assert {t["runtime"] for t in steps if t["stage"] == "embed"} == {"tflite"}  # the CPU default, logged
     # every stage that ran logged its wall time, CPU time and peak memory
-    ran = {(t["stage"], t["run"]) for t in timings if t.get("step") == "stage" and t["peak_mb"] > 50}
+    ran = {(t["stage"], t["variant"]) for t in timings if t.get("step") == "stage" and t["peak_mb"] > 50}
     assert {"fetch", "plant", "embed", "hash", "cluster", "evaluate", "act", "render"} <= {s for s, _ in ran}
     assert ("cluster", "efficientnet-lite0_auto") in ran
     sweep = (repo / "reports" / "plots" / "eps" / "efficientnet-lite0_auto.csv").read_text()
     assert max(len(v.replace(".", "").lstrip("0")) for v in re.findall(r"\d+\.\d+", sweep)) <= 6  # digits
     check_lists_to_act_on(repo, run["eps"])
     primary = json.loads((repo / "reports" / "primary" / "metrics.json").read_text())["primary"]
-    assert primary["run"] == "efficientnet-lite0_auto" and primary["ap"] == run["ap"] and primary["planted"] == run["planted"]
+    assert primary["variant"] == "efficientnet-lite0_auto" and primary["ap"] == run["ap"] and primary["planted"] == run["planted"]
     reason = (repo / "data" / "evaluation" / "efficientnet-lite0_auto" / "reason.txt").read_text()
     assert reason.count("**chosen**") == 1 and reason.count("\n| ") == len(params["cluster"]["eps"]) + 1
     check_html_report(repo / "reports" / "index.html")
@@ -264,7 +264,7 @@ def check_experiments_compare(repo, env):
     sh(["git", "commit", "-qm", "sweep auto + 128"], repo, env)  # HEAD: primary run efficientnet-lite0_auto
     dvc("exp", "run", "-n", "small", "-S", "embed.sizes=[128]", cwd=repo, env=env)
     primary = json.loads((repo / "reports" / "primary" / "metrics.json").read_text())["primary"]
-    assert primary["run"] == "efficientnet-lite0_128" and primary["input_size"] == 128
+    assert primary["variant"] == "efficientnet-lite0_128" and primary["input_size"] == 128
     diff = json.loads(dvc("metrics", "diff", "--all", "HEAD", "small", "--json", cwd=repo, env=env))
     rows = diff["reports/primary/metrics.json"]
     for key in ("primary.ap", "primary.f1", "primary.eps", "primary.input_size"):

@@ -5,7 +5,7 @@ import pytest
 from scipy import sparse
 
 from conftest import save
-from neardup.cluster import cluster_run, graph_pairs, planted_outcomes, sweep_graph
+from neardup.cluster import cluster_vectors, graph_pairs, planted_outcomes, sweep_graph
 from neardup.cluster.scoring import scored_graph
 from neardup.contract import OUTCOME_COLUMNS, read_outcomes, write_table
 from neardup.evaluate import planted_summary
@@ -83,7 +83,7 @@ def test_reported_groups_equal_clustering_without_plants(normalize_k):
     ids = [f"{i:03d}.jpg" for i in range(200)]
     plant_ids = [f"{PLANT_PREFIX}{i:03d}.jpg" for i in range(20)]
     truth = pd.DataFrame({"id": plant_ids, "original": ids[20:40], "transform": ["jpeg"] * 20})
-    groups, pairs, outcomes = cluster_run(real, ids, ids, eps_values=[0.005, 0.05], metric="cosine",
+    groups, pairs, outcomes = cluster_vectors(real, ids, ids, eps_values=[0.005, 0.05], metric="cosine",
                                           normalize_k=normalize_k, candidates=10, search="exact", nprobe=16,
                                           block=64, plant_vectors=plants, plant_ids=plant_ids, plant_truth=truth)
     graph, nearest = scored_graph(real, radius=0.05, candidates=10, metric="cosine", normalize_k=normalize_k)

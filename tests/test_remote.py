@@ -13,7 +13,7 @@ import yaml
 
 from conftest import save
 from neardup.contract import UserError
-from neardup.embed.run import embed_images
+from neardup.embed.stage import embed_images
 from neardup.fetch import fetch_source
 from neardup.fetch.folder import scan_folder
 from neardup.files import listing_line

@@ -61,20 +61,20 @@ def scripted(answers, asked):
     return ask
 
 
-def group_pairs_table(groups, manifest, *, run, distance=None):
+def group_pairs_table(groups, manifest, *, variant, distance=None):
     """Every pair inside the groups (the queue, uncapped), scored by ``distance(a_ids, b_ids)`` when given."""
     scored = None
     if distance is not None:
         combos = [p for _, ids in groups.groupby("group")["id"] for p in itertools.combinations(sorted(set(ids)), 2)]
         a, b = [x for x, _ in combos], [y for _, y in combos]
         scored = pd.DataFrame({"a": a, "b": b, "distance": np.asarray(distance(a, b), float), "nearest": 1})
-    return capped_group_pairs(groups, manifest, run=run, pairs=scored, max_pairs=10**6)[0]
+    return capped_group_pairs(groups, manifest, variant=variant, pairs=scored, max_pairs=10**6)[0]
 
 
 @pytest.fixture
 def data(tmp_path, photos):
     manifest = make_dataset(tmp_path / "images", photos)
-    pairs = group_pairs_table(groups_frame(), manifest, run="lite0_224", distance=fake_distance)
+    pairs = group_pairs_table(groups_frame(), manifest, variant="lite0_224", distance=fake_distance)
     return manifest, pairs
 
 
@@ -88,12 +88,12 @@ def test_pairs_table_counts_and_hashes(data):
     assert (pairs["sha_b"].to_numpy() == sha[pairs["b"]].to_numpy()).all()
     assert np.allclose(pairs["distance"], fake_distance(pairs["a"], pairs["b"]))
     assert set(map(tuple, pairs[pairs["a"].isin(GROUPS[1])][["a", "b"]].to_numpy())) == {("chelsea.png", "rocket.png")}
-    no_dist = group_pairs_table(groups_frame(), manifest, run="x")
+    no_dist = group_pairs_table(groups_frame(), manifest, variant="x")
     assert no_dist["distance"].isna().all() and len(no_dist) == 8
     with pytest.raises(ValueError, match="several eps"):
-        group_pairs_table(pd.concat([groups_frame(eps=0.1), groups_frame(eps=0.2)]), manifest, run="x")
+        group_pairs_table(pd.concat([groups_frame(eps=0.1), groups_frame(eps=0.2)]), manifest, variant="x")
     with pytest.raises(ValueError, match="not in the manifest"):
-        group_pairs_table(groups_frame(rename=lambda n: "missing/" + n), manifest, run="x")
+        group_pairs_table(groups_frame(rename=lambda n: "missing/" + n), manifest, variant="x")
 
 
 def test_byte_identical_pair_is_a_duplicate_without_review(data):
@@ -129,12 +129,12 @@ def test_verdicts_follow_content_across_runs_and_renamed_files(data, tmp_path, p
     rename = lambda name: "renamed/" + name.replace(".", "_v2.")  # noqa: E731
     manifest2 = make_dataset(tmp_path / "other", photos, rename=rename)
     assert set(manifest2["id"]).isdisjoint(manifest["id"])
-    pairs2 = group_pairs_table(groups_frame(rename=rename), manifest2, run="lite2_260",
+    pairs2 = group_pairs_table(groups_frame(rename=rename), manifest2, variant="lite2_260",
                                distance=lambda a, b: np.arange(len(a))[::-1] / 10)
     second = build_queue(pairs2, load_reviews(reviews_path))
     by_key = lambda q: {pair_key(x, y): v for x, y, v in zip(q["sha_a"], q["sha_b"], q["verdict"])}  # noqa: E731
     assert by_key(second) == by_key(first)
-    assert (second["run"] == "lite2_260").all()
+    assert (second["variant"] == "lite2_260").all()
 
 
 def test_review_loop_saves_every_answer_and_resumes(data, tmp_path):

@@ -16,11 +16,12 @@ from PIL import Image
 
 from browser import Page, have_chromium
 from conftest import save
-from neardup.cluster import cluster_run
+from neardup.cluster import cluster_vectors
 from neardup.contract import GROUPS, MANIFEST, PAIRS, PLANTED, SKIPPED, STATS, TRUTH, read_queue, write_table
-from neardup.evaluate import evaluate_run, write_run
+from neardup.evaluate import evaluate_variant, write_variant
 from neardup.evaluate.queue import REVIEW_COLUMNS, build_queue, load_reviews, pair_key, save_reviews
 from neardup.images import scan_files
+from neardup.layout import Layout
 from neardup.params import EvaluateParams
 from neardup.render.html import write_html_report
 from neardup.render.review_view import REVIEW_SIZE, select_pairs
@@ -72,11 +73,11 @@ def vectors_for(ids: list[str]) -> np.ndarray:
 
 
 def evaluate(tmp_path, manifest, reviews_path):
-    """cluster_run, the contract files, evaluate_run and write_run, as the stages do; returns
+    """cluster_vectors, the contract files, evaluate_variant and write_variant, as the stages do; returns
     (metrics, the review queue as the render stage reads it)."""
     ids = list(manifest["id"])
-    groups, pairs, outcomes = cluster_run(vectors_for(ids), ids, list(manifest["label"]), eps_values=[0.1],
-                                          normalize_k=0, content=list(manifest["sha256"]), **OPTIONS)
+    groups, pairs, outcomes = cluster_vectors(vectors_for(ids), ids, list(manifest["label"]), eps_values=[0.1],
+                                              normalize_k=0, content=list(manifest["sha256"]), **OPTIONS)
     dataset, clusters = tmp_path / "dataset", tmp_path / "clusters"
     write_table(manifest, dataset / MANIFEST)
     write_table(pd.DataFrame(columns=["path", "reason"]), dataset / SKIPPED)
@@ -85,16 +86,15 @@ def evaluate(tmp_path, manifest, reviews_path):
         write_table(table, clusters / name)
     (clusters / STATS).write_text(json.dumps({"eps": [0.1], "input_size": 0, "n_embedded": len(ids),
                                               "skipped_ids": [], "search": "exact"}))
-    metrics, sweep, at, queue, reason = evaluate_run(RUN, dataset=dataset, plants_truth=tmp_path / "none.csv",
-                                                     clusters=clusters, reviews_path=reviews_path, params=RULE)
-    out = tmp_path / "evaluation" / RUN
-    write_run(RUN, metrics=metrics, sweep=sweep, at=at, queue=queue, reason=reason,
-              metrics_path=tmp_path / "metrics" / f"{RUN}.json", plots_dir=tmp_path / "plots", out_dir=out)
-    return metrics, read_queue(out / "queue.csv"), at
+    metrics, sweep, at, queue, reason = evaluate_variant(RUN, dataset=dataset, plants_truth=tmp_path / "none.csv",
+                                                         clusters=clusters, reviews_path=reviews_path, params=RULE)
+    layout = Layout.at(tmp_path)
+    write_variant(RUN, layout, metrics=metrics, sweep=sweep, at=at, queue=queue, reason=reason)
+    return metrics, read_queue(layout.evaluation(RUN) / "queue.csv"), at
 
 
 def report(path, manifest, queue, groups, *, max_review_pairs=200, matches=None):
-    return write_html_report(path, metrics={"dataset": {"n_images": len(manifest)}}, runs=[RUN],
+    return write_html_report(path, metrics={"dataset": {"n_images": len(manifest)}}, variants=[RUN],
                              groups={RUN: groups}, manifest=manifest, overlap={}, figures=None, thumb_size=64,
                              max_groups=10, review_queue=queue, max_review_pairs=max_review_pairs, matches=matches)
 

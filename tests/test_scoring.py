@@ -3,12 +3,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neardup.cluster import cluster_run
+from neardup.cluster import cluster_vectors
 from neardup.cluster.scoring import apply_whitening, descriptors, fit_whitening, hybrid_vectors, local_scale, pair_graph
 from neardup.search import AUTO_APPROXIMATE_ABOVE, Search, knn_distances, pair_recall, radius_search
 from neardup.search.exact import smallest
 
-#: The cluster params cluster_run needs, at plain exact cosine.
+#: The cluster params cluster_vectors needs, at plain exact cosine.
 PLAIN = {"metric": "cosine", "normalize_k": 0, "candidates": 10, "search": "exact", "nprobe": 16, "block": 1024}
 
 
@@ -122,11 +122,11 @@ def test_planted_copies_never_change_the_real_groups(points, options):
     ids = [f"img{i:03d}" for i in range(len(points))]
     eps = [0.05, 0.2, 0.4]
     options = {**PLAIN, **options}
-    alone, pairs_alone, _ = cluster_run(points, ids, [""] * len(ids), eps_values=eps, **options)
+    alone, pairs_alone, _ = cluster_vectors(points, ids, [""] * len(ids), eps_values=eps, **options)
     rng = np.random.default_rng(3)
     copies = points[:20] + 0.01 * rng.normal(size=(20, points.shape[1])).astype(np.float32)
     truth = pd.DataFrame({"id": [f"planted/{i}" for i in range(20)], "original": ids[:20], "transform": "x"})
-    groups, pairs, outcomes = cluster_run(points, ids, [""] * len(ids), eps_values=eps, plant_vectors=copies,
+    groups, pairs, outcomes = cluster_vectors(points, ids, [""] * len(ids), eps_values=eps, plant_vectors=copies,
                                           plant_ids=truth["id"].tolist(), plant_truth=truth, **options)
     # same members and pairs; distances equal up to float32 round-off of differently blocked products
     key = ["eps", "group", "id"]

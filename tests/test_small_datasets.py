@@ -108,11 +108,11 @@ def test_three_images_with_formula_and_mathtext_names_go_through_every_stage(tmp
     assert "'=1+1.jpg" in (tmp_path / PATHS["folds"]).read_text()
 
     # the figures with mathtext-like ids and labels are drawn
-    run_key = f"{params['embed']['models'][0]}_64"
+    variant_key = f"{params['embed']['models'][0]}_64"
     figures = sorted((tmp_path / PATHS["groups"]).glob("*/*.png"))
-    assert {f.parent.name for f in figures} == {run_key, "dhash"}
+    assert {f.parent.name for f in figures} == {variant_key, "dhash"}
     assert all(f.stat().st_size > 1000 for f in figures)
-    assert len(list((tmp_path / PATHS["review_figures"]).glob(f"{run_key}/pair_*.png"))) == 1
+    assert len(list((tmp_path / PATHS["review_figures"]).glob(f"{variant_key}/pair_*.png"))) == 1
     assert "=1+1.jpg" in (tmp_path / PATHS["html"]).read_text()
 
 

@@ -164,12 +164,12 @@ def test_the_proof_is_drawn_in_the_figures_and_the_review_view(files, tmp_path):
     assert np.median(np.linalg.norm(a @ m.transform.T - m.pairs[:, 2:], axis=1)) < 3  # b's own pixels
     mirrored = matches[pairs[1]]
     assert mirrored.mirrored and np.median(np.abs(mirrored.pairs[:, 2] - (sizes[2][0] - mirrored.pairs[:, 0]))) < 3
-    row = {"run": "r", "a": "original", "b": "rotated_crop", "sha_a": "0", "sha_b": "1", "distance": 0.1, "verdict": ""}
+    row = {"variant": "r", "a": "original", "b": "rotated_crop", "sha_a": "0", "sha_b": "1", "distance": 0.1, "verdict": ""}
     plain = np.asarray(pair_figure(row, manifest, None, thumb_size=128))
     proved = np.asarray(pair_figure(row, manifest, tmp_path / "p.png", thumb_size=128, match=m))
     assert plain.shape == proved.shape and (np.abs(plain.astype(int) - proved).sum(axis=2) > 0).sum() > 500
     queue = pd.DataFrame([{**row, "b": b, "sha_b": str(k)} for k, (_, b) in enumerate(pairs, 1)])
-    section, _ = review_section(queue, manifest, run="r", max_pairs=10, thumb=lambda p, s: ("data:,", ""),
+    section, _ = review_section(queue, manifest, variant="r", max_pairs=10, thumb=lambda p, s: ("data:,", ""),
                                 proof=lambda r: ("data:image/jpeg;base64,AA", f"{r.b} proven")
                                 if (r.a, r.b) in matches else None)
     data = json.loads(re.search(r'id="review-data">(.*?)</script>', section, re.S).group(1))

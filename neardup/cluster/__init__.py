@@ -211,10 +211,10 @@ def planted_outcomes(groups: pd.DataFrame, truth: pd.DataFrame, eps_values, real
     return pd.DataFrame(rows, columns=OUTCOME_COLUMNS)
 
 
-def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, normalize_k: int, candidates: int,
-                search: str, nprobe: int, block: int, content=None, plant_vectors: np.ndarray | None = None,
-                plant_ids=None, plant_truth: pd.DataFrame | None = None, stats: dict | None = None, verify=None,
-                runner=None):
+def cluster_vectors(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, normalize_k: int, candidates: int,
+                    search: str, nprobe: int, block: int, content=None, plant_vectors: np.ndarray | None = None,
+                    plant_ids=None, plant_truth: pd.DataFrame | None = None, stats: dict | None = None, verify=None,
+                    executor=None):
     """Cluster the real images, and the real images with planted copies, from one pair graph.
 
     The graph is built once over real images and copies; the real images' graph is its sub-matrix
@@ -227,8 +227,8 @@ def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, no
         Descriptors, already whitened / combined with a hash (see :mod:`neardup.cluster.scoring`).
     ids, labels : sequences of str, length n
     eps_values : sequence of float
-    metric, normalize_k, candidates, search, nprobe, block, stats, runner
-        See :func:`neardup.cluster.scoring.scored_graph` (``cluster`` params; ``runner``: where the
+    metric, normalize_k, candidates, search, nprobe, block, stats, executor
+        See :func:`neardup.cluster.scoring.scored_graph` (``cluster`` params; ``executor``: where the
         search runs, threads here or Dask workers).
     content : sequence of str, length n, optional
         A content key per image (the decoded pixels' hash): images with the same key are
@@ -253,7 +253,7 @@ def cluster_run(vectors: np.ndarray, ids, labels, *, eps_values, metric: str, no
     everything = np.vstack([vectors, plant_vectors]) if has_plants else vectors
     graph, nearest = scored_graph(everything, radius=max(float(e) for e in eps_values), candidates=candidates,
                                   metric=metric, normalize_k=normalize_k, n_reference=n, search=search,
-                                  nprobe=nprobe, block=block, stats=stats, recall_at=eps_values, runner=runner)
+                                  nprobe=nprobe, block=block, stats=stats, recall_at=eps_values, executor=executor)
     if content is not None:
         graph, nearest = with_exact_copies(graph, nearest, content)
     verdicts = None

@@ -153,7 +153,7 @@ def pair_graph(points: np.ndarray, *, radius: float, **options) -> sparse.csr_ma
 
 def scored_graph(points: np.ndarray, *, radius: float, candidates: int, metric: str = "cosine",
                  normalize_k: int = 0, n_reference: int | None = None, search: str = "exact", nprobe: int = 16,
-                 block: int = 1024, stats: dict | None = None, recall_at=None, runner=None,
+                 block: int = 1024, stats: dict | None = None, recall_at=None, executor=None,
                  max_neighbours: int = MAX_NEIGHBOURS):
     """Sparse symmetric graph of every pair whose (normalised) distance is at most ``radius`` (among
     each image's ``max_neighbours`` nearest, :data:`MAX_NEIGHBOURS`; 0: no bound), plus each real
@@ -170,8 +170,8 @@ def scored_graph(points: np.ndarray, *, radius: float, candidates: int, metric: 
     ``search``: ``exact`` (blocked products, ``block`` rows at a time), ``approximate`` (the cell
     index of :mod:`neardup.search.approximate`, ``nprobe`` cells per query, exact distances; cosine only;
     rows past ``n_reference`` are matched against the first ``n_reference`` only) or ``auto``
-    (approximate above :data:`AUTO_APPROXIMATE_ABOVE` images). ``runner``: where its blocks or cells
-    run (:mod:`neardup.search.tasks`: threads here, the default, or :class:`neardup.search.tasks.DaskRunner`).
+    (approximate above :data:`AUTO_APPROXIMATE_ABOVE` images). ``executor``: where its blocks or cells
+    run (:mod:`neardup.search.tasks`: threads here, the default, or :class:`neardup.search.tasks.DaskExecutor`).
     ``stats``, if given, receives ``search`` (the mode used), ``n_edges`` (stored entries of the
     graph: both directions of every pair) and, for the approximate
     search, ``search_recall``: the share of the pairs an exact search would give (same scales)
@@ -193,7 +193,7 @@ def scored_graph(points: np.ndarray, *, radius: float, candidates: int, metric: 
         raise ValueError("neighbourhood normalisation and the approximate search need metric 'cosine'")
     n_ref = n if n_reference is None else int(n_reference)
     searcher = Search(points, n_ref=n_ref, mode=search if metric == "cosine" else "exact", nprobe=nprobe,
-                      block=block, metric=metric, runner=runner)
+                      block=block, metric=metric, executor=executor)
     depth = max(2 * normalize_k - 1 if normalize_k else 0, candidates, max_neighbours)
     near = searcher.knn(depth) if depth else np.zeros((n, 0))
     ball = np.zeros(n)  # each real row's distance to its candidates-th nearest real row (ties included)

@@ -146,7 +146,7 @@ class Embedder:
                  runtime: str = "auto", cache_dir: str = "", strategy=None, manifest: pd.DataFrame | None = None):
         from neardup.embed.models import build_embedder, get_spec
         from neardup.embed.tflite import TFLiteModel, cached_flatbuffer
-        from neardup.runner import cpu_cores
+        from neardup.engine import cpu_cores
 
         check_choice(runtime, RUNTIMES, "embed.runtime")
         import_tensorflow()

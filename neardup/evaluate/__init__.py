@@ -1,7 +1,7 @@
-"""evaluate: score one run over the eps sweep, choose the eps to act on, and list its pairs for review.
+"""evaluate: score one variant over the eps sweep, choose the eps to act on, and list its pairs for review.
 
-Inputs are one run's cluster outputs (:mod:`neardup.contract`); outputs are the run's metrics (the
-same names in every run, so experiments compare), the plot data over the sweep, and, at the chosen
+Inputs are one variant's cluster outputs (:mod:`neardup.contract`); outputs are the variant's metrics (the
+same names in every variant, so experiments compare), the plot data over the sweep, and, at the chosen
 eps, the groups and the review queue.
 """
 from __future__ import annotations
@@ -18,7 +18,8 @@ from neardup.contract import (DIGITS, GROUPS, MANIFEST, PAIRS, PLANTED, QUEUE, R
 from neardup.evaluate.eps import GUARD_COLUMNS, growth_sweep, pick_eps
 from neardup.evaluate.metrics import average_precision, pair_sweep, recall_at_precision, sweep_scores, truth_pairs
 from neardup.evaluate.queue import build_queue, capped_group_pairs, load_reviews, reviewed_precision
-from neardup.params import EvaluateParams
+from neardup.layout import CURVES, Layout
+from neardup.params import EvaluateParams, params_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -74,20 +75,20 @@ def _rounded(metrics: dict) -> dict:
             if not (isinstance(v, float) and math.isnan(v))}
 
 
-def evaluate_run(run: str, *, dataset: Path, plants_truth: Path, clusters: Path, reviews_path: Path,
-                 params: EvaluateParams):
-    """Score one run over the sweep.
+def evaluate_variant(variant: str, *, dataset: Path, plants_truth: Path, clusters: Path, reviews_path: Path,
+                     params: EvaluateParams):
+    """Score one variant over the sweep.
 
     Parameters
     ----------
-    run : str
-        The run key (``<model>_<size>`` or a hash method).
+    variant : str
+        The variant key (``<model>_<size>`` or a hash method).
     dataset : Path
         The fetch stage's folder (manifest, skipped list, ground truth).
     plants_truth : Path
         The plant stage's ``truth.csv``.
     clusters : Path
-        This run's cluster folder.
+        This variant's cluster folder.
     reviews_path : Path
         The reviewed-pairs CSV (may be missing).
     params : EvaluateParams
@@ -98,7 +99,7 @@ def evaluate_run(run: str, *, dataset: Path, plants_truth: Path, clusters: Path,
     Returns
     -------
     metrics : dict
-        Flat metrics (the same names in every run) plus ``planted`` (recall per transform),
+        Flat metrics (the same names in every variant) plus ``planted`` (recall per transform),
         ``overlap`` (set x set) and ``dataset`` (image counts).
     sweep : DataFrame, one row per eps
     at : DataFrame, the groups at the chosen eps
@@ -120,11 +121,11 @@ def evaluate_run(run: str, *, dataset: Path, plants_truth: Path, clusters: Path,
     eps, reason = pick_eps(sweep, params, has_truth=true is not None)
     chosen = sweep[sweep["eps"] == eps].iloc[0]
     at = groups_at(groups, eps)
-    proposed, left_out = capped_group_pairs(at, manifest, run=run, pairs=pairs, max_pairs=params.max_queue)
+    proposed, left_out = capped_group_pairs(at, manifest, variant=variant, pairs=pairs, max_pairs=params.max_queue)
     queue = build_queue(proposed, load_reviews(reviews_path))
     if left_out:
         log.warning("%s: the review queue holds the closest %d of %d pairs at eps %g; %d left out (raise "
-                    "evaluate.max_queue to see more)", run, len(queue), len(queue) + left_out, eps, left_out)
+                    "evaluate.max_queue to see more)", variant, len(queue), len(queue) + left_out, eps, left_out)
     metrics = {k: float(chosen[k]) for k in ("eps", "precision", "recall", "f1", "pair_precision", "pair_recall",
                                              "pair_f1", "grouped_share", "pairs_per_image")}
     # AP over each image's nearest neighbours: the same candidate pairs whatever the eps sweep
@@ -151,23 +152,35 @@ def evaluate_run(run: str, *, dataset: Path, plants_truth: Path, clusters: Path,
     n_planted = len(read_table(plants_truth)) if plants_truth.is_file() else 0
     metrics["dataset"] = {"n_images": len(manifest), "n_skipped": len(read_table(dataset / SKIPPED)),
                           "n_truth_copies": 0 if truth is None else len(truth), "n_planted": n_planted}
-    log.info("%s: eps %g (%s): %s", run, eps, reason.splitlines()[0],
+    log.info("%s: eps %g (%s): %s", variant, eps, reason.splitlines()[0],
              {k: v for k, v in metrics.items() if not isinstance(v, dict)})
     return metrics, sweep.drop(columns=GUARD_COLUMNS), at, queue, reason
 
 
-def write_run(run: str, *, metrics: dict, sweep: pd.DataFrame, at: pd.DataFrame, queue: pd.DataFrame, reason: str,
-              metrics_path: Path, plots_dir: Path, out_dir: Path) -> None:
-    """Write one run's outputs: ``metrics_path`` (JSON), ``plots_dir/{eps,pr,transforms}/<run>.csv``
-    and, in ``out_dir``, the groups at the chosen eps, the review queue and the reason for the eps."""
-    metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    write_table(sweep, plots_dir / "eps" / f"{run}.csv")
-    write_table(sweep[["recall", "precision", "eps"]].dropna(), plots_dir / "pr" / f"{run}.csv")
+def write_variant(variant: str, layout: Layout, *, metrics: dict, sweep: pd.DataFrame, at: pd.DataFrame,
+                  queue: pd.DataFrame, reason: str) -> None:
+    """Write one variant's outputs in ``layout``: its metrics (JSON), its curves over the sweep
+    (:data:`neardup.layout.CURVES`) and, in its evaluation folder, the groups at the chosen eps, the
+    review queue and the reason for the eps."""
+    path = layout.metrics(variant)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     planted = metrics.get("planted", {})
-    write_table(pd.DataFrame({"transform": list(planted), "recall": list(planted.values())}),
-                plots_dir / "transforms" / f"{run}.csv")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(at, out_dir / GROUPS)
-    write_table(queue, out_dir / QUEUE)
-    (out_dir / REASON).write_text(reason + "\n")
+    curves = {"eps": sweep, "pr": sweep[["recall", "precision", "eps"]].dropna(),
+              "transforms": pd.DataFrame({"transform": list(planted), "recall": list(planted.values())})}
+    for curve in CURVES:
+        write_table(curves[curve], layout.curve(curve, variant))
+    out = layout.evaluation(variant)
+    out.mkdir(parents=True, exist_ok=True)
+    write_table(at, out / GROUPS)
+    write_table(queue, out / QUEUE)
+    (out / REASON).write_text(reason + "\n")
+
+
+def run(params: dict, layout: Layout, *, variant: str) -> None:
+    """The evaluate stage: :func:`evaluate_variant` on ``variant``'s clusters in ``layout`` (with the
+    project's reviews), then :func:`write_variant`. Reads the ``evaluate`` group of ``params``."""
+    results = evaluate_variant(variant, dataset=layout.dataset, plants_truth=layout.plants_truth,
+                               clusters=layout.clusters(variant), reviews_path=layout.path("reviews"),
+                               params=params_from_dict(params, "evaluate"))
+    write_variant(variant, layout, **dict(zip(("metrics", "sweep", "at", "queue", "reason"), results)))

@@ -2,7 +2,7 @@
 
 Verdicts live in ``data/reviewed_pairs.csv`` (:data:`REVIEW_COLUMNS`), keyed by the two images'
 sha256, so a verdict holds across models, sizes, eps, renamed files and re-runs. The queue
-(:data:`QUEUE_COLUMNS`) lists the pairs inside one run's groups at its chosen eps.
+(:data:`QUEUE_COLUMNS`) lists the pairs inside one variant's groups at its chosen eps.
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def save_reviews(reviews: pd.DataFrame, path) -> None:
     atomic_write(path, escape_cells(out).to_csv(index=False, lineterminator="\n"))
 
 
-def capped_group_pairs(groups: pd.DataFrame, manifest: pd.DataFrame, *, run: str, pairs: pd.DataFrame | None = None,
+def capped_group_pairs(groups: pd.DataFrame, manifest: pd.DataFrame, *, variant: str, pairs: pd.DataFrame | None = None,
                        max_pairs: int) -> tuple[pd.DataFrame, int]:
     """The pairs inside each group, closest first, at most ``max_pairs`` of them, as queue rows
     without verdict and figure; the pairs left out are counted, never built.
@@ -79,15 +79,15 @@ def capped_group_pairs(groups: pd.DataFrame, manifest: pd.DataFrame, *, run: str
         One grouping (columns ``group, id``; an ``eps`` column, if any, must hold one value).
     manifest : DataFrame
         The dataset manifest (``id, sha256``); every grouped id must be in it.
-    run : str
-        Value of the ``run`` column (e.g. ``efficientnet-lite0_224``).
+    variant : str
+        Value of the ``variant`` column (e.g. ``efficientnet-lite0_224``).
     pairs : DataFrame with columns ``a, b, distance``, optional
-        The run's scored pairs (``a < b``); pairs of it that do not share a group are ignored.
+        The variant's scored pairs (``a < b``); pairs of it that do not share a group are ignored.
     max_pairs : int
 
     Returns
     -------
-    table : DataFrame with columns ``run, a, b, sha_a, sha_b, distance``; ``a < b``, ``sha_a`` is a's hash.
+    table : DataFrame with columns ``variant, a, b, sha_a, sha_b, distance``; ``a < b``, ``sha_a`` is a's hash.
     left_out : int, the pairs inside groups not in ``table``.
     """
     if "eps" in groups.columns and groups["eps"].nunique() > 1:
@@ -115,10 +115,10 @@ def capped_group_pairs(groups: pd.DataFrame, manifest: pd.DataFrame, *, run: str
                 if len(rows) >= max_pairs:
                     break
     a, b = [r[0] for r in rows], [r[1] for r in rows]
-    out = pd.DataFrame({"run": run, "a": a, "b": b, "sha_a": sha.reindex(a).to_numpy(dtype=object),
+    out = pd.DataFrame({"variant": variant, "a": a, "b": b, "sha_a": sha.reindex(a).to_numpy(dtype=object),
                         "sha_b": sha.reindex(b).to_numpy(dtype=object), "distance": [r[2] for r in rows]},
                        columns=QUEUE_COLUMNS[:6])
-    log.info("%s: %d of %d pairs in %d groups", run, len(out), total, len(members))
+    log.info("%s: %d of %d pairs in %d groups", variant, len(out), total, len(members))
     return out, total - len(out)
 
 
@@ -137,7 +137,7 @@ def build_queue(pairs: pd.DataFrame, reviews: pd.DataFrame) -> pd.DataFrame:
 
 
 def reviewed_precision(queue: pd.DataFrame, *, n_total: int | None = None) -> dict:
-    """Counts and precision of the queue's rows (pass one run's rows for that run's precision).
+    """Counts and precision of the queue's rows (pass one variant's rows for that variant's precision).
 
     ``reviewed_precision`` = duplicate / (duplicate + different), NaN when neither; ``precision_lower``
     counts pending and unsure pairs as wrong, ``precision_upper`` as right; both 1.0 with no pairs.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from neardup.params import FetchParams
-from neardup.contract import FetchResult, SourceError, UserError
+from neardup.contract import SKIPPED, FetchResult, SourceError, UserError
 from neardup.fetch.demo import make_demo
 from neardup.fetch.folder import scan_folder
 from neardup.fetch.kaggle import download_competition
@@ -121,7 +121,7 @@ def _report(result: FetchResult, params: FetchParams) -> None:
         where = ", ".join(dict.fromkeys(_scanned(spec) for spec in (params.sets or (params,))))
         raise EmptyDatasetError(
             f"no readable image in {where}: all {len(result.skipped)} entries found were skipped (the reason of each "
-            f"is in skipped.csv); check fetch.input, fetch.source and fetch.folder.images in params.yaml", result)
+            f"is in {SKIPPED}); check fetch.input, fetch.source and fetch.folder.images in params.yaml", result)
 
 
 def _scanned(spec) -> str:

@@ -217,7 +217,7 @@ def make_demo(
     good = _save_jpeg(tile_images[0], images / "broken" / "truncated.jpg")
     (images / "broken" / "truncated.jpg").write_bytes(good[: len(good) * 3 // 5])
     (images / "broken" / "notes.txt").write_text(
-        "Not an image: the demo plants this file so that skipped.csv is exercised.\n", encoding="utf-8"
+        "Not an image: the demo plants this file so that the skipped list is exercised.\n", encoding="utf-8"
     )
     written += [images / "broken" / "truncated.jpg", images / "broken" / "notes.txt"]
 

@@ -9,8 +9,11 @@ hash, and DVC reads that file again after each stage command.
 
 :func:`guard_input` lists every such entry in a managed block of ``<repo root>/.dvcignore`` (the
 block is rewritten, or removed, to name exactly the current ones; the rest of the file is left
-alone). The ``fetch_input`` stage (``neardup/stages/fetch_input.py``, always run first) calls it before DVC
-hashes the folder for fetch; the fetch stage calls it again for a direct run.
+alone). The ``fetch_input`` stage (:func:`run`, always run first) calls it before DVC hashes the
+folder for fetch; the fetch stage calls it again for a direct run. :func:`run` also checks every
+params group first (:func:`check_params`), and gives an image folder at a URL (``fetch.folder.images:
+s3://...``), which DVC cannot hash, a line with a digest of its listing instead
+(:func:`neardup.files.listing_line`), so fetch reruns when it changes.
 """
 from __future__ import annotations
 
@@ -18,8 +21,11 @@ import logging
 import os
 from pathlib import Path
 
+from neardup.cache import check_cache_dir
 from neardup.contract import atomic_write
 from neardup.fetch.walk import walk_folder
+from neardup.files import is_url, listing_line
+from neardup.params import GROUPS, ParamsError, params_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -160,3 +166,31 @@ def guard_input(input_dir: str | os.PathLike, *, repo_root: Path | None = None) 
         atomic_write(path, new.encode("utf-8", errors="surrogateescape"))
         log.info("%s: %d entries of fetch.input listed for DVC to ignore", path, len(lines))
     return lines
+
+
+def check_params(params: dict) -> None:
+    """Every params group, before any other stage runs: a bad value stops the run here, in one line
+    naming it, before hours of work, and before a value dvc.yaml writes into a command
+    (``embed.models``, ``embed.sizes``, ``hash.methods``, ``cluster.hash``) reaches a shell
+    (:func:`neardup.params.check_name`). ``cache.dir`` must be a folder this user can write."""
+    groups = {group: params_from_dict(params, group) for group in GROUPS}
+    if groups["cluster"].hash_weight and groups["cluster"].hash not in groups["hash"].methods:
+        raise ParamsError(f"cluster.hash {groups['cluster'].hash!r} is mixed into the CNN variants but not in "
+                          f"hash.methods {list(groups['hash'].methods)}: add it there, or set cluster.hash_weight: 0")
+    check_cache_dir(groups["cache"].dir)
+
+
+def run(params: dict, layout) -> None:
+    """The fetch_input stage: :func:`check_params`, then :func:`guard_input` on ``fetch.input``; the
+    lines written (and one per image folder at a URL) go to ``layout.path("input_check")``, a
+    dependency of fetch, so fetch reruns whenever they change."""
+    check_params(params)
+    fetch = params_from_dict(params, "fetch")
+    lines = guard_input(fetch.input)
+    for i, spec in enumerate(fetch.sets or [fetch]):
+        if spec.source == "folder" and is_url(spec.folder.images):
+            param = f"fetch.sets[{i}]" if fetch.sets else "fetch"
+            lines.append(listing_line(spec.folder.images, param=f"{param}.folder.images"))
+    out = layout.path("input_check")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")

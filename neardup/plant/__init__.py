@@ -17,8 +17,10 @@ from tqdm.auto import tqdm
 
 from neardup.decode import open_rgb
 from neardup.images import scan_files
-from neardup.contract import TRUTH_COLUMNS, FetchResult
-from neardup.transforms import apply_transform
+from neardup.contract import TRUTH_COLUMNS, FetchResult, read_manifest, write_fetch_result
+from neardup.layout import Layout
+from neardup.params import check_choice, params_from_dict
+from neardup.transforms import TRANSFORMS, apply_transform
 
 log = logging.getLogger(__name__)
 
@@ -61,3 +63,16 @@ def plant_copies(manifest: pd.DataFrame, out_dir: Path, *, n: int, transforms, s
     result.truth = pd.DataFrame(rows, columns=TRUTH_COLUMNS)
     log.info("planted %d copies of %d images (%s)", n, len(manifest), ", ".join(names))
     return result
+
+
+def run(params: dict, layout: Layout) -> None:
+    """The plant stage: ``plant.n`` copies of sampled real images of ``layout``, each transformed by one
+    of ``plant.transforms``, into ``layout.plants`` (replacing what was there). Reads ``plant``."""
+    plant = params_from_dict(params, "plant")
+    for name in plant.transforms:
+        check_choice(name, TRANSFORMS, "plant.transforms")
+    manifest = read_manifest(layout.manifest())
+    out = layout.plants
+    if out.exists():
+        shutil.rmtree(out)
+    write_fetch_result(plant_copies(manifest, out, n=plant.n, transforms=plant.transforms, seed=plant.seed), out)

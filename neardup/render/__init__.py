@@ -24,7 +24,7 @@ MAX_PER_FIGURE = 8
 
 
 def plain(text) -> str:
-    """``text`` (an id, label, set or run name) as matplotlib must be given it to draw it as it is:
+    """``text`` (an id, label, set or variant name) as matplotlib must be given it to draw it as it is:
     every ``$`` escaped, so a name such as ``a$b$.jpg`` or ``$\\frac{a}$`` is never parsed as mathtext
     (which draws it wrong or fails the whole figure). Use it for every data text that reaches a
     figure: titles, tick labels, legend entries. Control characters show as escapes (:func:`visible`)."""
@@ -54,9 +54,9 @@ def group_figure(members: pd.DataFrame, out: Path, *, title: str, thumb_size: in
     contact_sheet(tiles, out, title=title + (f"  (+{more} more)" if more > 0 else ""), tile_size=thumb_size)
 
 
-def render_run(groups: pd.DataFrame, manifest: pd.DataFrame, out_dir: Path, *, run: str, eps: float,
+def render_variant(groups: pd.DataFrame, manifest: pd.DataFrame, out_dir: Path, *, variant: str, eps: float,
                max_groups: int, thumb_size: int) -> pd.DataFrame:
-    """Figures for the groups of one run at ``eps``, closest groups first, label conflicts always.
+    """Figures for the groups of one variant at ``eps``, closest groups first, label conflicts always.
 
     Returns
     -------
@@ -71,29 +71,29 @@ def render_run(groups: pd.DataFrame, manifest: pd.DataFrame, out_dir: Path, *, r
     spread = at.groupby("group")["distance"].max().sort_values(kind="stable")
     chosen = list(spread.index[:max_groups]) + sorted(conflicts - set(spread.index[:max_groups]))
     rows = []
-    for group in tqdm(chosen, desc=f"render {run}", unit="group", leave=False):
+    for group in tqdm(chosen, desc=f"render {variant}", unit="group", leave=False):
         members = at[at["group"] == group]
         name = f"{'conflict_' if group in conflicts else ''}group_{group:04d}.png"
-        group_figure(members, out_dir / run / name, thumb_size=thumb_size,
-                     title=f"{run}  eps={eps:g}  group {group}  ({len(members)} images)")
+        group_figure(members, out_dir / variant / name, thumb_size=thumb_size,
+                     title=f"{variant}  eps={eps:g}  group {group}  ({len(members)} images)")
         if group in conflicts:
             for _, m in members.iterrows():
-                rows.append((run, eps, group, m["id"], m["label"], m["set"], m["distance"], f"{run}/{name}"))
+                rows.append((variant, eps, group, m["id"], m["label"], m["set"], m["distance"], f"{variant}/{name}"))
     return pd.DataFrame(rows, columns=CONFLICT_COLUMNS)
 
 
-def render_all(groups: dict, manifest: pd.DataFrame, metrics: dict, out_dir: Path, *, runs,
+def render_all(groups: dict, manifest: pd.DataFrame, metrics: dict, out_dir: Path, *, variants,
                max_groups: int, thumb_size: int) -> pd.DataFrame:
-    """Render every run at its chosen eps (``metrics[run]['eps']``) and write ``label_conflicts.csv``.
+    """Render every variant at its chosen eps (``metrics[variant]['eps']``) and write ``label_conflicts.csv``.
 
-    ``groups``: run -> that run's ``groups.csv`` table (every eps, or only the chosen one).
+    ``groups``: variant -> that variant's ``groups.csv`` table (every eps, or only the chosen one).
     """
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    tables = [render_run(groups[run], manifest, out_dir, run=run, eps=float(metrics[run]["eps"]),
-                         max_groups=max_groups, thumb_size=thumb_size) for run in runs]
+    tables = [render_variant(groups[variant], manifest, out_dir, variant=variant, eps=float(metrics[variant]["eps"]),
+                         max_groups=max_groups, thumb_size=thumb_size) for variant in variants]
     conflicts = pd.concat(tables, ignore_index=True)
     write_table(conflicts, out_dir / LABEL_CONFLICTS)
-    log.info("rendered %s; %d label-conflict groups", out_dir, conflicts.groupby(["run", "group"]).ngroups)
+    log.info("rendered %s; %d label-conflict groups", out_dir, conflicts.groupby(["variant", "group"]).ngroups)
     return conflicts

@@ -128,34 +128,34 @@ def _table(header: list[str], rows: list[list[str]], *, name_cols: int = 1) -> s
     return "\n".join(out + ["</table>"])
 
 
-def summary_section(metrics: dict, runs: list[str]) -> str:
-    """The summary table: one row per ``SUMMARY`` metric, one column per run ('-' when missing)."""
-    rows = [[html.escape(label)] + [_e(metrics.get(run, {}).get(key)) for run in runs] for key, label in SUMMARY]
-    return "<h2>Summary per run</h2>\n" + _table(["metric"] + [html.escape(r) for r in runs], rows)
+def summary_section(metrics: dict, variants: list[str]) -> str:
+    """The summary table: one row per ``SUMMARY`` metric, one column per variant ('-' when missing)."""
+    rows = [[html.escape(label)] + [_e(metrics.get(v, {}).get(key)) for v in variants] for key, label in SUMMARY]
+    return "<h2>Summary per variant</h2>\n" + _table(["metric"] + [html.escape(r) for r in variants], rows)
 
 
-def eps_section(reasons: dict[str, str], metrics: dict, runs: list[str]) -> str:
-    """Why each run's eps was chosen (the rule that applied), and the primary run's table judging every
+def eps_section(reasons: dict[str, str], metrics: dict, variants: list[str]) -> str:
+    """Why each variant's eps was chosen (the rule that applied), and the primary variant's table judging every
     eps of the sweep (``reason.txt``: a sentence, then a markdown table)."""
     if not reasons:
         return ""
-    items = "".join(f"<li><b>{html.escape(run)}</b>: eps {_e(metrics.get(run, {}).get('eps'))}: "
-                    f"{html.escape(reasons[run].splitlines()[0])}</li>" for run in runs if run in reasons)
-    lines = [line for line in reasons.get(runs[0], "").splitlines() if line.startswith("|")]
+    items = "".join(f"<li><b>{html.escape(v)}</b>: eps {_e(metrics.get(v, {}).get('eps'))}: "
+                    f"{html.escape(reasons[v].splitlines()[0])}</li>" for v in variants if v in reasons)
+    lines = [line for line in reasons.get(variants[0], "").splitlines() if line.startswith("|")]
     table = ""
     if len(lines) > 2:
         cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
         rows = [[html.escape(c.replace("**", "")) for c in row] for row in cells[2:]]
-        table = (f"<p>Every eps of the sweep for {html.escape(runs[0])}:</p>\n"
+        table = (f"<p>Every eps of the sweep for {html.escape(variants[0])}:</p>\n"
                  + _table([html.escape(c) for c in cells[0]], rows))
     return f"<h2>The chosen eps and why</h2>\n<ul>{items}</ul>\n{table}"
 
 
-def overlap_section(overlap: pd.DataFrame | None, run: str) -> str:
-    """The set-overlap matrix of ``run``; off-diagonal non-zero cells (leakage between sets) highlighted."""
-    head = f"<h2>Overlap between sets ({html.escape(run)})</h2>\n"
+def overlap_section(overlap: pd.DataFrame | None, variant: str) -> str:
+    """The set-overlap matrix of ``variant``; off-diagonal non-zero cells (leakage between sets) highlighted."""
+    head = f"<h2>Overlap between sets ({html.escape(variant)})</h2>\n"
     if overlap is None or overlap.empty:
-        return head + '<p class="muted">No overlap table for this run.</p>'
+        return head + '<p class="muted">No overlap table for this variant.</p>'
     rows, leaks = [], 0
     for a in overlap.index:
         row = [html.escape(str(a))]
@@ -217,7 +217,7 @@ def figures_section(figures: dict[str, Path] | None) -> str:
     return "\n".join(parts)
 
 
-def write_html_report(out: Path, *, metrics: dict, runs: list[str], groups: dict[str, pd.DataFrame],
+def write_html_report(out: Path, *, metrics: dict, variants: list[str], groups: dict[str, pd.DataFrame],
                       manifest: pd.DataFrame, overlap: dict[str, pd.DataFrame], figures: dict[str, Path] | None,
                       thumb_size: int, max_groups: int, reasons: dict[str, str] | None = None,
                       review_queue: pd.DataFrame | None = None, max_review_pairs: int = 200,
@@ -229,15 +229,15 @@ def write_html_report(out: Path, *, metrics: dict, runs: list[str], groups: dict
     out : Path
         The HTML file, e.g. ``reports/index.html``.
     metrics : dict
-        ``{"dataset": {...}, run: {metric: value}}``; missing keys show '-'.
-    runs : list of str
-        Run names in column order; the first is the primary run, whose groups get galleries.
+        ``{"dataset": {...}, variant: {metric: value}}``; missing keys show '-'.
+    variants : list of str
+        Variant names in column order; the first is the primary variant, whose groups get galleries.
     groups : dict of str to DataFrame
-        Per run, its groups at the chosen eps (columns ``eps, group, id, label, distance``).
+        Per variant, its groups at the chosen eps (columns ``eps, group, id, label, distance``).
     manifest : DataFrame
         The dataset manifest (``id, path, label, label_name, set, ...``, all str).
     overlap : dict of str to DataFrame
-        Per run, a (n_sets, n_sets) frame: cell (A, B) = images of set A with a duplicate in set B.
+        Per variant, a (n_sets, n_sets) frame: cell (A, B) = images of set A with a duplicate in set B.
     figures : dict of str to Path, optional
         ``{caption: image file}`` embedded at the end.
     thumb_size : int
@@ -245,9 +245,9 @@ def write_html_report(out: Path, *, metrics: dict, runs: list[str], groups: dict
     max_groups : int
         Most galleries of groups without a label conflict (closest first); conflicts are all shown.
     reasons : dict of str to str, optional
-        Per run, why its eps was chosen (``reason.txt``); the primary run's table of every eps is shown.
+        Per variant, why its eps was chosen (``reason.txt``); the primary variant's table of every eps is shown.
     review_queue : DataFrame, optional
-        The primary run's review queue (``QUEUE_COLUMNS``): adds the review view
+        The primary variant's review queue (``QUEUE_COLUMNS``): adds the review view
         (:mod:`neardup.render.review_view`) with at most ``max_review_pairs`` pairs, pending first.
     matches : dict, optional
         ``{(a, b): Match}`` of the verified review pairs (:func:`neardup.verify.pair_matches`): the
@@ -258,12 +258,12 @@ def write_html_report(out: Path, *, metrics: dict, runs: list[str], groups: dict
     str, the HTML written.
     """
     out = Path(out)
-    primary = runs[0] if runs else ""
+    primary = variants[0] if variants else ""
     data = metrics.get("dataset", {})
     parts = ["<h1>neardup: duplicate report</h1>",
              "<p>" + "; ".join(f"{html.escape(str(k))}: {_e(v)}" for k, v in data.items()) + "</p>"
              if data else '<p class="muted">No dataset counts.</p>',
-             summary_section(metrics, runs), eps_section(reasons or {}, metrics, runs),
+             summary_section(metrics, variants), eps_section(reasons or {}, metrics, variants),
              overlap_section(overlap.get(primary), primary)]
     n_conflicts = 0
     if primary in groups and len(groups[primary]):
@@ -284,7 +284,7 @@ def write_html_report(out: Path, *, metrics: dict, runs: list[str], groups: dict
         if failed:
             log.warning("%d image(s) could not be opened; shown as grey placeholders", failed)
     else:
-        parts.append(f'<h2>Groups</h2>\n<p class="muted">No groups for {html.escape(primary or "any run")}.</p>')
+        parts.append(f'<h2>Groups</h2>\n<p class="muted">No groups for {html.escape(primary or "any variant")}.</p>')
     def proof(row):
         from neardup.render.pairs import pair_figure, proof_text, transform_text
 
@@ -294,7 +294,7 @@ def write_html_report(out: Path, *, metrics: dict, runs: list[str], groups: dict
         sheet = pair_figure(row._asdict(), manifest, None, thumb_size=review_view.REVIEW_SIZE, match=match)
         return _jpeg_uri(np.asarray(sheet)), f"{proof_text(match)} on {transform_text(match)}: the proof of a copy"
 
-    review, review_js = review_view.review_section(review_queue, manifest, run=primary, max_pairs=max_review_pairs,
+    review, review_js = review_view.review_section(review_queue, manifest, variant=primary, max_pairs=max_review_pairs,
                                                    thumb=thumbnail_uri, proof=proof)
     if review:
         parts.insert(2, '<p><a href="#review">Review the proposed pairs</a></p>')

@@ -15,9 +15,9 @@ log = logging.getLogger(__name__)
 
 
 def figure_name(row) -> str:
-    """Figure path of a queue row relative to the figures folder: ``<run>/pair_<hash of a, b>.png``."""
+    """Figure path of a queue row relative to the figures folder: ``<variant>/pair_<hash of a, b>.png``."""
     digest = hashlib.sha1(f"{row['a']}\0{row['b']}".encode()).hexdigest()[:16]
-    return f"{str(row['run']).replace('/', '_') or 'run'}/pair_{digest}.png"
+    return f"{str(row['variant']).replace('/', '_') or 'variant'}/pair_{digest}.png"
 
 
 def proof_text(match) -> str:
@@ -60,7 +60,7 @@ def pair_figure(row, manifest: pd.DataFrame, out: Path | None, *, thumb_size: in
     told = f"distance {distance:.4f}" if distance == distance else "joined through other group members"
     proof = f"  {proof_text(match)}" if match is not None else ""
     lines = match_lines(match, [t for t, _ in tiles], widths) if match is not None else None
-    return contact_sheet(tiles, out, title=f"{row['run']}  {told}{same}{verdict}{proof}", tile_size=thumb_size,
+    return contact_sheet(tiles, out, title=f"{row['variant']}  {told}{same}{verdict}{proof}", tile_size=thumb_size,
                          lines=lines)
 
 
@@ -70,7 +70,7 @@ def draw_pair_figures(queue: pd.DataFrame, manifest: pd.DataFrame, out_dir: Path
     ``matches`` (``{(a, b): Match}``, the verified ones) shows its agreeing keypoints.
 
     Returns a copy of ``queue`` whose ``figure`` column holds the PNG path relative to ``out_dir``
-    (``<run>/pair_<hash>.png``) for drawn pairs and ``''`` for the others.
+    (``<variant>/pair_<hash>.png``) for drawn pairs and ``''`` for the others.
     """
     out_dir = Path(out_dir)
     queue = queue.reset_index(drop=True)

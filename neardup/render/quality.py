@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from neardup.contract import read_table
 from neardup.render import plain
 
 log = logging.getLogger(__name__)
@@ -38,20 +37,21 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def pr_curve_figure(plots_dir: Path, runs, out: Path) -> None:
-    """Precision against recall over the eps sweep, one line per run; and planted recall against eps."""
+def pr_curve_figure(sweeps: dict, variants, out: Path) -> None:
+    """Precision against recall over the eps sweep, one line per variant; and planted recall against
+    eps. ``sweeps``: variant -> its ``eps`` curve (:data:`neardup.layout.CURVES`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for run in runs:
-        sweep = read_table(plots_dir / "eps" / f"{run}.csv").apply(pd.to_numeric, errors="coerce")
+    for variant in variants:
+        sweep = sweeps[variant].apply(pd.to_numeric, errors="coerce")
         if sweep["precision"].notna().any():
-            left.plot(sweep["recall"], sweep["precision"], marker="o", label=plain(run))
+            left.plot(sweep["recall"], sweep["precision"], marker="o", label=plain(variant))
         if "planted_recall" in sweep and sweep["planted_recall"].notna().any():
-            right.plot(sweep["eps"], sweep["planted_recall"], marker="o", label=plain(run))
+            right.plot(sweep["eps"], sweep["planted_recall"], marker="o", label=plain(variant))
     left.set(xlabel="recall", ylabel="precision", title="ground truth, over the eps sweep", xlim=(0, 1.02),
              ylim=(0, 1.02))
     right.set(xlabel="eps (distance)", ylabel="recall of planted copies", title="planted copies",
@@ -66,17 +66,17 @@ def pr_curve_figure(plots_dir: Path, runs, out: Path) -> None:
     plt.close(fig)
 
 
-def write_quality_report(metrics: dict, reasons: dict, plots_dir: Path, out: Path, *, runs, figure: Path) -> str:
+def write_quality_report(metrics: dict, reasons: dict, sweeps: dict, out: Path, *, variants, figure: Path) -> str:
     """Write the quality report (markdown) and its figure; returns the markdown.
 
-    ``metrics``: ``{"dataset": {...}, run: {...}}``; ``reasons``: run -> why its eps was chosen.
+    ``metrics``: ``{"dataset": {...}, variant: {...}}``; ``reasons``: variant -> why its eps was chosen.
     """
-    pr_curve_figure(plots_dir, runs, figure)
+    pr_curve_figure(sweeps, variants, figure)
     # built row by row as objects: a count stays an int (84, not 84.0)
-    summary = pd.DataFrame([[metrics[run].get(key) for run in runs] for key, _ in SUMMARY],
-                           index=[label for _, label in SUMMARY], columns=runs, dtype=object)
+    summary = pd.DataFrame([[metrics[variant].get(key) for variant in variants] for key, _ in SUMMARY],
+                           index=[label for _, label in SUMMARY], columns=variants, dtype=object)
     summary.index.name = "metric"
-    transforms = pd.DataFrame({run: metrics[run].get("planted", {}) for run in runs})
+    transforms = pd.DataFrame({variant: metrics[variant].get("planted", {}) for variant in variants})
     transforms.index.name = "transform"
     data = metrics["dataset"]
     parts = [
@@ -91,14 +91,14 @@ def write_quality_report(metrics: dict, reasons: dict, plots_dir: Path, out: Pat
         "landing in a group with an image outside their family (the original, the images directly within eps "
         "of it, their copies). Reviewed precision counts your verdicts "
         "(`python -m neardup.review`); the bounds count pending and unsure pairs as all wrong / all right.",
-        "## Summary per run", markdown_table(summary),
+        "## Summary per variant", markdown_table(summary),
         "## Recall per transform (planted copies, at the chosen eps)",
         markdown_table(transforms) if len(transforms) else "No planted copies (plant.n is 0).",
         f"## Precision-recall over the eps sweep\n\n![precision-recall]({Path(figure).relative_to(out.parent)})",
         "## The chosen eps and why",
-        "\n".join(f"- **{run}**: eps {metrics[run]['eps']:g}: {reasons[run].splitlines()[0]}" for run in runs),
-        *[f"### {run}: every eps judged\n\n" + "\n".join(reasons[run].splitlines()[1:]).strip() for run in runs
-          if len(reasons[run].splitlines()) > 1],
+        "\n".join(f"- **{v}**: eps {metrics[v]['eps']:g}: {reasons[v].splitlines()[0]}" for v in variants),
+        *[f"### {v}: every eps judged\n\n" + "\n".join(reasons[v].splitlines()[1:]).strip() for v in variants
+          if len(reasons[v].splitlines()) > 1],
     ]
     text = "\n\n".join(parts) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
-"""The review view of ``reports/index.html``: judge the primary run's proposed pairs in the browser.
+"""The review view of ``reports/index.html``: judge the primary variant's proposed pairs in the browser.
 
 The view shows one pair at a time (two images, ids, labels, sets, distance) with buttons and keys for
 a verdict (``d`` duplicate, ``n`` different, ``u`` unsure, ``x`` clear; ``j`` / ``→`` next, ``k`` /
-``←`` previous). Verdicts are kept in the page's ``localStorage`` under a key of this report (its run
+``←`` previous). Verdicts are kept in the page's ``localStorage`` under a key of this report (its variant
 and its pairs), so two reports never mix. The export is the ``data/reviewed_pairs.csv`` format
 (:data:`neardup.evaluate.queue.REVIEW_COLUMNS`, ``sha_a < sha_b``, rows sorted by the two hashes,
 cells escaped as :func:`neardup.contract.escape_cells` does), by download or copy; ``python -m
@@ -162,7 +162,7 @@ def select_pairs(queue: pd.DataFrame, *, max_pairs: int) -> tuple[pd.DataFrame, 
     :func:`neardup.evaluate.queue.pair_key`; the closest row of a key is kept; byte-identical
     pairs need no review), pending first, each part closest first, at most ``max_pairs``.
 
-    Returns the pairs, the number of pending pairs left out, and the report's id (a hash of the run
+    Returns the pairs, the number of pending pairs left out, and the report's id (a hash of the variant
     and every reviewable pair of the queue: the ``localStorage`` key of its verdicts).
     """
     q = queue.reset_index(drop=True).copy()
@@ -171,8 +171,8 @@ def select_pairs(queue: pd.DataFrame, *, max_pairs: int) -> tuple[pd.DataFrame, 
     q["key"] = [" ".join(sorted((str(x), str(y)))) for x, y in zip(q["sha_a"], q["sha_b"])]
     q = q[q["sha_a"].astype(str) != q["sha_b"].astype(str)]
     q = q.sort_values(["distance", "a", "b"], na_position="last", kind="stable").drop_duplicates("key")
-    runs = "\n".join(sorted(set(q["run"].astype(str))))
-    report = hashlib.sha256(f"{runs}\n{chr(10).join(sorted(q['key']))}".encode()).hexdigest()[:16]
+    variants = "\n".join(sorted(set(q["variant"].astype(str))))
+    report = hashlib.sha256(f"{variants}\n{chr(10).join(sorted(q['key']))}".encode()).hexdigest()[:16]
     q = q.assign(_done=q["verdict"] != "").sort_values("_done", kind="stable")
     kept = q.head(max(0, int(max_pairs)))
     left_out = int((q["verdict"] == "").sum() - (kept["verdict"] == "").sum())
@@ -185,12 +185,12 @@ def _proof(proof, row) -> dict:
     return {} if found is None else {"proof": found[0], "proof_text": found[1]}
 
 
-def review_section(queue: pd.DataFrame | None, manifest: pd.DataFrame, *, run: str, max_pairs: int,
+def review_section(queue: pd.DataFrame | None, manifest: pd.DataFrame, *, variant: str, max_pairs: int,
                    thumb, proof=None) -> tuple[str, str]:
     """The review view: (HTML of the section, its script); ``thumb(path, size) -> (uri, note)`` makes
     an image's ``data:`` URI (:func:`neardup.render.html.thumbnail_uri`); ``proof(row) -> (uri, text)``
     or None draws a verified pair's agreeing keypoints (shown under the pair)."""
-    head = f'<section id="review">\n<h2>Review pairs ({html.escape(run)})</h2>\n'
+    head = f'<section id="review">\n<h2>Review pairs ({html.escape(variant)})</h2>\n'
     if queue is None:
         return "", ""
     pairs, left_out, report = select_pairs(queue, max_pairs=max_pairs)
@@ -210,7 +210,7 @@ def review_section(queue: pd.DataFrame | None, manifest: pd.DataFrame, *, run: s
             size = f"{m.get('width', '')}x{m.get('height', '')}" if m.get("width", "") != "" else ""
             images.append({"id": image_id, "uri": uri, "note": note, "set": str(m.get("set", "") or ""),
                            "label": label if name in ("", label) else f"{label} ({name})", "size": size})
-    data = {"report": report, "run": run, "export_name": EXPORT_NAME, "images": images,
+    data = {"report": report, "variant": variant, "export_name": EXPORT_NAME, "images": images,
             "pairs": [{"a": index[str(r.a)], "b": index[str(r.b)], "sha_a": str(r.sha_a), "sha_b": str(r.sha_b),
                        "distance": None if math.isnan(r.distance) else round(float(r.distance), 6),
                        "verdict": r.verdict, **_proof(proof, r)} for r in pairs.itertuples()]}

@@ -16,7 +16,7 @@ import numpy as np
 from neardup.params import SEARCHES
 from neardup.search.approximate import ApproximateIndex
 from neardup.search.exact import knn_distances, pair_recall, radius_search, unit_rows
-from neardup.search.tasks import LocalRunner
+from neardup.search.tasks import ThreadExecutor
 
 __all__ = ["SEARCHES", "AUTO_APPROXIMATE_ABOVE", "Search", "knn_distances", "pair_recall", "radius_search",
            "unit_rows"]
@@ -42,20 +42,20 @@ class Search:
         Rows per matrix product (exact).
     metric : {'cosine', 'euclidean'}
         The approximate search is cosine only.
-    runner : LocalRunner or DaskRunner (neardup.search.tasks), optional
+    executor : ThreadExecutor or DaskExecutor (neardup.search.tasks), optional
         Where the blocks or cells run (:mod:`neardup.search.tasks`); default threads of this process.
     """
 
     def __init__(self, points, *, n_ref: int, mode: str, nprobe: int, block: int, metric: str = "cosine",
-                 runner=None):
+                 executor=None):
         # cosine: unit rows once here (no copy if they already are), shared by every search below
         points = unit_rows(points) if metric == "cosine" else np.asarray(points, dtype=np.float32)
         self.points, self.n_ref, self.block, self.metric = points, n_ref, block, metric
-        self.runner = runner or LocalRunner()
+        self.executor = executor or ThreadExecutor()
         if mode == "auto":
             mode = "approximate" if n_ref > AUTO_APPROXIMATE_ABOVE else "exact"
         self.mode = mode
-        self.index = (ApproximateIndex(self.points[:n_ref], nprobe=nprobe, runner=self.runner)
+        self.index = (ApproximateIndex(self.points[:n_ref], nprobe=nprobe, executor=self.executor)
                       if mode == "approximate" else None)
 
     def knn(self, k: int) -> np.ndarray:
@@ -64,14 +64,14 @@ class Search:
         if self.index is not None:
             parts = [self.index.knn_distances(real, k), self.index.knn_distances(extra, k, self_offset=False)]
         else:
-            options = {"metric": self.metric, "block": self.block, "runner": self.runner}
+            options = {"metric": self.metric, "block": self.block, "executor": self.executor}
             parts = [knn_distances(real, k, **options), knn_distances(extra, k, reference=real, **options)]
         return np.vstack(parts)
 
     def radius(self, radii: np.ndarray, metric: str):
         """Pairs ``(rows, cols, distances)`` with ``distance <= radii[row]``; extra rows only against real ones."""
         if self.index is None:
-            return radius_search(self.points, radii, metric=metric, block=self.block, runner=self.runner)
+            return radius_search(self.points, radii, metric=metric, block=self.block, executor=self.executor)
         n = self.n_ref
         r1, c1, d1 = self.index.radius_search(self.points[:n], radii[:n])
         r2, c2, d2 = self.index.radius_search(self.points[n:], radii[n:], self_offset=False)

@@ -21,7 +21,7 @@ import numpy as np
 
 from neardup.contract import UserError
 from neardup.search.exact import progress, smallest, unit_rows
-from neardup.search.tasks import LocalRunner
+from neardup.search.tasks import ThreadExecutor
 
 #: Queries per matrix product within one cell.
 QUERY_BLOCK = 8192
@@ -42,14 +42,14 @@ class ApproximateIndex:
         Seed of the training sample and of k-means.
     reduced_dim : int
         Dimensions the cells are formed and chosen in.
-    runner : LocalRunner or DaskRunner (neardup.search.tasks), optional
+    executor : ThreadExecutor or DaskExecutor (neardup.search.tasks), optional
         Where the cells are searched, consecutive cells grouped into about ``CELL_TASKS_PER_WORKER``
         tasks per worker (:mod:`neardup.search.tasks`); default threads here.
     """
 
     def __init__(self, reference: np.ndarray, *, nprobe: int, seed: int = 0, reduced_dim: int = 64,
-                 runner=None):
-        self.runner = runner or LocalRunner()
+                 executor=None):
+        self.executor = executor or ThreadExecutor()
         try:
             import faiss
         except ModuleNotFoundError as exc:  # an optional dependency: the [scale] extra
@@ -112,9 +112,9 @@ class ApproximateIndex:
         if radii is not None:
             arrays["radii"] = radii
         cells = self._cell_tasks(points, self_offset)
-        per_task = max(1, len(cells) // (CELL_TASKS_PER_WORKER * self.runner.workers))  # fewer, larger tasks
+        per_task = max(1, len(cells) // (CELL_TASKS_PER_WORKER * self.executor.workers))  # fewer, larger tasks
         tasks = [(cells[i:i + per_task], self_offset, *args) for i in range(0, len(cells), per_task)]
-        return progress(self.runner.map(fn, arrays, tasks), len(tasks), desc)
+        return progress(self.executor.map(fn, arrays, tasks), len(tasks), desc)
 
     def radius_search(self, points: np.ndarray, radius, *, self_offset: bool = True):
         """Like :func:`neardup.search.exact.radius_search` (cosine) over the indexed vectors;

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
-from neardup.search.tasks import LocalRunner
+from neardup.search.tasks import ThreadExecutor
 
 #: Rows compared at once; a block of similarities takes ``block * N * 4`` bytes.
 DEFAULT_BLOCK = 1024
@@ -90,7 +90,7 @@ def _radius_task(arrays: dict, start: int, stop: int, metric: str, uniform: bool
     return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64), np.concatenate(dists)
 
 
-def radius_search(points: np.ndarray, radius, *, metric: str = "cosine", block: int = DEFAULT_BLOCK, runner=None):
+def radius_search(points: np.ndarray, radius, *, metric: str = "cosine", block: int = DEFAULT_BLOCK, executor=None):
     """All ordered pairs ``(i, j)``, ``i != j``, with ``distance(i, j) <= radius[i]``.
 
     Parameters
@@ -102,7 +102,7 @@ def radius_search(points: np.ndarray, radius, *, metric: str = "cosine", block: 
     metric : {'cosine', 'euclidean'}
     block : int
         Query rows per matrix product (one task).
-    runner : LocalRunner or DaskRunner (neardup.search.tasks), optional
+    executor : ThreadExecutor or DaskExecutor (neardup.search.tasks), optional
         Where the blocks run (:mod:`neardup.search.tasks`); default threads of this process.
 
     Returns
@@ -115,7 +115,7 @@ def radius_search(points: np.ndarray, radius, *, metric: str = "cosine", block: 
     radii = np.ascontiguousarray(np.broadcast_to(np.asarray(radius, dtype=np.float64), (n,)))
     uniform = bool(n) and bool(np.all(radii == radii[0]))
     tasks = [(start, stop, metric, uniform) for start, stop in _tasks(n, block)]
-    found = list(progress((runner or LocalRunner()).map(_radius_task, {"points": points, "radii": radii}, tasks),
+    found = list(progress((executor or ThreadExecutor()).map(_radius_task, {"points": points, "radii": radii}, tasks),
                            len(tasks), "radius search"))
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
@@ -142,7 +142,7 @@ def _knn_reference_task(arrays: dict, start: int, stop: int, k: int, metric: str
 
 
 def knn_distances(points: np.ndarray, k: int, *, reference: np.ndarray | None = None, metric: str = "cosine",
-                  block: int = DEFAULT_BLOCK, runner=None) -> np.ndarray:
+                  block: int = DEFAULT_BLOCK, executor=None) -> np.ndarray:
     """Distances from each row to its ``k`` nearest rows of ``reference``, ascending.
 
     Parameters
@@ -151,7 +151,7 @@ def knn_distances(points: np.ndarray, k: int, *, reference: np.ndarray | None = 
     k : int
     reference : ndarray, shape (m, d), optional
         Default: ``points`` itself, each row's own distance left out.
-    metric, block, runner
+    metric, block, executor
         As for :func:`radius_search`.
 
     Returns
@@ -163,18 +163,18 @@ def knn_distances(points: np.ndarray, k: int, *, reference: np.ndarray | None = 
     out = np.full((n, k), np.inf)
     if k <= 0 or n == 0:
         return out
-    runner = runner or LocalRunner()
+    executor = executor or ThreadExecutor()
     tasks = _tasks(n, block, None if reference is None else len(reference))
     if reference is not None:
         ref = _prepare(reference, metric)
         kk = min(k, len(ref))
-        found = runner.map(_knn_reference_task, {"points": points, "reference": ref},
+        found = executor.map(_knn_reference_task, {"points": points, "reference": ref},
                            [(start, stop, kk, metric) for start, stop in tasks])
         for (start, stop), near in zip(tasks, progress(found, len(tasks), "neighbour search")):
             out[start:stop, :kk] = near
         return np.sort(out, axis=1)
     best = np.full((n, k), np.inf, dtype=np.float32)  # each row's k smallest so far, unsorted
-    found = runner.map(_knn_task, {"points": points}, [(start, stop, k, metric) for start, stop in tasks])
+    found = executor.map(_knn_task, {"points": points}, [(start, stop, k, metric) for start, stop in tasks])
     for (start, stop), (own, later) in zip(tasks, progress(found, len(tasks), "neighbour search")):
         # rows start:stop see every later row here and every earlier row already (as columns)
         best[start:stop] = smallest(np.hstack([best[start:stop], own]), k)

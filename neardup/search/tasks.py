@@ -1,9 +1,9 @@
-"""Where the blocks of a search run: threads of this process (:class:`LocalRunner`) or Dask workers
-(:class:`DaskRunner`), with the same bytes either way.
+"""Where the blocks of a search run: threads of this process (:class:`ThreadExecutor`) or Dask workers
+(:class:`DaskExecutor`), with the same bytes either way.
 
 A search is cut into tasks (a block of rows of the exact search, a cell of the approximate one),
 each a pure function ``fn(arrays, *args)`` of a few shared arrays (the vectors, the radii) and its
-own small arguments. A runner hands back the results in task order, and the caller merges them in
+own small arguments. A executor hands back the results in task order, and the caller merges them in
 that order. Every task runs BLAS on one thread: a matrix product's last bits depend on how many
 threads split it, so fixing it at one makes the pairs and distances the same on 2 cores, on 64
 and on Dask workers (the work is spread over tasks instead).
@@ -25,7 +25,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from neardup.contract import atomic_write
-from neardup.runner import cpu_cores
+from neardup.engine import cpu_cores
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def ordered(submit: Callable, tasks: Sequence[tuple], ahead: int) -> Iterator:
         yield pending.popleft().result()
 
 
-class LocalRunner:
+class ThreadExecutor:
     """Tasks on a pool of threads of this process, one per core (NumPy releases the GIL in BLAS).
 
     Parameters
@@ -86,8 +86,8 @@ def _search_task(fn, shared: dict, *args):
         return fn({name: _mapped(*where) for name, where in shared.items()}, *args)
 
 
-class DaskRunner:
-    """Search tasks on Dask workers (the interface of :class:`LocalRunner`).
+class DaskExecutor:
+    """Search tasks on Dask workers (the interface of :class:`ThreadExecutor`).
 
     Parameters
     ----------
@@ -130,16 +130,16 @@ class DaskRunner:
 
 
 @contextmanager
-def search_runner(engine, cache_dir: str):
+def search_executor(engine, cache_dir: str):
     """Where the pair search runs: threads here (``engine`` None or local) or Dask workers."""
     if engine is None or engine.kind == "local":
-        yield LocalRunner()
+        yield ThreadExecutor()
         return
     from neardup.engine import dask_client, require_cache_dir
 
     require_cache_dir(cache_dir, "the pair search's vectors")
 
     with dask_client(engine.address) as client:
-        runner = DaskRunner(client, Path(cache_dir) / "engine")
-        log.info("pair search on %d Dask workers (%s)", runner.workers, engine.address)
-        yield runner
+        executor = DaskExecutor(client, Path(cache_dir) / "engine")
+        log.info("pair search on %d Dask workers (%s)", executor.workers, engine.address)
+        yield executor

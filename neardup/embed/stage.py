@@ -1,18 +1,39 @@
-"""One embedding run as the ``embed`` stage and :func:`neardup.find_duplicates` make it: a model at a
-size over one manifest, through the content cache."""
+"""The embed stage: one model at one size over the real images, or over their planted copies, through
+the content cache (:func:`run`)."""
 from __future__ import annotations
+
+import time
 
 import pandas as pd
 
 from neardup.cache import vector_cache
-from neardup.contract import Embeddings
+from neardup.contract import Embeddings, read_manifest, read_table, variant_key
 from neardup.embed import Embedder
 from neardup.embed.models import MODEL_NAMES
-from neardup.params import EmbedParams, EngineParams, check_choice
+from neardup.layout import Layout
+from neardup.params import EmbedParams, EngineParams, check_choice, params_from_dict
+from neardup.stage import record_timing
 
 
-def run_cache(cache_dir: str, settings: dict):
-    """The vector cache of one run's resolved ``settings`` (model, size, weights, pooling, runtime; the
+def run(params: dict, layout: Layout, *, model: str, size, plants: bool = False) -> None:
+    """Embed the real images (or, ``plants``, the planted copies) with ``model`` at ``size`` into
+    ``layout.embeddings(<model>_<size>)``. ``size``: pixels or ``auto``, which fits the real images'
+    sizes in both cases. Reads the ``embed``, ``cache`` and ``engine`` groups of ``params``."""
+    embed, engine = params_from_dict(params, "embed"), params_from_dict(params, "engine")
+    size = size if size == "auto" else int(size)
+    real = read_manifest(layout.manifest())  # an empty dataset: one clear line
+    manifest = read_table(layout.manifest(plants=True)) if plants else real
+    start = time.perf_counter()
+    emb = embed_images(model, size, manifest, params=embed, cache_dir=params_from_dict(params, "cache").dir,
+                       engine=engine, size_from=real)
+    out = layout.embeddings(variant_key(model, size), plants=plants)
+    emb.save(out)
+    record_timing("embed", out.stem, images=len(emb.ids), seconds=time.perf_counter() - start,
+                  rate=emb.images_per_second, runtime=emb.runtime)
+
+
+def variant_cache(cache_dir: str, settings: dict):
+    """The vector cache of one variant's resolved ``settings`` (model, size, weights, pooling, runtime; the
     batch size is not part of the key). The runtime is: the two agree to a cosine of 0.9999, not to the bit."""
     return vector_cache(cache_dir, **{key: settings[key] for key in ("model", "size", "pooling", "weights", "runtime")})
 
@@ -52,7 +73,7 @@ def embed_images(model: str, size, manifest: pd.DataFrame, *, params: EmbedParam
                 "runtime": embedder.runtime, "batch_size": params.batch_size}
     if engine is not None and engine.kind == "dask":
         _embed_on_dask(manifest, settings=settings, cache_dir=cache_dir, engine=engine)
-    emb = embedder.embed_manifest(manifest, cache=run_cache(cache_dir, settings))
+    emb = embedder.embed_manifest(manifest, cache=variant_cache(cache_dir, settings))
     emb.runtime = embedder.runtime
     return emb
 
@@ -68,7 +89,7 @@ def _embed_shard(shard: pd.DataFrame, settings: dict, cache_dir: str) -> int:
         _EMBEDDERS[key] = Embedder(settings["model"], size=settings["size"], weights=settings["weights"],
                                    batch_size=settings["batch_size"], pooling=settings["pooling"],
                                    runtime=settings["runtime"], cache_dir=cache_dir)
-    _EMBEDDERS[key].embed_manifest(shard, cache=run_cache(cache_dir, settings), chunk_size=len(shard))
+    _EMBEDDERS[key].embed_manifest(shard, cache=variant_cache(cache_dir, settings), chunk_size=len(shard))
     return len(shard)
 
 
@@ -79,5 +100,5 @@ def _embed_on_dask(manifest: pd.DataFrame, *, settings: dict, cache_dir: str, en
     from neardup.engine import map_on_dask, missing_from, require_cache_dir
 
     require_cache_dir(cache_dir, "vectors")
-    map_on_dask(_embed_shard, missing_from(manifest, run_cache(cache_dir, settings)), engine=engine,
+    map_on_dask(_embed_shard, missing_from(manifest, variant_cache(cache_dir, settings)), engine=engine,
                 what="embedding", settings=settings, cache_dir=cache_dir)

@@ -1,6 +1,11 @@
-"""One clustering run as the ``cluster`` stage and :func:`neardup.find_duplicates` make it: descriptors
-from the vectors (whitening and the hash mix for CNN runs), the pair graph and DBSCAN over the sweep,
-and the run's files (:mod:`neardup.contract`)."""
+"""The cluster stage: scored candidate pairs and DBSCAN groups of one variant for every eps of
+``cluster.eps`` (:func:`run`): descriptors from the vectors (whitening and the hash mix for CNN
+variants), the pair graph and DBSCAN over the sweep, and the variant's files (:mod:`neardup.contract`).
+
+CNN variants are scored on whitened features mixed with the perceptual hash ``cluster.hash`` (see
+``cluster.whiten`` / ``cluster.hash_weight``); baselines (the hashes) use their vectors as they are.
+Planted copies are clustered alongside, never reported. Images with the same pixels (or bytes) are
+duplicates at distance 0 in every variant."""
 from __future__ import annotations
 
 import json
@@ -9,23 +14,47 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neardup.cluster import cluster_run
+from neardup.cluster import cluster_vectors
 from neardup.cluster.scoring import descriptors
-from neardup.contract import GROUPS, PAIRS, PLANTED, STATS, Embeddings, UserError, content_keys, write_table
-from neardup.search.tasks import search_runner
-from neardup.params import ClusterParams, ParamsError
+from neardup.contract import (GROUPS, PAIRS, PLANTED, STATS, Embeddings, UserError, content_keys, read_manifest,
+                              read_table, write_table)
+from neardup.layout import Layout
+from neardup.params import ClusterParams, ParamsError, params_from_dict
+from neardup.search.tasks import search_executor
+
+
+def run(params: dict, layout: Layout, *, variant: str, baseline: bool = False) -> None:
+    """Cluster one variant into ``layout.clusters(variant)``: a CNN variant's embeddings (mixed with
+    ``cluster.hash``'s hashes when ``cluster.hash_weight`` > 0, verified against the images), or
+    (``baseline``) the hash ``variant``'s vectors as they are. Reads ``cluster``, ``cache``, ``engine``."""
+    cluster, engine = params_from_dict(params, "cluster"), params_from_dict(params, "engine")
+    manifest = read_manifest(layout.manifest())  # an empty dataset: one clear line
+    vectors = layout.hashes if baseline else layout.embeddings
+    source = vectors(variant)
+    hashes = plant_hashes = plant_manifest = None
+    if not baseline:
+        plant_manifest = read_table(layout.manifest(plants=True))
+        if cluster.hash_weight:
+            hashes = Embeddings.load(layout.hashes(cluster.hash))
+            plant_hashes = Embeddings.load(layout.hashes(cluster.hash, plants=True))
+    groups, pairs, outcomes, stats = cluster_embeddings(
+        Embeddings.load(source), Embeddings.load(vectors(variant, plants=True)), manifest,
+        read_table(layout.plants_truth), params=cluster, baseline=baseline, hashes=hashes, plant_hashes=plant_hashes,
+        source=str(source), plant_manifest=plant_manifest, cache_dir=params_from_dict(params, "cache").dir,
+        engine=engine)
+    write_cluster_outputs(layout.clusters(variant), groups, pairs, outcomes, stats)
 
 
 def cluster_embeddings(emb: Embeddings, plants: Embeddings, manifest: pd.DataFrame, plant_truth: pd.DataFrame, *,
                        params: ClusterParams, baseline: bool, hashes: Embeddings | None = None,
                        plant_hashes: Embeddings | None = None, source: str = "the embeddings",
                        plant_manifest: pd.DataFrame | None = None, cache_dir: str = "", engine=None):
-    """Cluster one run's real images (with its planted copies alongside).
+    """Cluster one variant's real images (with its planted copies alongside).
 
     Parameters
     ----------
     emb, plants : Embeddings
-        The run's vectors of the real images and of the planted copies.
+        The variant's vectors of the real images and of the planted copies.
     manifest : DataFrame
         The dataset manifest (``id, label_name, sha256``, and ``pixel_sha256`` when fetch wrote it).
     plant_truth : DataFrame with columns ``id, original, transform``
@@ -38,16 +67,16 @@ def cluster_embeddings(emb: Embeddings, plants: Embeddings, manifest: pd.DataFra
         Named in the error when nothing could be embedded.
     plant_manifest : DataFrame, optional
         The copies' manifest (``id, path, sha256``): with ``cluster.verify.enabled``, every pair within
-        the largest eps is verified geometrically, copies included (CNN runs only).
+        the largest eps is verified geometrically, copies included (CNN variants only).
     cache_dir : str
         ``cache.dir``: keypoints are kept there by image content ('' = no cache).
     engine : EngineParams, optional
-        Where the pair search runs (:func:`neardup.search.tasks.search_runner`); default here.
+        Where the pair search runs (:func:`neardup.search.tasks.search_executor`); default here.
 
     Returns
     -------
-    groups, pairs, outcomes : DataFrames of :func:`neardup.cluster.cluster_run`
-    stats : dict, the run's ``stats.json``
+    groups, pairs, outcomes : DataFrames of :func:`neardup.cluster.cluster_vectors`
+    stats : dict, the variant's ``stats.json``
     """
     n = len(emb.ids)
     if not n:
@@ -77,12 +106,12 @@ def cluster_embeddings(emb: Embeddings, plants: Embeddings, manifest: pd.DataFra
 
             return verify_edges(graph, paths, content, params.verify, radius=radius, cache_dir=cache_dir,
                                 n_reference=len(rows), stats=stats)
-    with search_runner(engine, cache_dir) as runner:
-        groups, pairs, outcomes = cluster_run(
+    with search_executor(engine, cache_dir) as executor:
+        groups, pairs, outcomes = cluster_vectors(
             vectors[:n], emb.ids, rows["label_name"].to_numpy(), eps_values=params.eps, metric=params.metric,
             normalize_k=0 if baseline else params.normalize_k, candidates=params.candidates, search=params.search,
             nprobe=params.nprobe, block=params.block_size, content=content_keys(rows), plant_vectors=vectors[n:],
-            plant_ids=plants.ids, plant_truth=plant_truth, stats=stats, verify=verify, runner=runner)
+            plant_ids=plants.ids, plant_truth=plant_truth, stats=stats, verify=verify, executor=executor)
     stats.update(eps=list(params.eps), input_size=emb.input_size, n_embedded=n,
                  skipped_ids=sorted(emb.skipped["id"].astype(str)))
     return groups, pairs, outcomes, stats
@@ -90,7 +119,7 @@ def cluster_embeddings(emb: Embeddings, plants: Embeddings, manifest: pd.DataFra
 
 def write_cluster_outputs(out: Path, groups: pd.DataFrame, pairs: pd.DataFrame, outcomes: pd.DataFrame,
                           stats: dict) -> None:
-    """A run's cluster folder: ``groups.csv``, ``pairs.csv``, ``planted.csv`` and ``stats.json``."""
+    """A variant's cluster folder: ``groups.csv``, ``pairs.csv``, ``planted.csv`` and ``stats.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_table(groups, out / GROUPS)
