@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from neardup.contract import (FOLD_COLUMNS, GROUPS, KEEP_COLUMNS, REMOVE_COLUMNS, display_labels, read_groups,
-                              read_manifest, read_table, variant_key, write_table)
+from neardup.contract import (FOLD_COLUMNS, GROUPS, KEEP_COLUMNS, REMOVE_COLUMNS, display_labels, empty_frame,
+                              read_groups, read_manifest, read_table, variant_key, write_table)
 from neardup.layout import Layout
 from neardup.params import ParamsError, params_from_dict
 
@@ -138,13 +138,17 @@ def primary_block(variant: str, metrics: dict) -> dict:
     return {"primary": {"variant": variant, **flat, **planted}}
 
 
-def run(params: dict, layout: Layout) -> None:
+def run(params: dict, layout: Layout, *, folds_required: bool = True) -> None:
     """The act stage, on the primary variant (the first model at the first size) of ``layout``:
     ``keep`` / ``remove`` (one keeper per duplicate group, by ``act.prefer_set``, then the largest
     image, then the smallest id) and ``folds`` (stratified by label, every duplicate group inside one
     fold); and the primary variant's metrics and curves under names that do not depend on the variant
     (``primary``), so ``dvc metrics diff`` / ``dvc plots diff`` compare experiments on other models or
-    sizes. Reads ``act`` and ``embed.models`` / ``embed.sizes``."""
+    sizes. Reads ``act`` and ``embed.models`` / ``embed.sizes``.
+
+    Folds the images cannot fill (``act.n_splits`` above the distinct images and groups) stop the stage
+    with a one-line error naming the param, after the lists are written; with ``folds_required`` False
+    (``find``, where nobody chose ``n_splits``) a warning says so and ``folds`` is left empty."""
     act, embed = params_from_dict(params, "act"), params_from_dict(params, "embed")
     variant = variant_key(embed.models[0], embed.sizes[0])
     manifest = read_manifest(layout.manifest())
@@ -153,14 +157,21 @@ def run(params: dict, layout: Layout) -> None:
                           f"{sorted(set(manifest['set']))}")
     at = read_groups(layout.evaluation(variant) / GROUPS)
     keep, remove = choose_keepers(at, manifest, prefer_set=act.prefer_set)
-    folds = leakage_safe_folds(manifest, at, n_splits=act.n_splits, seed=act.seed)
-    for table, name in ((keep, "keep"), (remove, "remove"), (folds, "folds")):
+    for table, name in ((keep, "keep"), (remove, "remove")):
         write_table(table, layout.path(name))
     block = primary_block(variant, json.loads(layout.metrics(variant).read_text()))
     layout.primary_metrics.parent.mkdir(parents=True, exist_ok=True)
     layout.primary_metrics.write_text(json.dumps(block, indent=2, sort_keys=True) + "\n")
     for curve in ("eps", "pr"):
         write_table(read_table(layout.curve(curve, variant)), layout.primary_curve(curve))
+    try:
+        folds = leakage_safe_folds(manifest, at, n_splits=act.n_splits, seed=act.seed)
+    except ParamsError as exc:
+        if folds_required:
+            raise
+        log.warning("no folds: %s", exc)
+        folds = empty_frame(FOLD_COLUMNS)
+    write_table(folds, layout.path("folds"))
     worst = float(fold_balance(folds).abs().max().max()) if len(folds) else 0.0
     log.info("%d groups: keep %d, remove %d; %d folds, largest label-share deviation %.3f",
              at["group"].nunique(), len(keep), len(remove), act.n_splits, worst)

@@ -48,7 +48,8 @@ STAGES = {
 def primary_steps(params: dict) -> list[tuple[str, dict]]:
     """The stages (name, options) that compute the primary variant (the first model at the first size),
     in ``dvc.yaml``'s order: what ``find_duplicates`` runs. The hash mixed into the CNN scores
-    (``cluster.hash``) is computed only when ``cluster.hash_weight`` uses it."""
+    (``cluster.hash``) is computed only when ``cluster.hash_weight`` uses it; folds too few images
+    cannot fill are a warning there, not an error (nobody chose ``act.n_splits``)."""
     from neardup.contract import variant_key
 
     model, size = params["embed"]["models"][0], params["embed"]["sizes"][0]
@@ -56,7 +57,7 @@ def primary_steps(params: dict) -> list[tuple[str, dict]]:
     hashing = [("hash", {"method": params["cluster"]["hash"]})] if params["cluster"]["hash_weight"] else []
     return [("fetch", {}), ("plant", {}), ("embed", {"model": model, "size": size}),
             ("embed", {"model": model, "size": size, "plants": True}), *hashing,
-            ("cluster", {"variant": variant}), ("evaluate", {"variant": variant}), ("act", {})]
+            ("cluster", {"variant": variant}), ("evaluate", {"variant": variant}), ("act", {"folds_required": False})]
 
 
 def stage_function(name: str):

@@ -13,9 +13,10 @@ from PIL import Image
 
 from conftest import PATHS, REPO, assert_clean_error, stage_commands
 from conftest import run_stage_process as run
-from neardup.contract import (MANIFEST_COLUMNS, Embeddings, FetchResult, empty_frame, read_table,
+from neardup.contract import (MANIFEST_COLUMNS, Embeddings, FetchResult, empty_frame, read_table, variant_key,
                               write_fetch_result)
 from neardup.images import scan_files
+from neardup.layout import Layout
 
 
 def make_dataset(work, photos, ids, labels, names=None):
@@ -49,7 +50,7 @@ def write_params(work, **groups) -> dict:
     return params
 
 
-def fixture_embeddings(work, params, manifest_path, out):
+def fixture_embeddings(work, manifest_path, out):
     """What the embed stage would write, with deterministic random vectors (no model: fast)."""
     manifest = read_table(work / manifest_path)
     vectors = np.random.default_rng(len(manifest)).normal(size=(len(manifest), 16)).astype(np.float32)
@@ -66,7 +67,9 @@ def run_pipeline(work, params, *, embed: bool) -> dict:
         if stage == "fetch":
             continue  # the dataset is made by the test
         if stage in ("embed", "embed_plants") and not embed:
-            fixture_embeddings(work, params, argv[argv.index("--manifest") + 1], argv[argv.index("--out") + 1])
+            plants, layout = "--plants" in argv, Layout.at(work)
+            variant = variant_key(argv[argv.index("--model") + 1], argv[argv.index("--size") + 1])
+            fixture_embeddings(work, layout.manifest(plants=plants), layout.embeddings(variant, plants=plants))
             continue
         done.setdefault(stage, []).append(run(argv, work))
     return done
@@ -141,8 +144,10 @@ def test_an_empty_dataset_stops_each_stage_with_one_line(tmp_path):
                        tmp_path / PATHS["plants"])
     for stage in ("embed", "embed_plants", "act", "render", "plant"):
         assert_clean_error(run(commands[stage], tmp_path), message)
-    argv = commands["cluster"]
-    for flag in ("--embeddings", "--plants-embeddings", "--hashes", "--plants-hashes"):
-        fixture_embeddings(tmp_path, params, PATHS["plants"] + "/manifest.csv", argv[argv.index(flag) + 1])
+    argv, layout = commands["cluster"], Layout.at(tmp_path)
+    variant = argv[argv.index("--variant") + 1]
+    for plants in (False, True):
+        for out in (layout.embeddings(variant, plants=plants), layout.hashes(params["cluster"]["hash"], plants=plants)):
+            fixture_embeddings(tmp_path, layout.manifest(plants=True), out)
     assert_clean_error(run(argv, tmp_path), message)
     assert_clean_error(run(commands["evaluate"], tmp_path), "No such file")  # nothing clustered: a missing file
