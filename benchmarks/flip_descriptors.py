@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--judged-prefix", default="")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    manifest = scan_folder(args.images).manifest
+    manifest = scan_folder(args.images, symlinks="inside").manifest
     true, links = read_truth(args.truth)
     kinds = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -64,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    manifest = scan_folder(args.images).manifest
+    manifest = scan_folder(args.images, symlinks="inside").manifest
     true, links = read_truth(args.truth) if args.truth else (set(), [])
     kinds = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--nprobe", type=int, default=16)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    manifest = scan_folder(args.images).manifest
+    manifest = scan_folder(args.images, symlinks="inside").manifest
     true, links = read_truth(args.truth) if args.truth else (set(), [])
     cache = args.cache / args.images.resolve().as_posix().strip("/").replace("/", "_")
     cache.mkdir(parents=True, exist_ok=True)

@@ -60,7 +60,7 @@ def main() -> None:
     params = replace(params, **{k: v for k, v in (("min_inliers", args.min_inliers), ("min_ratio", args.min_ratio),
                                                   ("refute_keypoints", args.refute_keypoints),
                                                   ("factor", args.factor)) if v is not None})
-    manifest = scan_folder(args.images).manifest
+    manifest = scan_folder(args.images, symlinks="inside").manifest
     true, links = read_truth(args.truth) if args.truth else (set(), [])
     kinds = {}
     cache = args.cache / args.images.resolve().as_posix().strip("/").replace("/", "_")

@@ -190,7 +190,7 @@ def corpus(tmp_path, photos) -> dict:
 def test_every_entry_is_accounted_for(corpus, caplog):
     root, expect = corpus["root"], corpus["expect"]
     with caplog.at_level(logging.INFO):
-        res = scan_folder(root, labels_csv=corpus["labels"], set_name="train", max_pixels=CAP)
+        res = scan_folder(root, labels_csv=corpus["labels"], set_name="train", max_pixels=CAP, symlinks="inside")
     m, skipped = res.manifest, res.skipped
     assert list(m.columns) == MANIFEST_COLUMNS and list(skipped.columns) == SKIPPED_COLUMNS
 
@@ -404,7 +404,7 @@ def test_messages_name_real_params(tmp_path):
     with pytest.raises(SourceError, match=r"fetch\.sets\[1\]\.folder\.label_map"):
         load_label_map(tmp_path / "missing.json", param="fetch.sets[1].folder.label_map")
     with pytest.raises(SourceError, match=r"fetch\.input and fetch\.folder\.images"):
-        scan_folder(tmp_path / "nowhere")
+        scan_folder(tmp_path / "nowhere", symlinks="inside")
     for module in ("folder", "tfrecords", "kaggle", "__init__", "demo"):
         text = (REPO / "neardup" / "fetch" / f"{module}.py").read_text()
         for stale in ("fetch.root", "fetch.labels_csv", "fetch.label_map_json"):

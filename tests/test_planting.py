@@ -86,7 +86,8 @@ def test_reported_groups_equal_clustering_without_plants(normalize_k):
     groups, pairs, outcomes = cluster_vectors(real, ids, ids, eps_values=[0.005, 0.05], metric="cosine",
                                           normalize_k=normalize_k, candidates=10, search="exact", nprobe=16,
                                           block=64, plant_vectors=plants, plant_ids=plant_ids, plant_truth=truth)
-    graph, nearest = scored_graph(real, radius=0.05, candidates=10, metric="cosine", normalize_k=normalize_k)
+    graph, nearest = scored_graph(real, radius=0.05, candidates=10, metric="cosine", normalize_k=normalize_k,
+                                   search="exact", nprobe=16, block=1024)
     alone = sweep_graph(graph, ids, ids, eps_values=[0.005, 0.05])
     pd.testing.assert_frame_equal(groups, alone, check_exact=False, atol=1e-6)  # float32 round-off
     assert not is_planted(groups["id"]).any() and not is_planted(pairs[["a", "b"]].to_numpy().ravel()).any()

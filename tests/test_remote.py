@@ -53,8 +53,8 @@ def _same_scan(local, remote, prefix: str):
 
 def test_file_url_folder_gives_the_local_manifest_vectors_and_hashes(folder, tmp_path, model_cache):
     url = folder.as_uri()
-    local = scan_folder(folder, set_name="train")
-    remote = fetch_source(_spec(url, tmp_path), tmp_path / "out", set_name="train")
+    local = scan_folder(folder, set_name="train", symlinks="inside")
+    remote = fetch_source(_spec(url, tmp_path), tmp_path / "out", set_name="train", symlinks="inside")
     _same_scan(local, remote, url + "/")
     here = embed_images("efficientnet-lite0", 96, local.manifest, params=PARAMS, cache_dir=model_cache)
     there = embed_images("efficientnet-lite0", 96, remote.manifest, params=PARAMS, cache_dir="")  # read again
@@ -69,8 +69,9 @@ def test_memory_url_folder(folder, tmp_path):
         if path.is_file():
             fs.pipe(f"/bucket/images/{path.relative_to(folder).as_posix()}", path.read_bytes())
     try:
-        remote = fetch_source(_spec("memory://bucket/images", tmp_path), tmp_path / "out", set_name="train")
-        _same_scan(scan_folder(folder, set_name="train"), remote, "memory:///bucket/images/")
+        remote = fetch_source(_spec("memory://bucket/images", tmp_path), tmp_path / "out", set_name="train",
+                              symlinks="inside")
+        _same_scan(scan_folder(folder, set_name="train", symlinks="inside"), remote, "memory:///bucket/images/")
         line = listing_line("memory://bucket/images", param="fetch.folder.images")
         assert line.startswith("# memory://bucket/images: 6 files, listing sha256 ")
         fs.pipe("/bucket/images/new.jpg", (folder / "sub" / "coffee.jpg").read_bytes())
@@ -103,10 +104,10 @@ def test_the_api_finds_a_copy_in_a_memory_folder(folder, tmp_path, model_cache):
 
 def test_bad_urls_are_one_line_errors(tmp_path):
     with pytest.raises(UserError, match=r"^fetch.folder.images memory://nowhere/x is not a folder"):
-        fetch_source(_spec("memory://nowhere/x", tmp_path), tmp_path / "out", set_name="train")
+        fetch_source(_spec("memory://nowhere/x", tmp_path), tmp_path / "out", set_name="train", symlinks="inside")
     if not _has("s3fs"):  # the plug-in is not a dependency
         with pytest.raises(UserError, match=r"^fetch.folder.images s3://bucket/train: .*s3fs"):
-            fetch_source(_spec("s3://bucket/train", tmp_path), tmp_path / "out", set_name="train")
+            fetch_source(_spec("s3://bucket/train", tmp_path), tmp_path / "out", set_name="train", symlinks="inside")
 
 
 def _has(module: str) -> bool:

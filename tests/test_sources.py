@@ -88,7 +88,7 @@ def cassava_like(tmp_path) -> Path:
 def test_scan_folder(cassava_like):
     root = cassava_like
     res = scan_folder(root, labels_csv=root / "train.csv",
-                      label_map_json=root / "label_num_to_disease_map.json", set_name="train")
+                      label_map_json=root / "label_num_to_disease_map.json", set_name="train", symlinks="inside")
     m = res.manifest
     assert m["id"].tolist() == ["100.jpg", "other/400.jpg", "sub/200.jpg", "sub/deeper/300.png"]
     assert m["label"].tolist() == ["0", "", "3", "1"]
@@ -111,17 +111,17 @@ def test_scan_folder(cassava_like):
 
 def test_scan_folder_errors(cassava_like, tmp_path):
     with pytest.raises(SourceError, match="nowhere") as info:
-        scan_folder(tmp_path / "nowhere")
+        scan_folder(tmp_path / "nowhere", symlinks="inside")
     assert isinstance(info.value, UserError)  # the stage ends with this message, not a traceback
     bad_csv = tmp_path / "labels.csv"
     bad_csv.write_text("image,target\n100.jpg,0\n")
     with pytest.raises(SourceError, match=r"labels\.csv.*image_id"):
-        scan_folder(cassava_like, labels_csv=bad_csv)
+        scan_folder(cassava_like, labels_csv=bad_csv, symlinks="inside")
     with pytest.raises(SourceError, match="missing.json"):
-        scan_folder(cassava_like, label_map_json=tmp_path / "missing.json")
+        scan_folder(cassava_like, label_map_json=tmp_path / "missing.json", symlinks="inside")
     (tmp_path / "list.json").write_text("[1, 2]")
     with pytest.raises(SourceError, match="JSON object"):
-        scan_folder(cassava_like, label_map_json=tmp_path / "list.json")
+        scan_folder(cassava_like, label_map_json=tmp_path / "list.json", symlinks="inside")
 
 
 # ---------------------------------------------------------------- demo

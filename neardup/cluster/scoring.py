@@ -146,14 +146,18 @@ def local_scale(points: np.ndarray, *, k: int, n_reference: int | None = None, s
     return _scale_of(search.knn(2 * k - 1), k)
 
 
-def pair_graph(points: np.ndarray, *, radius: float, **options) -> sparse.csr_matrix:
-    """The graph of :func:`scored_graph` without the nearest-neighbour candidates (same options)."""
-    return scored_graph(points, radius=radius, candidates=0, **options)[0]
+def pair_graph(points: np.ndarray, *, radius: float, search: str = "exact", nprobe: int = 0, block: int = 1024,
+               **options) -> sparse.csr_matrix:
+    """The graph of :func:`scored_graph` without the nearest-neighbour candidates (same options), by
+    default from the exact search (``nprobe`` only matters to an approximate one): for tests and
+    benchmarks that compare graphs, not for the pipeline, which passes the ``cluster`` params."""
+    return scored_graph(points, radius=radius, candidates=0, search=search, nprobe=nprobe, block=block,
+                        **options)[0]
 
 
 def scored_graph(points: np.ndarray, *, radius: float, candidates: int, metric: str = "cosine",
-                 normalize_k: int = 0, n_reference: int | None = None, search: str = "exact", nprobe: int = 16,
-                 block: int = 1024, stats: dict | None = None, recall_at=None, executor=None,
+                 normalize_k: int = 0, n_reference: int | None = None, search: str, nprobe: int, block: int,
+                 stats: dict | None = None, recall_at=None, executor=None,
                  max_neighbours: int = MAX_NEIGHBOURS):
     """Sparse symmetric graph of every pair whose (normalised) distance is at most ``radius`` (among
     each image's ``max_neighbours`` nearest, :data:`MAX_NEIGHBOURS`; 0: no bound), plus each real

@@ -23,7 +23,7 @@ def _optional(root: Path, name: str) -> Path | None:
 
 
 def fetch_source(spec, out_dir: Path, *, set_name: str, cache=None, max_pixels: int | None = None,
-                 symlinks: str = "inside", param: str = "fetch", engine=None) -> FetchResult:
+                 symlinks: str, param: str = "fetch", engine=None) -> FetchResult:
     """Build the manifest of one source (``spec``: fetch params or one of ``fetch.sets``).
 
     Demo and TFRecord images are written under ``out_dir``; folder and Kaggle images stay where they

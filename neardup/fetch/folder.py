@@ -4,7 +4,7 @@ Typical use is an unzipped Kaggle competition, e.g. Cassava Leaf Disease::
 
     scan_folder(Path("data/cassava/train_images"),
                 labels_csv=Path("data/cassava/train.csv"),             # image_id,label
-                label_map_json=Path("data/cassava/label_num_to_disease_map.json"))
+                label_map_json=Path("data/cassava/label_num_to_disease_map.json"), symlinks="inside")
 
 Every directory entry under the folder is accounted for: a file to scan (then in the manifest, or
 skipped because it does not decode), or skipped at once with the reason: a FIFO, socket or device,
@@ -136,7 +136,7 @@ def scan_folder(
     set_name: str = "train",
     cache=None,
     max_pixels: int | None = None,
-    symlinks: str = "inside",
+    symlinks: str,
     param: str = "fetch",
     engine=None,
 ) -> FetchResult:
