@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: venv run test bench bench-scale lock clean-venv
+.PHONY: venv run test bench bench-scale lock clean-venv wheelhouse
 
 venv: $(STAMP)
 
@@ -42,3 +42,16 @@ lock:
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Wheels for a notebook with the internet off (Kaggle code competitions): this package and its
+# dependencies, for Linux x86_64 and Python $(WHEEL_PYTHON) (Kaggle's), TensorFlow left out (the
+# notebook has its own). Upload wheelhouse/ as a Kaggle dataset, then in the notebook:
+#   pip install --no-index --find-links /kaggle/input/<dataset> neardup
+WHEEL_PYTHON ?= 3.11
+wheelhouse: venv
+	rm -rf wheelhouse && mkdir wheelhouse
+	python -m pip wheel -q --no-deps --no-build-isolation -w wheelhouse .
+	python -m pip download -q -d wheelhouse --only-binary=:all: --python-version $(WHEEL_PYTHON) \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  wheelhouse/neardup-*.whl
+	@du -sh wheelhouse && ls wheelhouse | wc -l

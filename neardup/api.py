@@ -17,17 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-import numpy as np
 import pandas as pd
 import yaml
 
-from neardup.contract import (GROUPS as GROUPS_CSV, PAIRS, QUEUE, REASON, SKIPPED, UserError, label_text, read_groups,
-                              read_keep, read_manifest, read_pairs, read_queue, read_remove, read_table, variant_key,
-                              write_table)
+from neardup.contract import (GROUPS as GROUPS_CSV, OUTPUT_MARKER, PAIRS, QUEUE, REASON, SKIPPED, UserError,
+                              read_groups, read_keep, read_manifest, read_pairs, read_queue, read_remove, read_table,
+                              variant_key)
+from neardup.cache import user_cache_dir
 from neardup.layout import Layout
 
 log = logging.getLogger(__name__)
 
+#: What counts verdicts imported into a ``find`` output folder: the same search, with that folder as ``out``.
+RERUN = "neardup find FOLDER --out {out} (or find_duplicates(..., out=...)) again"
 #: Params groups ``find_duplicates`` accepts as keyword overrides (fetch comes from its arguments).
 GROUPS = ("plant", "embed", "hash", "cluster", "evaluate", "act", "render", "cache", "engine")
 
@@ -43,6 +45,7 @@ def _deep(base: dict, values: Mapping) -> dict:
 
 def _merged(defaults: dict, overrides: Mapping) -> dict:
     out = copy.deepcopy(defaults)
+    out["cache"]["dir"] = user_cache_dir()  # not the working folder's .neardup_cache
     for group, values in overrides.items():
         if group not in GROUPS:
             raise UserError(f"unknown params group {group!r} for find_duplicates; use one of {list(GROUPS)} "
@@ -127,7 +130,7 @@ class Result:
                           overlap={self.variant: pd.DataFrame(self.metrics.get("overlap", {})).T}, figures=None,
                           thumb_size=render["thumb_size"], max_groups=render["max_groups"],
                           reasons={self.variant: self.reason}, review_queue=self.queue,
-                          max_review_pairs=render["max_pair_figures"])
+                          max_review_pairs=render["max_pair_figures"], rerun=RERUN.format(out=self.out))
         return path
 
     def show(self, n: int = 5) -> "Gallery":
@@ -165,84 +168,26 @@ class Gallery:
         return self.markup
 
 
-def _check_images(images):
-    """``images`` as :func:`find_duplicates` takes them (a folder, a folder URL, or files: then a list);
-    anything else is a TypeError naming what is accepted."""
-    ok = isinstance(images, (str, os.PathLike)) or (
-        isinstance(images, Iterable) and not isinstance(images, (bytes, Mapping)))
-    if not ok:
-        raise TypeError(f"find_duplicates(images=...): expected a folder (str or os.PathLike), a folder URL or a "
-                        f"list of image files, got {type(images).__name__} {images!r:.60}")
-    return images if isinstance(images, (str, os.PathLike)) else list(images)
-
-
-def _labels_table(labels, images):
-    """``labels`` as given to :func:`find_duplicates`: None, a CSV path (kept), or ``{id: text}``
-    (:func:`neardup.contract.label_text`) from a mapping or Series (id -> label) or a list aligned with
-    ``images`` (a list of files). Anything else is a TypeError naming what is accepted."""
-    if labels is None or isinstance(labels, (str, os.PathLike)):
-        return labels or None
-    if isinstance(labels, pd.Series):
-        labels = labels.to_dict()
-    if isinstance(labels, Mapping):
-        return {str(k): label_text(v) for k, v in labels.items()}
-    if isinstance(labels, (list, tuple, np.ndarray)) and not isinstance(images, (str, os.PathLike)):
-        files = [Path(p).resolve() for p in images]
-        if len(files) != len(labels):
-            raise UserError(f"find_duplicates got {len(files)} files and {len(labels)} labels; give one label a "
-                            f"file (None for none)")
-        root = Path(os.path.commonpath([str(p.parent) for p in files])) if files else Path()
-        return {p.relative_to(root).as_posix(): label_text(v) for p, v in zip(files, labels)}
-    raise TypeError(f"find_duplicates(labels=...): expected a CSV path (image_id,label), a mapping or pandas Series "
-                    f"id -> label, or a list with one label per file of a list of files; got {type(labels).__name__}")
-
-
-def _fetch_params(images, labels, layout: Layout, params: dict) -> list | None:
-    """Point ``params["fetch"]`` at ``images`` (a folder, a folder URL) and ``labels``; returns the list
-    of files to scan when ``images`` is one (else None). Labels given as a mapping are written to the
-    layout's ``labels`` CSV first."""
-    from neardup.files import is_url
-
-    labels = _labels_table(labels, images)
-    if isinstance(labels, dict):
-        path = layout.path("labels")
-        write_table(pd.DataFrame({"image_id": list(labels), "label": list(labels.values())}, dtype=str), path)
-        labels = path
-    labels_csv = str(Path(labels).resolve()) if labels else ""
-    if isinstance(images, (str, os.PathLike)):
-        if is_url(images):  # a folder at a URL (neardup.files), read through fsspec
-            input_dir, folder = layout.root, {"images": images, "labels_csv": labels_csv, "label_map": ""}
-        else:
-            input_dir, folder = Path(images), {"images": ".", "labels_csv": labels_csv, "label_map": ""}
-            if not input_dir.is_dir():
-                raise UserError(f"{input_dir}: not a folder; give find_duplicates a folder of images or a list of "
-                                f"files")
-        params["fetch"].update(source="folder", input=str(input_dir.resolve()), sets=[], folder=folder)
-        return None
-    odd = [p for p in images if not isinstance(p, (str, os.PathLike))]
-    if odd:
-        raise TypeError(f"find_duplicates(images=[...]): every file must be a str or os.PathLike, got "
-                        f"{type(odd[0]).__name__} {odd[0]!r:.60}")
-    if not images:
-        raise UserError("find_duplicates got an empty list of files")
-    params["fetch"]["folder"]["labels_csv"] = labels_csv
-    return list(images)
-
-
-def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], labels=None, *,
-                    out: str | os.PathLike | None = None, **params) -> Result:
-    """Find the duplicate and near-duplicate images of a folder (or a list of files).
+def find_duplicates(images: str | os.PathLike | Mapping | Iterable[str | os.PathLike], labels=None, *,
+                    out: str | os.PathLike | None = None, splits: bool = True, **params) -> Result:
+    """Find the duplicate and near-duplicate images of a folder (or of named sets, or a list of files).
 
     Parameters
     ----------
-    images : str, Path, or sequence of paths
+    images : str, Path, mapping, or sequence of paths
         A folder (scanned recursively; every entry ends in the manifest or the skipped list), a folder
-        at an fsspec URL (``s3://bucket/train``, ``file:///mnt/train``, ``memory://...``) or files.
+        at an fsspec URL (``s3://bucket/train``, ``file:///mnt/train``, ``memory://...``), named sets
+        (``{"train": "train_images", "test": "test_images"}``: ids become ``<set>/<path>``) or files.
+        A folder whose top-level folders are named like splits (two or more of ``train``, ``test``,
+        ``val``, ``valid``, ``validation``, ``dev``, any case) is read as those sets.
     labels : str, Path or mapping, optional
         A Kaggle-style ``image_id,label`` CSV (ids are paths relative to the folder, or bare file
         names), or a mapping id -> label. Groups whose images carry different labels are label conflicts.
     out : str or Path, optional
-        Folder for every file written (the pipeline's layout); default: a new temporary folder.
+        Folder for every file written (a project's layout: ``reports/``, ``data/``); default: a new
+        temporary folder. Verdicts imported there (``neardup review --import``) count on the next call.
+    splits : bool
+        Read a folder's split folders as sets (default); False: one set, whatever the folder holds.
     **params : dict per params group
         Overrides of the defaults in ``params.yaml``, one dict per group: ``plant``, ``embed``,
         ``hash``, ``cluster``, ``evaluate``, ``act``, ``render``, ``cache``, ``engine``. For example
@@ -267,10 +212,11 @@ def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], lab
     >>> result.remove.to_csv("remove.csv", index=False)  # doctest: +SKIP
     """
     from neardup.cache import check_cache_dir
+    from neardup.fetch.inputs import check_images, fetch_params
     from neardup.params import default_params, params_from_dict
     from neardup.stage import primary_steps, stage_function
 
-    images = _check_images(images)
+    images = check_images(images)
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"find_duplicates(out=...): expected a folder (str or os.PathLike), got {type(out).__name__}")
     merged = _merged(default_params(), params)
@@ -278,8 +224,12 @@ def find_duplicates(images: str | os.PathLike | Iterable[str | os.PathLike], lab
     check_cache_dir(checked["cache"].dir)
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="neardup-"))
     layout = Layout.at(out)
-    files = _fetch_params(images, labels, layout, merged)
+    files = fetch_params(images, labels, layout, merged, splits=splits)
+    names = [s["name"] for s in merged["fetch"]["sets"]] or [merged["fetch"]["set_name"]]
+    if checked["act"].prefer_set and checked["act"].prefer_set not in names:
+        raise UserError(f"act.prefer_set {checked['act'].prefer_set!r} is not a set of these images: {names}")
     out.mkdir(parents=True, exist_ok=True)
+    (out / OUTPUT_MARKER).write_text("neardup find output: a scan of a folder holding this one skips it\n")
     (out / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))  # what this output was found with
     for name, options in primary_steps(merged):
         stage_function(name)(merged, layout, **({"files": files} if name == "fetch" and files else options))

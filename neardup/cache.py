@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,21 @@ log = logging.getLogger(__name__)
 #: Part of every descriptor key: bump it when preprocessing or the models change, so old vectors
 #: are never reused for new settings.
 CACHE_VERSION = 3
+
+
+def user_cache_dir() -> str:
+    """Where ``find`` keeps its content cache unless ``cache={"dir": ...}`` says otherwise: the user's
+    cache folder (``$XDG_CACHE_HOME``, else ``~/Library/Caches`` on macOS, ``%LOCALAPPDATA%`` on Windows,
+    ``~/.cache``), ``neardup`` in it; a project keeps params.yaml's ``cache.dir`` (``.neardup_cache``)."""
+    if os.environ.get("XDG_CACHE_HOME"):
+        base = Path(os.environ["XDG_CACHE_HOME"])
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    elif os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        base = Path(os.environ["LOCALAPPDATA"])
+    else:
+        base = Path.home() / ".cache"
+    return str(base / "neardup")
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -20,8 +20,8 @@ import shutil
 import subprocess
 import sys
 import webbrowser
-from pathlib import Path
 
+from neardup.cache import user_cache_dir
 from neardup.contract import GROUPS, QUEUE, SKIPPED, UserError
 from neardup.stage import STAGES, guarded
 from neardup.stage import main as stage_main
@@ -42,9 +42,27 @@ def _find(args) -> int:
                               else embed["sizes"]}
     if args.plant is not None:
         overrides["plant"] = {"n": args.plant}
+    if args.eps is not None:  # act at this eps: the sweep holds it alone
+        overrides["cluster"] = {"eps": [args.eps]}
+    if args.prefer_set:
+        overrides["act"] = {"prefer_set": args.prefer_set}
+    if args.cache is not None:
+        overrides["cache"] = {"dir": args.cache}
+    images = args.folder
+    if args.sets:
+        if args.folder:
+            raise UserError("give a folder or --sets NAME=PATH ..., not both")
+        pairs = [item.partition("=") for item in args.sets]
+        bad = [item for item, (name, eq, path) in zip(args.sets, pairs) if not (name and eq and path)]
+        if bad:
+            raise UserError(f"--sets {bad[0]!r}: give each set as NAME=PATH, e.g. --sets train=train_images "
+                            f"test=test_images")
+        images = {name: path for name, _, path in pairs}
+    elif not args.folder:
+        raise UserError("give a folder of images, or --sets NAME=PATH ... (neardup find --help)")
     from neardup.layout import Layout
 
-    result = find_duplicates(args.folder, labels=args.labels, out=args.out, **overrides)
+    result = find_duplicates(images, labels=args.labels, out=args.out, splits=not args.no_splits, **overrides)
     report = result.report()
     layout = Layout.at(args.out)
     n_groups = result.groups["group"].nunique() if len(result.groups) else 0
@@ -53,11 +71,17 @@ def _find(args) -> int:
           f"{result.variant}, eps {result.eps:g}: {result.reason.splitlines()[0]}")
     print(f"{n_groups} duplicate groups ({int(metrics.get('n_label_conflicts', 0))} with conflicting labels), "
           f"{len(result.remove)} images to remove; planted copies found: {metrics.get('planted_recall', float('nan')):.2f}")
+    sets = sorted(set(result.manifest["set"]))
+    if len(sets) > 1:
+        print(f"sets {', '.join(sets)}: {int(metrics.get('n_cross_set_groups', 0))} groups cross them "
+              f"(leakage; {layout.path('remove').name} keeps {args.prefer_set or 'the largest image'} in each)")
     for name in ("keep", "remove", "folds"):
         print(f"  {layout.path(name)}")
     print(f"  {layout.evaluation(result.variant) / GROUPS} (groups), "
           f"{layout.evaluation(result.variant) / QUEUE} (pairs to review)")
     print(f"  {report} (report)")
+    print(f"review the pairs: cd {args.out} && neardup review (or the report's review view, then neardup review "
+          f"--import FILE there); the next `neardup find ... --out {args.out}` counts the verdicts")
     if args.open:
         webbrowser.open(report.resolve().as_uri())
     return 0
@@ -69,16 +93,18 @@ def _review(args, rest) -> int:
     argv = list(rest)
     if args.variant:
         argv += ["--variant", args.variant]
-    return int(review.main(argv) or 0)
+    return int(review.main(argv, prog="neardup review") or 0)
 
 
 def _report(args) -> int:
     from neardup.layout import Layout
 
-    page = Layout.find(".").path("html")
+    layout = Layout.find(".")
+    page = layout.path("html")
     if args.rebuild:
-        if not Path("dvc.yaml").is_file():
-            raise UserError("no dvc.yaml here: run `neardup report --rebuild` from a neardup DVC project's root")
+        if not layout.is_project:
+            raise UserError("no dvc.yaml here: `neardup report --rebuild` runs `dvc repro render` in a project's root; "
+                            "in a `neardup find` output folder, run the same `neardup find` again")
         dvc = shutil.which("dvc")
         if dvc is None:
             raise UserError("dvc is not installed here: pip install dvc")
@@ -86,7 +112,8 @@ def _report(args) -> int:
         if code:
             return code
     if not page.is_file():
-        raise UserError(f"{page} does not exist: run `dvc repro` (or `neardup report --rebuild`) first")
+        raise UserError(f"{page} does not exist: run `dvc repro` in a project (or `neardup report --rebuild`), or "
+                        f"`neardup find FOLDER --out .` here, first")
     print(page.resolve())
     if args.open:
         webbrowser.open(page.resolve().as_uri())
@@ -102,28 +129,55 @@ def _init(args) -> int:
     return 0
 
 
+def _version() -> str:
+    """The installed distribution's version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("neardup")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="neardup", description="Find duplicate and near-duplicate images in ML "
                                   "datasets: which images, across which sets, with which labels, how sure.")
     top.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    top.add_argument("--version", action="version", version=f"neardup {_version()}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     find = sub.add_parser("find", help="find duplicates in a folder (no DVC needed)",
                           description="Find the duplicates of a folder of images with the pipeline's defaults and "
                                       "write the groups, keep/remove lists and the HTML report to --out.")
-    find.add_argument("folder", help="folder of images (scanned recursively)")
+    find.add_argument("folder", nargs="?", help="folder of images (scanned recursively; top-level folders named "
+                                                "train, test, val, valid, validation or dev become sets)")
+    find.add_argument("--sets", nargs="+", metavar="NAME=PATH", help="named sets instead of a folder, e.g. "
+                                                                     "--sets train=train_images test=test_images")
+    find.add_argument("--no-splits", action="store_true", help="read a folder as one set, whatever its folders")
+    find.add_argument("--prefer-set", metavar="NAME", help="keep the image of this set in each group "
+                                                           "(act.prefer_set), e.g. test")
     find.add_argument("--labels", help="Kaggle-style image_id,label CSV (ids relative to the folder or bare names)")
     find.add_argument("--model", help="embedding model, e.g. efficientnet-lite0 (default: params.yaml's first)")
     find.add_argument("--size", help="input side in px, or auto (default: params.yaml's first)")
     find.add_argument("--plant", type=int, help="planted copies that measure recall (default: params.yaml's plant.n)")
-    find.add_argument("--out", default="neardup_out", help="output folder (default: %(default)s)")
+    find.add_argument("--eps", type=float, help="act at this distance instead of the automatic choice (smaller: "
+                                                "stricter; the report's eps table shows what each eps finds)")
+    find.add_argument("--out", default="neardup_out", help="output folder (default: %(default)s); a later scan "
+                                                          "never reads it as images")
+    find.add_argument("--cache", metavar="DIR", help=f"content cache: vectors, keypoints, converted models, so a "
+                                                     f"rerun computes only new images (default: {user_cache_dir()}; "
+                                                     f"'' for none)")
     find.add_argument("--open", action="store_true", help="open the report in a browser")
-    review = sub.add_parser("review", help="review the proposed pairs (run from the project's root)",
+    review = sub.add_parser("review", help="review the proposed pairs (in a project or a find output folder)",
                             description="Review pending pairs in the terminal, or import verdicts exported from the "
-                                        "HTML report's review view. Other options: python -m neardup.review --help.",
+                                        "HTML report's review view (--import FILE); run in a project's root or a "
+                                        "`neardup find` output folder. All options: neardup review --help.",
                             add_help=False)
     review.add_argument("--variant", help="the variant whose pairs to review, e.g. efficientnet-lite2_260 "
                                           "(default: the primary variant)")
-    report = sub.add_parser("report", help="print the project's HTML report path, open or rebuild it")
+    report = sub.add_parser("report", help="print the HTML report's path, open or rebuild it",
+                            description="Print the path of the HTML report of the project (or `neardup find` output "
+                                        "folder) in the current folder; --open opens it, --rebuild reruns `dvc repro "
+                                        "render` in a project first.")
     report.add_argument("--open", action="store_true", help="open it in a browser")
     report.add_argument("--rebuild", action="store_true", help="rebuild it first (`dvc repro render`)")
     init = sub.add_parser("init", help="make a DVC project around a folder of images",

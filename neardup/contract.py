@@ -38,6 +38,8 @@ MANIFEST, SKIPPED, TRUTH = "manifest.csv", "skipped.csv", "truth.csv"
 GROUPS, PAIRS, PLANTED, STATS = "groups.csv", "pairs.csv", "planted.csv", "stats.json"
 QUEUE, REASON = "queue.csv", "reason.txt"
 LABEL_CONFLICTS, PRIMARY_METRICS = "label_conflicts.csv", "metrics.json"
+#: Written into a ``find`` output folder: a folder scan never enters a folder holding it.
+OUTPUT_MARKER = ".neardup-output"
 
 # --- columns ------------------------------------------------------------------------------------
 MANIFEST_COLUMNS = ["id", "path", "label", "label_name", "set", "sha256", "width", "height", "format", "frames",

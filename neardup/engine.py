@@ -34,6 +34,21 @@ from neardup.contract import UserError
 log = logging.getLogger(__name__)
 
 
+def _progress_bar():
+    """tqdm's bar for where it runs: a notebook's widget when ipywidgets is there (``tqdm.auto``), else the
+    text bar, without the warning ``tqdm.auto`` gives in a notebook that lacks ipywidgets."""
+    try:
+        import ipywidgets  # noqa: F401
+        from tqdm.auto import tqdm as bar
+    except ImportError:
+        from tqdm import tqdm as bar
+    return bar
+
+
+#: The progress bar every step shows (:func:`_progress_bar`).
+tqdm = _progress_bar()
+
+
 def cpu_cores() -> int:
     """The cores this process may run on: its affinity mask (else ``os.cpu_count()``); inside a Dask
     task, at most the worker's threads (``--nthreads``: the cores a worker was given)."""
@@ -56,8 +71,6 @@ def ordered_map(function, items, *, desc: str = "", unit: str = "item", threads:
     given (advanced by ``count(item)`` per item, default 1). ``function`` must not raise for one bad
     item (return the error instead)."""
     from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm.auto import tqdm
 
     items = list(items)
     threads = max(1, min(threads or cpu_cores(), len(items)))

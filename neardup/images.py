@@ -18,13 +18,12 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 from PIL import UnidentifiedImageError
-from tqdm.auto import tqdm
 
-from neardup.contract import MANIFEST_COLUMNS, SKIPPED_COLUMNS, FetchResult, empty_frame
 from neardup.cache import sha256_file
+from neardup.contract import MANIFEST_COLUMNS, SKIPPED_COLUMNS, FetchResult, empty_frame
 from neardup.decode import ImageTooLarge, decode_image, pixel_sha256
+from neardup.engine import ordered_map, tqdm
 from neardup.files import input_size, is_url
-from neardup.engine import ordered_map
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,9 @@
 The project gets the package's ``dvc.yaml`` and ``params.yaml`` (the same stages and defaults as the
 neardup repository), with ``fetch`` pointing at the folder. The stages run the installed package
 (``neardup stage <name>``: the same ``run`` functions as the repository's ``stages/`` runners, see
-:mod:`neardup.stage`), and their code dependencies point at the installed files (``${code}/...``,
-``code`` being the package's folder), so DVC reruns what a package upgrade changes.
+:mod:`neardup.stage`); a digest of the installed package stands for their code (:func:`project_dvc_yaml`).
+The project is offline and quiet as the repository is (no DVC analytics; ``dvc plots`` pages with
+vega inlined).
 """
 from __future__ import annotations
 
@@ -36,20 +37,24 @@ def _relative(path: Path, base: Path) -> str:
         return str(path)
 
 
-def project_dvc_yaml(code: Path) -> str:
-    """The package's ``dvc.yaml`` with its stages run by the installed command (``python -m stages.X``
-    -> ``neardup stage X``) and its code dependencies (``neardup/...``) at ``${code}/...``; the
-    repository's runners (``stages/...``) give way to the command's module (``${code}/cli.py``)."""
-    text = (PACKAGE / "pipeline.yaml").read_text()  # the repository's dvc.yaml, under a name DVC ignores
-    text = re.sub(r"python -m stages\.(\w+)", r"neardup stage \1", text)
-    text = re.sub(r"(?m)^(\s*- )stages/__init__\.py$", r"\1${code}/cli.py", text)
-    text = re.sub(r"(?m)^\s*- stages/\w+\.py\n", "", text)
-    text = re.sub(r"(?m)^(\s*- )neardup/", r"\1${code}/", text)
-    header = ("# Made by `neardup init`. Each stage runs `neardup stage NAME`: the stage's function in the installed\n"
-              "# neardup package, whose files (${code}) are the stages' code deps, so an upgrade reruns what it changes.\n"
-              "# `vars.paths` is the project's layout. The stages are documented in the neardup repository's docs.\n")
-    text = header + text[text.index("vars:"):]
-    return text.replace("vars:\n", f"vars:\n- code: {code.as_posix()}  # the installed neardup package\n", 1)
+def project_dvc_yaml() -> str:
+    """The package's ``dvc.yaml`` for a project of its own: each stage runs the installed command
+    (``python -m stages.X`` -> ``neardup stage X``), and its code dependencies (the repository's files,
+    ``neardup/...`` and ``stages/...``) give way to one file, ``vars.paths.code_check``, that the first
+    stage writes on every run: the installed package's version and a digest of its files
+    (:func:`neardup.stage.code_digest`). An upgrade changes it, so every stage reruns; the project names
+    no path outside itself but its images, and moves to another folder or machine as it is."""
+    spec = yaml.safe_load((PACKAGE / "pipeline.yaml").read_text())  # the repository's dvc.yaml, renamed
+    for name, stage in spec["stages"].items():
+        stage["cmd"] = re.sub(r"python -m stages\.(\w+)", r"neardup stage \1", stage["cmd"])
+        data = [d for d in stage.get("deps", []) if not str(d).startswith(("neardup/", "stages/"))]
+        stage["deps"] = data if name == "fetch_input" else ["${paths.code_check}", *data]
+        if not stage["deps"]:
+            del stage["deps"]
+    header = ("# Made by `neardup init`. Each stage runs `neardup stage NAME`, the stage's function in the installed\n"
+              "# neardup package; ${paths.code_check} (the package's version and a digest of its files, written\n"
+              "# by fetch_input) stands for its code, so an upgrade reruns the stages. `vars.paths` is the layout.\n")
+    return header + yaml.safe_dump(spec, sort_keys=False, width=120)
 
 
 def init_project(dest: str | os.PathLike, *, images: str | os.PathLike, labels: str | os.PathLike | None = None,
@@ -95,7 +100,7 @@ def init_project(dest: str | os.PathLike, *, images: str | os.PathLike, labels: 
                                    "label_map": ""})
     (dest / "params.yaml").write_text("# Made by `neardup init`; every key is explained in the neardup repository's "
                                       "params.yaml\n" + yaml.safe_dump(params, sort_keys=False))
-    (dest / "dvc.yaml").write_text(project_dvc_yaml(PACKAGE))
+    (dest / "dvc.yaml").write_text(project_dvc_yaml())
     reviews = Layout.of_project(dest).path("reviews")
     if not reviews.exists():
         write_table(empty_frame(REVIEW_COLUMNS), reviews)
@@ -107,8 +112,14 @@ def init_project(dest: str | os.PathLike, *, images: str | os.PathLike, labels: 
                 fh.write(line + "\n")
     if not (dest / ".git").exists():
         subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    dvc = [sys.executable, "-m", "dvc"]
     if not (dest / ".dvc").exists():
-        dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
-        subprocess.run([dvc, "init", "-q"], cwd=dest, check=True)
+        subprocess.run([*dvc, "init", "-q"], cwd=dest, check=True)
+    # offline and quiet, as the neardup repository: no analytics or update check, and `dvc plots` pages
+    # that draw without the internet (vega inlined: the package's copy of the repository's template)
+    shutil.copy(PACKAGE / "plots_template.html", dest / ".dvc" / "plots_template.html")
+    for key, value in (("core.analytics", "false"), ("core.check_update", "false"),
+                       ("plots.html_template", "plots_template.html")):
+        subprocess.run([*dvc, "config", key, value], cwd=dest, check=True)
     log.info("neardup project in %s around %s; run `dvc repro` there", dest, images)
     return dest

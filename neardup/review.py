@@ -1,8 +1,8 @@
-"""Review the proposed pairs in the terminal: ``python -m neardup.review``.
+"""Review the proposed pairs in the terminal: ``neardup review`` (or ``python -m neardup.review``).
 
 Walks the pending pairs of the review queue, closest first, and records a verdict per pair in the
 reviewed-pairs file (see :mod:`neardup.evaluate.queue`), saving after each answer.
-``python -m neardup.review --import FILE`` merges verdicts exported from the HTML report's review
+``neardup review --import FILE`` merges verdicts exported from the HTML report's review
 view (:func:`import_reviews`) instead.
 """
 from __future__ import annotations
@@ -146,27 +146,35 @@ def _defaults(root: Path, variant: str | None) -> dict:
             "metrics": layout.metrics(variant)}
 
 
+def _rerun(root: Path) -> str:
+    """The command that counts new verdicts at ``root``: ``dvc repro`` in a project, else ``find`` again."""
+    from neardup.api import RERUN
+
+    return "dvc repro" if Layout.find(root).is_project else RERUN.format(out=root)
+
+
 def _import(parser, args) -> int:
     """``--import FILE``: merge, print the counts; a bad file is a one-line error and exit code 2."""
     if not args.reviews:
         try:
             args.reviews = _defaults(Path.cwd(), args.variant)["reviews"]
         except (OSError, KeyError, UserError) as exc:
-            parser.exit(2, f"{parser.prog}: error: run from the DVC project's root or give --reviews ({exc})\n")
+            parser.exit(2, f"{parser.prog}: error: run from a project's root or a `neardup find` output folder, or "
+                           f"give --reviews ({exc})\n")
     try:
         counts = import_reviews(args.import_file, args.reviews)
     except (ValueError, OSError) as exc:
         parser.exit(2, f"{parser.prog}: error: {' '.join(str(exc).split())}\n")
     print(f"imported {counts['imported']} verdict(s) from {args.import_file} into {args.reviews}: "
           f"{counts['added']} added, {counts['changed']} changed, {counts['unchanged']} unchanged; "
-          f"{counts['total']} in all. Run `dvc repro` to count them.")
+          f"{counts['total']} in all. Run `{_rerun(Path.cwd())}` to count them.")
     return 0
 
 
-def main(argv=None) -> int:
-    """CLI: ``python -m neardup.review [--variant RUN] [--open]`` or ``python -m neardup.review --import FILE``,
-    run from the DVC project's root (or give the paths)."""
-    parser = argparse.ArgumentParser(prog="python -m neardup.review", description=__doc__.splitlines()[0])
+def main(argv=None, *, prog: str = "python -m neardup.review") -> int:
+    """CLI: ``neardup review [--variant V] [--open]`` or ``neardup review --import FILE``, run from a
+    project's root or a ``neardup find`` output folder (or give the paths)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--variant", help="the variant whose pairs to review (default: the primary variant, the first "
                                       "model at the first size)")
     layout = Layout.at(".")  # the defaults as a project (or a find output folder) has them
@@ -187,11 +195,11 @@ def main(argv=None) -> int:
     except (OSError, KeyError, UserError) as exc:
         defaults = {}
         if not (args.queue and args.manifest and args.reviews and args.figures):
-            parser.error(f"run from the DVC project's root or give every path ({exc})")
+            parser.error(f"run from a project's root or a `neardup find` output folder, or give every path ({exc})")
     for key in ("queue", "manifest", "reviews", "figures"):
         setattr(args, key, getattr(args, key) or defaults[key])
     if not Path(args.queue).is_file():
-        parser.error(f"{args.queue}: no review queue; run `dvc repro` first")
+        parser.error(f"{args.queue}: no review queue; run `{_rerun(Path.cwd())}` first")
     queue = read_queue(args.queue)
     metrics = defaults.get("metrics")
     left_out = json.loads(metrics.read_text()).get("n_queue_left_out", 0) if metrics and metrics.is_file() else 0

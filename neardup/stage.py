@@ -60,6 +60,24 @@ def primary_steps(params: dict) -> list[tuple[str, dict]]:
             ("cluster", {"variant": variant}), ("evaluate", {"variant": variant}), ("act", {"folds_required": False})]
 
 
+def code_digest() -> str:
+    """The installed package in one line: its version and a SHA-256 of its files (path and bytes of
+    every ``.py``, ``.yaml`` and ``.html`` file under it, sorted). What a ``neardup init`` project's
+    stages depend on for their code."""
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".yaml", ".html") and p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    try:
+        installed = version("neardup")
+    except PackageNotFoundError:
+        installed = "unknown"
+    return f"neardup {installed} {digest.hexdigest()}"
+
+
 def stage_function(name: str):
     """The ``run`` function of the stage ``name``."""
     return importlib.import_module(STAGES[name][0]).run

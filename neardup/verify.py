@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 import time
+
 import numpy as np
 from scipy import sparse
-from tqdm.auto import tqdm
 
+from neardup.engine import ordered_map, tqdm
 from neardup.geometry import MAX_STRETCH, Match, agreement, distinct_points, fit, match  # noqa: F401 (the API)
 from neardup.keypoints import FeatureStore
-from neardup.engine import ordered_map
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ One small demo goes through a real `dvc repro`; its images folder is then given 
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -75,6 +76,7 @@ def test_the_api_gives_the_pipelines_groups(demo, tmp_path):
     reports = tmp_path / "out" / "reports"  # act ran as in a project: the lists, the folds, the primary block
     assert pd.read_csv(reports / "folds.csv")["fold"].nunique() == params["act"]["n_splits"]
     assert (reports / "primary" / "metrics.json").is_file() and (tmp_path / "out" / "params.yaml").is_file()
+    assert (tmp_path / "out" / ".neardup-output").is_file()  # a later scan of a folder holding it skips it
     folds = result.folds(3)
     assert len(folds) == len(result.manifest) and (folds[folds["group"] >= 0].groupby("group")["fold"].nunique() == 1).all()
     # without arguments the folds follow the act params the result was found with
@@ -88,6 +90,49 @@ def test_the_api_gives_the_pipelines_groups(demo, tmp_path):
     shown = result.show(2)
     assert shown._repr_html_().count("<img ") >= 4 and "2 of" in str(shown)
     assert "groups" in repr(result) and str(tmp_path / "out") in repr(result)
+
+
+def test_find_reads_split_folders_as_sets_and_acts_on_leakage(demo, tmp_path, caplog):
+    """A folder with `train/` and `Test/` (any case): two sets, the copies across them counted as leakage,
+    each group's keeper taken from `act.prefer_set`, labels given by paths relative to the folder."""
+    import logging
+
+    import neardup
+    from neardup.contract import UserError
+    from neardup.fetch.inputs import fetch_params
+    from neardup.params import default_params
+
+    manifest = pd.read_csv(demo["repo"] / "data" / "dataset" / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest["name"] = manifest["id"].str.replace("/", "__")
+    source = {row.name: demo["repo"] / row.path for row in manifest.itertuples()}
+    folder = tmp_path / "dataset"
+    for name in ("train", "Test"):
+        (folder / name).mkdir(parents=True)
+    for name, path in source.items():
+        shutil.copy(path, folder / "train" / name)
+    for name in sorted(source)[:5]:  # the same pictures in the test split, renamed
+        shutil.copy(source[name], folder / "Test" / f"t_{name}")
+    (folder / "notes.txt").write_text("not in a split\n")
+    labels = folder / "labels.csv"
+    pd.DataFrame({"image_id": "train/" + manifest["name"], "label": manifest["label"]}).to_csv(labels, index=False)
+    params = {g: demo["params"][g] for g in ("plant", "embed", "hash", "cluster", "evaluate", "render", "cache")}
+    with caplog.at_level(logging.WARNING, logger="neardup"):
+        result = neardup.find_duplicates(folder, labels=labels, out=tmp_path / "out", act={"prefer_set": "Test"},
+                                         **params)
+    assert "1 entries of" in caplog.text and "notes.txt" in caplog.text  # left out, and said so
+    assert set(result.manifest["set"]) == {"train", "Test"} and len(result.manifest) == len(manifest) + 5
+    train = result.manifest[result.manifest["set"] == "train"]
+    expected = manifest.set_index("name").loc[train["id"].str[len("train/"):], "label"].to_numpy()
+    assert (train["label"].to_numpy() == expected).all() and (expected != "").any()  # by path under the folder
+    assert result.metrics["n_cross_set_groups"] >= 5 and result.metrics["overlap"]["Test"]["train"] >= 5
+    remove = result.remove
+    crossing = remove[remove["keeper_set"] != remove["set"]]
+    assert len(crossing) >= 5 and (crossing["keeper_set"] == "Test").all()  # the test image kept, train's removed
+    with pytest.raises(UserError, match="prefer_set 'val' is not a set"):
+        neardup.find_duplicates(folder, out=tmp_path / "bad", act={"prefer_set": "val"})
+    one = default_params()
+    assert fetch_params(folder, None, Layout.at(tmp_path / "x"), one, splits=False) is None
+    assert one["fetch"]["sets"] == [] and one["fetch"]["input"] == str(folder.resolve())
 
 
 def test_the_api_rejects_bad_params_and_inputs_in_one_line(tmp_path, demo):
@@ -105,9 +150,9 @@ def test_the_api_rejects_bad_params_and_inputs_in_one_line(tmp_path, demo):
         neardup.find_duplicates(tmp_path / "missing", out=tmp_path / "c")
 
 
-def neardup_cmd(*args, cwd, env):
+def neardup_cmd(*args, cwd, env, input=None):
     return subprocess.run([sys.executable, "-m", "neardup", *args], cwd=cwd, env={**env, "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, input=input)
 
 
 def test_the_command_finds_duplicates_in_a_folder(demo, tmp_path):
@@ -129,6 +174,57 @@ def test_the_command_finds_duplicates_in_a_folder(demo, tmp_path):
         lines = [line for line in bad.stderr.splitlines() if "error" in line.lower()]
         assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(lines) == 1, (args, bad.stderr[-2000:])
     assert neardup_cmd("find", "--help", cwd=tmp_path, env=demo["env"]).stdout.count("--") >= 6
+
+
+def test_review_and_report_work_on_a_find_output(demo, tmp_path):
+    """A `find` output folder is a project for review and report: verdicts imported there (as the report's
+    review view exports them) count on the next `find` with that folder; every message names a command
+    that exists there."""
+    out = tmp_path / "out"
+    find = ("-q", "find", str(demo["images"]), "--labels", str(demo["labels"]), "--plant", "10", "--out", str(out))
+    first = neardup_cmd(*find, cwd=demo["work"], env=demo["env"])
+    assert first.returncode == 0 and f"cd {out} && neardup review" in first.stdout, first.stderr[-3000:]
+    queue = pd.read_csv(out / "data" / "evaluation" / RUN / "queue.csv", dtype=str, keep_default_na=False)
+    assert len(queue) >= 2
+    exported = tmp_path / "neardup_reviews.csv"
+    queue.head(2).assign(verdict=["duplicate", "different"]).rename(columns={"a": "id_a", "b": "id_b"})[
+        ["sha_a", "sha_b", "verdict", "id_a", "id_b"]].to_csv(exported, index=False)
+    imported = neardup_cmd("review", "--import", str(exported), cwd=out, env=demo["env"])
+    assert imported.returncode == 0 and "imported 2 verdict(s)" in imported.stdout, imported.stderr[-2000:]
+    assert f"neardup find FOLDER --out {out}" in imported.stdout and "dvc repro" not in imported.stdout
+    page = (out / "reports" / "index.html").read_text()
+    assert "neardup review --import FILE" in page and "python -m neardup.review" not in page and "dvc repro" not in page
+    from browser import have_chromium, load_page
+
+    if have_chromium():  # the page as a user sees it: the summary first, every image loaded, nothing fetched
+        loaded = load_page(out / "reports" / "index.html")
+        assert loaded["requests"] == [] and 'data-images-ok="true"' in loaded["dom"], loaded["requests"]
+        dom = loaded["dom"]
+        assert dom.index('id="summary"') < dom.index("Summary per variant") and "planted copies" in dom
+        assert "ground truth, over the eps sweep" not in dom and ">pair precision<" not in dom
+    shown = neardup_cmd("report", cwd=out, env=demo["env"])
+    assert shown.returncode == 0 and shown.stdout.strip().endswith("reports/index.html"), shown.stderr[-2000:]
+    rebuild = neardup_cmd("report", "--rebuild", cwd=out, env=demo["env"])
+    assert rebuild.returncode == 2 and "run the same `neardup find` again" in rebuild.stderr
+    review = neardup_cmd("review", cwd=out, env=demo["env"], input="q\n")
+    assert review.returncode == 0 and "pair(s) to review" in review.stdout, review.stderr[-2000:]
+    assert "usage: neardup review" in neardup_cmd("review", "--help", cwd=out, env=demo["env"]).stdout
+    before = json.loads((out / "reports" / "metrics" / f"{RUN}.json").read_text())
+    assert before["n_duplicate"] == before["n_different"] == 0
+    again = neardup_cmd(*find, cwd=demo["work"], env=demo["env"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = json.loads((out / "reports" / "metrics" / f"{RUN}.json").read_text())
+    assert after["n_duplicate"] == 1 and after["n_different"] == 1  # the verdicts, counted by the next find
+
+
+def test_the_command_says_its_version_and_acts_at_a_given_eps(demo, tmp_path):
+    version = neardup_cmd("--version", cwd=tmp_path, env=demo["env"])
+    assert version.returncode == 0 and version.stdout.startswith("neardup ") and "unknown" not in version.stdout
+    out = tmp_path / "out"
+    strict = neardup_cmd("-q", "find", str(demo["images"]), "--plant", "10", "--eps", "0.05", "--out", str(out),
+                         cwd=demo["work"], env=demo["env"])
+    assert strict.returncode == 0 and "eps 0.05:" in strict.stdout, strict.stderr[-3000:]
+    assert json.loads((out / "reports" / "metrics" / f"{RUN}.json").read_text())["eps"] == 0.05
 
 
 def test_the_command_reports_and_reviews_in_a_project(demo):
@@ -196,11 +292,12 @@ def test_init_makes_a_project_that_runs_the_installed_pipeline(demo, tmp_path, w
     made = neardup_installed("init", str(project), "--images", str(demo["images"]), "--labels", str(demo["labels"]))
     assert made.returncode == 0 and "dvc repro" in made.stdout, made.stderr[-2000:]
     dvc_yaml = (project / "dvc.yaml").read_text()
-    assert "cmd: neardup stage fetch\n" in dvc_yaml and "${code}/fetch/stage.py" not in dvc_yaml
-    assert "${code}/fetch\n" in dvc_yaml and "${code}/cli.py" in dvc_yaml and "${code}/stage.py" in dvc_yaml
-    assert f"code: {Path(installed).parent.as_posix()}" in dvc_yaml  # deps on the installed files
-    # code deps point at the installed package, not at project files; no runner is copied into the project
-    assert "\n    - neardup/" not in dvc_yaml and "stages/" not in dvc_yaml and not (project / "stages").exists()
+    assert "cmd: neardup stage fetch\n" in dvc_yaml and "${paths.code_check}" in dvc_yaml
+    # portable: no path outside the project (the installed package is one digest file), no runner copied in
+    assert str(tmp_path) not in dvc_yaml and "site-packages" not in dvc_yaml and "neardup/" not in dvc_yaml
+    assert "stages/" not in dvc_yaml and not (project / "stages").exists()
+    config = (project / ".dvc" / "config").read_text()
+    assert "analytics = false" in config and "html_template = plots_template.html" in config
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert params["fetch"]["source"] == "folder" and params["fetch"]["input"] == str(demo["images"].parent)
     for group in ("plant", "hash", "render", "cache"):  # the demo repo's small settings
@@ -221,3 +318,27 @@ def test_init_makes_a_project_that_runs_the_installed_pipeline(demo, tmp_path, w
     assert (ours / "groups.csv").read_bytes() == (theirs / "groups.csv").read_bytes()
     assert (project / "reports" / "index.html").is_file() and (project / "reports" / "primary" / "metrics.json").is_file()
     assert "Running stage" not in repro().replace("Running stage 'fetch_input'", "")
+    assert (project / "data" / "neardup_code.txt").read_text().startswith("neardup 0.")  # the code's digest
+
+    def run(*args, cwd=project):
+        proc = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        return proc.stdout
+
+    # experiments compare on data without a ground truth: the README's `exp show` shows planted recall
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "neardup init")
+    from test_pipeline import readme_exp_show
+
+    table = run("python", "-m", "dvc", *readme_exp_show(), "--no-pager", "--json")
+    found = json.dumps(table)
+    assert "planted_recall" in found and "n_to_remove" in found, table[:2000]
+    primary = json.loads((project / "reports" / "primary" / "metrics.json").read_text())["primary"]
+    assert primary["planted_recall"] > 0.5 and primary["n_to_remove"] >= 1
+    page = run("python", "-m", "dvc", "plots", "show", "-o", str(tmp_path / "plots"))
+    assert "cdn.jsdelivr" not in (tmp_path / "plots" / "index.html").read_text(), page  # drawn offline
+    # the project moves: copied to another folder, nothing reruns there
+    moved = tmp_path / "elsewhere" / "project"
+    shutil.copytree(project, moved, symlinks=True)
+    again = run("python", "-m", "dvc", "repro", cwd=moved)
+    assert "Running stage" not in again.replace("Running stage 'fetch_input'", ""), again

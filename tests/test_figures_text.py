@@ -77,3 +77,30 @@ def test_long_names_are_cut_in_the_middle_and_figures_are_reproducible(tmp_path,
     group_figure(members, again, title="run  eps=0.5  group 0", thumb_size=32)
     assert first.read_bytes() == again.read_bytes()  # same inputs, same bytes (DVC outputs)
     assert Image.open(first).size[1] > 32 + 3 * 11  # title, three caption lines and the thumbnails
+
+
+def test_the_quality_figure_draws_only_the_charts_it_has_data_for(tmp_path):
+    """Without a ground truth the precision-recall chart would be empty: only the planted-copies chart."""
+    planted = pd.DataFrame({"eps": [0.1, 0.2], "precision": [np.nan, np.nan], "recall": [np.nan, np.nan],
+                            "planted_recall": [0.5, 0.9]})
+    truth = planted.assign(precision=[1.0, 0.8], recall=[0.4, 0.7])
+    widths = {}
+    for name, sweep in (("planted", planted), ("both", truth)):
+        pr_curve_figure({"v": sweep}, ["v"], tmp_path / f"{name}.png")
+        widths[name] = Image.open(tmp_path / f"{name}.png").size[0]
+    assert widths["both"] == 2 * widths["planted"]  # two charts, or one
+
+
+def test_a_proof_draws_at_most_thirty_sampled_lines_and_says_how_many_agree():
+    from neardup.render.pairs import MAX_LINES, match_lines, proof_text
+    from neardup.verify import Match
+
+    pairs = np.arange(318 * 4, dtype=np.float32).reshape(318, 4)
+    match = Match(inliers=318, matches=330, mirrored=False, transform=None, pairs=pairs)
+    thumbs = [np.zeros((100, 100, 3), np.uint8)] * 2
+    lines = match_lines(match, thumbs, [100, 100])
+    assert len(lines) == MAX_LINES == 30 and (lines[0] == pairs[0]).all() and (lines[-1] == pairs[-1]).all()
+    assert proof_text(match) == "verified: 318 keypoints agree, 30 of them drawn"
+    few = Match(inliers=12, matches=12, mirrored=True, transform=None, pairs=pairs[:12])
+    assert len(match_lines(few, thumbs, [100, 100])) == 12
+    assert proof_text(few) == "verified: 12 keypoints agree (mirrored)"

@@ -102,22 +102,22 @@ def test_label_text_is_one_rule_for_every_entry_point(value, text):
 
 
 def test_labels_as_csv_dict_series_or_list_give_the_same_table(tmp_path):
-    from neardup.api import _labels_table
+    from neardup.fetch.inputs import labels_table
     from neardup.fetch.folder import load_labels_csv
 
     files = [tmp_path / n for n in ("a.jpg", "b.jpg", "c.jpg")]
     values = [1, None, "x"]
     expected = {"a.jpg": "1", "b.jpg": "", "c.jpg": "x"}
-    assert _labels_table(dict(zip(["a.jpg", "b.jpg", "c.jpg"], values)), files) == expected
-    assert _labels_table(pd.Series([1.0, np.nan, "x"], index=["a.jpg", "b.jpg", "c.jpg"]), files) == expected
-    assert _labels_table(values, files) == expected
+    assert labels_table(dict(zip(["a.jpg", "b.jpg", "c.jpg"], values)), files) == expected
+    assert labels_table(pd.Series([1.0, np.nan, "x"], index=["a.jpg", "b.jpg", "c.jpg"]), files) == expected
+    assert labels_table(values, files) == expected
     (tmp_path / "labels.csv").write_text("image_id,label\na.jpg,1\nb.jpg,\nc.jpg, x\n")
     assert load_labels_csv(tmp_path / "labels.csv") == expected
     with pytest.raises(TypeError, match="labels=...\\): expected a CSV path"):
-        _labels_table(42, files)
+        labels_table(42, files)
     from neardup.contract import UserError
     with pytest.raises(UserError, match="3 files and 2 labels"):
-        _labels_table([1, 2], files)
+        labels_table([1, 2], files)
 
 
 @pytest.mark.parametrize("images, said", [(None, "got NoneType None"), (42, "got int 42"), (b"x", "got bytes"),

@@ -127,3 +127,39 @@ def test_no_groups_no_overlap(tmp_path):
     inputs["variants"] = ["phash"]
     text = write_html_report(tmp_path / "index.html", **inputs)
     assert "No overlap table" in text and "No groups for phash" in text and "<img" not in text
+
+
+def test_small_images_are_shown_large_pixel_for_pixel(tmp_path):
+    from neardup.render.html import thumbnail_uri
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tiny.png"
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path)
+    uri, note = thumbnail_uri(str(path), 160)
+    shown = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert note == "" and shown.size == (160, 160)  # 5x, nearest: 32 px would be unreadable
+    big = tmp_path / "big.png"
+    Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(big)
+    assert Image.open(io.BytesIO(base64.b64decode(thumbnail_uri(str(big), 160)[0].split(",", 1)[1]))).size == (160, 120)
+
+
+def test_the_report_opens_with_what_a_user_came_for_and_hides_truth_rows_without_truth(tmp_path):
+    inputs = make_inputs(tmp_path)
+    for variant in inputs["variants"]:  # no ground truth: precision / recall / AP absent
+        for key in ("precision", "recall", "f1", "ap", "pair_precision", "pair_recall", "pair_f1", "recall_at_p90"):
+            inputs["metrics"][variant].pop(key, None)
+    primary = inputs["variants"][0]
+    inputs["metrics"][primary].update(planted_recall=0.75, n_label_conflicts=1, n_cross_set_groups=2,
+                                      overlap={"train": {"train": 1, "test": 2}, "test": {"train": 2, "test": 0}})
+    inputs["metrics"]["dataset"] = {"n_images": 10, "n_planted": 8}
+    text = write_html_report(tmp_path / "index.html", **inputs)
+    summary = text[text.index('<section id="summary">'):text.index("</section>")]
+    n_groups = inputs["groups"][primary]["group"].nunique()
+    n_remove = len(inputs["groups"][primary]) - n_groups
+    assert f"{n_groups} duplicate group" in summary and f"{n_remove} image" in summary
+    assert "2 groups</b> across the sets train, test (leakage)" in summary
+    assert "1 group</b> whose images carry different labels" in summary
+    assert "found 6 of 8 planted copies (recall 0.75)" in summary and "no pair reviewed yet" in summary
+    assert text.index('<section id="summary">') < text.index("Summary per variant")  # first thing on the page
+    table = text[text.index("Summary per variant"):text.index("</table>", text.index("Summary per variant"))]
+    assert "planted recall" in table and ">precision<" not in table and ">AP<" not in table

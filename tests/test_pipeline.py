@@ -240,8 +240,9 @@ def test_dvc_repro_end_to_end(repo, dvc_env, tmp_path):
     assert "efficientnet-lite0_auto" in json.dumps(shown)
     plots = json.loads(dvc("plots", "show", "--json", "--split", cwd=repo, env=env))
     assert not plots.get("errors"), plots.get("errors")
-    assert {f"reports/plots/{kind}/{run}.csv" for kind in ("eps", "pr")
-            for run in ("efficientnet-lite0_128", "efficientnet-lite0_auto", dhash)} <= set(plots["data"])
+    # the two comparison charts, nothing else (no default chart per variant file)
+    assert set(plots["data"]) == {"reports/primary/eps.csv", "reports/primary/pr.csv"}, set(plots["data"])
+    assert all(len(charts) == 1 for charts in plots["data"].values())
     dvc("plots", "show", "-o", "plots_html", cwd=repo, env=env)
     page = (repo / "plots_html" / "index.html").read_text()
     assert "cdn.jsdelivr" not in page and "vega-embed" in page  # offline template, libraries inlined
@@ -273,11 +274,13 @@ def check_experiments_compare(repo, env):
     table = sh([sys.executable, "-m", "dvc", *readme_exp_show(), "--no-pager"], repo, {**env, "COLUMNS": "120"})
     lines = [line for line in table.splitlines() if line.strip()]
     assert "Experiment" in lines[1] and "primary.ap" in lines[1] and "embed.sizes" in lines[1], table
+    assert "primary.planted_recall" in lines[1] and "primary.n_to_remove" in lines[1], table  # without a truth too
     assert any("small" in line and "[128]" in line for line in lines), table
     assert max(len(line.rstrip()) for line in lines) <= 120 and "…" not in table, table  # nothing cut off
     plots = json.loads(dvc("plots", "diff", "HEAD", "small", "--json", "--split", cwd=repo, env=env))
     charts = plots["data"]["reports/primary/eps.csv"]
     assert len(charts) == 1 and charts[0]["revisions"] == ["HEAD", "small"], charts  # one chart, both curves
+    assert set(plots["data"]) == {"reports/primary/eps.csv", "reports/primary/pr.csv"}  # and only the two
 
 
 def test_dvc_repro_on_user_folders_as_two_sets(tmp_path, dvc_env, photos):

@@ -312,3 +312,22 @@ def test_fetch_sets_prefix_ids_and_name_sets(tmp_path):
     (tmp_path / "params.yaml").write_text(text.replace("name: train2019,", "nmae: x, name: train2019,"))
     with pytest.raises(ParamsError, match=r"fetch.sets\[1\].nmae.*did you mean 'fetch.sets\[1\].name'"):
         load_params("fetch", tmp_path / "params.yaml")
+
+
+def test_a_find_output_inside_the_images_is_never_scanned(tmp_path):
+    """`neardup find ... --out` inside the folder it scans: the next scan skips that folder (its marker)."""
+    from neardup.contract import OUTPUT_MARKER
+
+    root = tmp_path / "images"
+    (root / "sub").mkdir(parents=True)
+    Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(root / "a.jpg")
+    Image.fromarray(np.full((40, 50, 3), 200, np.uint8)).save(root / "sub" / "b.jpg")
+    out = root / "neardup_out"
+    (out / "reports").mkdir(parents=True)
+    (out / "reports" / "keep.csv").write_text("group,id\n0,a.jpg\n")
+    Image.fromarray(np.full((40, 50, 3), 10, np.uint8)).save(out / "thumb.jpg")
+    seen = scan_folder(root, set_name="train", symlinks="inside")
+    assert len(seen.manifest) == 3 and len(seen.skipped) == 1  # without the marker: read as input
+    (out / OUTPUT_MARKER).write_text("neardup find output\n")
+    res = scan_folder(root, set_name="train", symlinks="inside")
+    assert sorted(res.manifest["id"]) == ["a.jpg", "sub/b.jpg"] and len(res.skipped) == 0

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from neardup.engine import tqdm
 from neardup.contract import Embeddings, UserError
 from neardup.embed.pixels import pixel_batches
 from neardup.params import RUNTIMES, check_choice
@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 
 
 def import_tensorflow():
-    """``import tensorflow``, or a :class:`~neardup.contract.UserError` that says which extra installs it."""
+    """``import tensorflow``, or a :class:`~neardup.contract.UserError` that says which extra installs it.
+    TensorFlow's own C++ log (oneDNN notes, absl) is quiet unless ``TF_CPP_MIN_LOG_LEVEL`` says otherwise:
+    it has to be set before the first import."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         import tensorflow as tf
     except ModuleNotFoundError as exc:

@@ -37,6 +37,15 @@ def planted_summary(outcomes: pd.DataFrame, eps: float) -> dict:
     return summary
 
 
+def cross_set_groups(groups: pd.DataFrame, manifest: pd.DataFrame) -> int:
+    """How many groups hold images of two or more sets (leakage between them)."""
+    if not len(groups):
+        return 0
+    set_of = manifest.set_index(manifest["id"].astype(str))["set"].astype(str)
+    sets = set_of.reindex(groups["id"].astype(str)).to_numpy()
+    return int((groups.assign(set=sets).groupby("group")["set"].nunique() > 1).sum())
+
+
 def overlap_matrix(groups: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
     """How many images of each set have a duplicate in each set.
 
@@ -144,6 +153,8 @@ def evaluate_variant(variant: str, *, dataset: Path, plants_truth: Path, cluster
         recall = stats.get("search_recall_by_eps", {}).get(f"{float(eps):g}", stats["search_recall"])
         if recall is not None:
             metrics["search_recall"] = recall
+    metrics["n_cross_set_groups"] = cross_set_groups(at, manifest)
+    metrics["n_to_remove"] = len(at) - int(at["group"].nunique()) if len(at) else 0  # all but a keeper per group
     metrics = _rounded(metrics)
     if planted:
         metrics["planted"] = _rounded({k[len("recall_"):]: v for k, v in planted.items() if k.startswith("recall_")})

@@ -46,11 +46,12 @@ def growth_sweep(groups: pd.DataFrame, manifest: pd.DataFrame, eps_values, *, pr
 
     Returns
     -------
-    DataFrame with columns ``eps, largest_group, grouped_share, pairs_per_image``: the largest group
-    in distinct images, the share of distinct images in a group, and the pairs of distinct images the
-    groups propose per distinct image; and the same with each set of proven copies counted once as
-    well, prefixed ``guard_``, with ``guard_n_contents`` the distinct images so counted (what the
-    growth guards judge).
+    DataFrame with columns ``eps, groups, largest_group, grouped_share, pairs_per_image``: the groups,
+    the largest group in distinct images, the share of distinct images in a group, and the pairs of
+    distinct images the groups propose per distinct image; the same counting every image (files with the
+    same content too), prefixed ``images_``, as the groups and the lists show them; and the same with
+    each set of proven copies counted once as well, prefixed ``guard_``, with ``guard_n_contents`` the
+    distinct images so counted (what the growth guards judge).
     """
     key_of = dict(zip(manifest["id"].astype(str), content_keys(manifest)))
     ids = manifest["id"].astype(str) if present is None else pd.Series(sorted(map(str, present)))
@@ -65,12 +66,12 @@ def growth_sweep(groups: pd.DataFrame, manifest: pd.DataFrame, eps_values, *, pr
         ra, rb = root(key_of.get(a, a)), root(key_of.get(b, b))
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
-    keyings = (("", lambda i: key_of.get(i, i)), ("guard_", lambda i: root(key_of.get(i, i))))
+    keyings = (("", lambda i: key_of.get(i, i)), ("images_", lambda i: i), ("guard_", lambda i: root(key_of.get(i, i))))
     n_contents = {prefix: max(1, len({key(i) for i in ids})) for prefix, key in keyings}  # once, not per eps
     rows = []
     for eps in sorted(float(e) for e in eps_values):
         at = groups_at(groups, eps)
-        row = {"eps": eps, "guard_n_contents": n_contents["guard_"]}
+        row = {"eps": eps, "groups": int(at["group"].nunique()), "guard_n_contents": n_contents["guard_"]}
         for prefix, key in keyings:
             keyed = pd.DataFrame({"group": at["group"].to_numpy(),
                                   "key": [key(i) for i in at["id"].astype(str)]}).drop_duplicates()
@@ -108,7 +109,8 @@ def _table(sweep: pd.DataFrame, verdicts: dict) -> list[str]:
     planted = "planted_recall" in sweep and sweep["planted_recall"].notna().any()
     truth = "f1" in sweep and sweep["f1"].notna().any()
     head = "| eps | " + ("precision | recall | F1 | " if truth else "") + \
-        ("copies found | with unrelated | " if planted else "") + "largest group | grouped | pairs per image | verdict |"
+        ("copies found | with unrelated | " if planted else "") + \
+        "groups | largest group (images) | share of images grouped | pairs per image | verdict |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for _, row in sweep.iterrows():
         cells = [f"{row['eps']:g}"]
@@ -116,8 +118,8 @@ def _table(sweep: pd.DataFrame, verdicts: dict) -> list[str]:
             cells += [f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}"]
         if planted:
             cells += [f"{row['planted_recall']:.3f}", f"{row['planted_with_unrelated']:.3f}"]
-        cells += [str(int(row["guard_largest_group"])), f"{row['guard_grouped_share']:.3f}",
-                  f"{row['guard_pairs_per_image']:.3f}", verdicts[float(row["eps"])]]
+        cells += [str(int(row["groups"])), str(int(row["images_largest_group"])), f"{row['images_grouped_share']:.3f}",
+                  f"{row['images_pairs_per_image']:.3f}", verdicts[float(row["eps"])]]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
 
+from neardup.engine import tqdm
 from neardup.images import scan_files
 from neardup.contract import TRUTH_COLUMNS, FetchResult, SourceError
 from neardup.fetch.photos import load_photos, select_tiles

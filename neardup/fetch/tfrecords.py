@@ -17,8 +17,8 @@ import os
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
-from tqdm.auto import tqdm
 
+from neardup.engine import tqdm
 from neardup.images import scan_files
 from neardup.contract import SKIPPED_COLUMNS, FetchResult, SourceError
 from neardup.fetch.folder import load_label_map

@@ -10,11 +10,15 @@ entries DVC cannot hash out of DVC's sight.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from neardup.contract import OUTPUT_MARKER
+
+log = logging.getLogger(__name__)
 
 _SPECIAL_KINDS = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
                   (stat.S_ISBLK, "block device"))
@@ -119,7 +123,8 @@ def walk_folder(root: Path, *, symlinks: str) -> list[Entry]:
     -------
     list of Entry
         One per non-folder entry (regular file, symlink, FIFO, socket, device) and one per folder
-        that cannot be entered; folders that can be entered are walked, not listed.
+        that cannot be entered; folders that can be entered are walked, not listed, except a folder
+        holding :data:`neardup.contract.OUTPUT_MARKER` (a ``find`` output inside the images).
 
     Raises
     ------
@@ -139,6 +144,9 @@ def walk_folder(root: Path, *, symlinks: str) -> list[Entry]:
             if folder == root:
                 raise
             out.append(Entry(folder, _folder_reason(exc), True))
+            continue
+        if folder != root and any(entry.name == OUTPUT_MARKER for entry in entries):
+            log.info("%s: a neardup output folder, not scanned", folder)
             continue
         subfolders = []
         for entry in entries:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from neardup.engine import tqdm
 from neardup.decode import open_rgb
 from neardup.images import scan_files
 from neardup.contract import TRUTH_COLUMNS, FetchResult, read_manifest, write_fetch_result

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
 
+from neardup.engine import tqdm
 from neardup.contract import CONFLICT_COLUMNS, LABEL_CONFLICTS, groups_at, label_conflict_groups, write_table
 from neardup.decode import open_rgb
 from neardup.render.sheet import visible

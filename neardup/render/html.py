@@ -19,7 +19,7 @@ from PIL import Image
 from neardup.contract import label_conflict_groups
 from neardup.decode import open_rgb
 from neardup.render import review_view
-from neardup.render.quality import SUMMARY, cell
+from neardup.render.sections import eps_section, headline_section, overlap_section, summary_section, text_cell
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,6 @@ SCRIPT = """
 """
 
 
-def _e(value) -> str:
-    """``value`` as escaped HTML text ('-' for None, '' and NaN)."""
-    return html.escape(cell(value))
-
-
 def _jpeg_uri(array: np.ndarray) -> str:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="JPEG", quality=85, optimize=False)
@@ -69,11 +64,15 @@ def _jpeg_uri(array: np.ndarray) -> str:
 
 def thumbnail_uri(path: str, size: int) -> tuple[str, str]:
     """A JPEG ``data:`` URI of ``path`` whose longest side is at most ``size``, and a note ('' when fine).
+    An image smaller than half of ``size`` is enlarged by a whole factor, pixel for pixel (nearest).
 
     An image that cannot be read gives a grey ``size x size`` placeholder and the reason as note.
     """
     try:
         im = open_rgb(path, max_pixels=None)  # the shared decoder: upright, first frame (checked at fetch)
+        factor = size // max(im.size)
+        if factor >= 2:  # a small image (CIFAR's 32 px) shown large enough to judge, its pixels kept sharp
+            im = im.resize((im.width * factor, im.height * factor), Image.Resampling.NEAREST)
         im.thumbnail((size, size), Image.Resampling.BICUBIC)
         return _jpeg_uri(np.asarray(im)), ""
     except Exception as err:  # noqa: BLE001 - any unreadable file becomes a placeholder
@@ -113,65 +112,6 @@ def split_groups(members: pd.DataFrame, *, max_groups: int) -> tuple[list, list]
     closest = rest.groupby("group")["distance"].min().reset_index()
     closest = closest.sort_values(["distance", "group"], na_position="last", kind="stable")
     return conflicts, closest["group"].tolist()[:max(0, max_groups)]
-
-
-def _table(header: list[str], rows: list[list[str]], *, name_cols: int = 1) -> str:
-    """An HTML table; cells are already-escaped HTML (a cell may be a ``(html, css class)`` tuple)."""
-    out = ["<table>", "<tr>" + "".join(f'<th class="name">{h}</th>' if i < name_cols else f"<th>{h}</th>"
-                                       for i, h in enumerate(header)) + "</tr>"]
-    for row in rows:
-        cells = []
-        for i, value in enumerate(row):
-            text, cls = value if isinstance(value, tuple) else (value, "name" if i < name_cols else "")
-            cells.append(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    return "\n".join(out + ["</table>"])
-
-
-def summary_section(metrics: dict, variants: list[str]) -> str:
-    """The summary table: one row per ``SUMMARY`` metric, one column per variant ('-' when missing)."""
-    rows = [[html.escape(label)] + [_e(metrics.get(v, {}).get(key)) for v in variants] for key, label in SUMMARY]
-    return "<h2>Summary per variant</h2>\n" + _table(["metric"] + [html.escape(r) for r in variants], rows)
-
-
-def eps_section(reasons: dict[str, str], metrics: dict, variants: list[str]) -> str:
-    """Why each variant's eps was chosen (the rule that applied), and the primary variant's table judging every
-    eps of the sweep (``reason.txt``: a sentence, then a markdown table)."""
-    if not reasons:
-        return ""
-    items = "".join(f"<li><b>{html.escape(v)}</b>: eps {_e(metrics.get(v, {}).get('eps'))}: "
-                    f"{html.escape(reasons[v].splitlines()[0])}</li>" for v in variants if v in reasons)
-    lines = [line for line in reasons.get(variants[0], "").splitlines() if line.startswith("|")]
-    table = ""
-    if len(lines) > 2:
-        cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
-        rows = [[html.escape(c.replace("**", "")) for c in row] for row in cells[2:]]
-        table = (f"<p>Every eps of the sweep for {html.escape(variants[0])}:</p>\n"
-                 + _table([html.escape(c) for c in cells[0]], rows))
-    return f"<h2>The chosen eps and why</h2>\n<ul>{items}</ul>\n{table}"
-
-
-def overlap_section(overlap: pd.DataFrame | None, variant: str) -> str:
-    """The set-overlap matrix of ``variant``; off-diagonal non-zero cells (leakage between sets) highlighted."""
-    head = f"<h2>Overlap between sets ({html.escape(variant)})</h2>\n"
-    if overlap is None or overlap.empty:
-        return head + '<p class="muted">No overlap table for this variant.</p>'
-    rows, leaks = [], 0
-    for a in overlap.index:
-        row = [html.escape(str(a))]
-        for b in overlap.columns:
-            value = overlap.loc[a, b]
-            number = pd.to_numeric(value, errors="coerce")
-            cls = "diag" if a == b else ("leak" if pd.notna(number) and number != 0 else "")
-            leaks += cls == "leak"
-            row.append((_e(value), cls))
-        rows.append(row)
-    note = (f'<p class="note">{leaks} pair(s) of sets share duplicates (highlighted): possible leakage.</p>'
-            if leaks else '<p class="muted">No duplicates across sets.</p>')
-    return (head + "<p>Cell (A, B): number of images of set A (row) that have a duplicate in set B (column); "
-            "the diagonal counts duplicates within a set.</p>\n"
-            + _table(["images of \\ with a duplicate in"] + [html.escape(str(c)) for c in overlap.columns], rows)
-            + "\n" + note)
 
 
 def _card(row, thumb: tuple[str, str]) -> str:
@@ -221,7 +161,7 @@ def write_html_report(out: Path, *, metrics: dict, variants: list[str], groups: 
                       manifest: pd.DataFrame, overlap: dict[str, pd.DataFrame], figures: dict[str, Path] | None,
                       thumb_size: int, max_groups: int, reasons: dict[str, str] | None = None,
                       review_queue: pd.DataFrame | None = None, max_review_pairs: int = 200,
-                      matches: dict | None = None) -> str:
+                      matches: dict | None = None, rerun: str = "dvc repro") -> str:
     """Write the self-contained HTML report to ``out`` (parent folders created) and return it.
 
     Parameters
@@ -256,12 +196,15 @@ def write_html_report(out: Path, *, metrics: dict, variants: list[str], groups: 
     Returns
     -------
     str, the HTML written.
+    rerun : str
+        The command that counts verdicts imported with ``neardup review --import`` where this report
+        lives: ``dvc repro`` in a project, ``neardup find`` again on a ``find`` output.
     """
     out = Path(out)
     primary = variants[0] if variants else ""
     data = metrics.get("dataset", {})
-    parts = ["<h1>neardup: duplicate report</h1>",
-             "<p>" + "; ".join(f"{html.escape(str(k))}: {_e(v)}" for k, v in data.items()) + "</p>"
+    parts = ["<h1>neardup: duplicate report</h1>", headline_section(metrics, primary, groups.get(primary)),
+             "<p>" + "; ".join(f"{html.escape(str(k))}: {text_cell(v)}" for k, v in data.items()) + "</p>"
              if data else '<p class="muted">No dataset counts.</p>',
              summary_section(metrics, variants), eps_section(reasons or {}, metrics, variants),
              overlap_section(overlap.get(primary), primary)]
@@ -295,7 +238,7 @@ def write_html_report(out: Path, *, metrics: dict, variants: list[str], groups: 
         return _jpeg_uri(np.asarray(sheet)), f"{proof_text(match)} on {transform_text(match)}: the proof of a copy"
 
     review, review_js = review_view.review_section(review_queue, manifest, variant=primary, max_pairs=max_review_pairs,
-                                                   thumb=thumbnail_uri, proof=proof)
+                                                   thumb=thumbnail_uri, rerun=rerun, proof=proof)
     if review:
         parts.insert(2, '<p><a href="#review">Review the proposed pairs</a></p>')
     parts += [review, figures_section(figures)]

@@ -20,9 +20,14 @@ def figure_name(row) -> str:
     return f"{str(row['variant']).replace('/', '_') or 'variant'}/pair_{digest}.png"
 
 
+#: Most agreeing keypoints a proof draws as lines (evenly sampled); more would be a smear.
+MAX_LINES = 30
+
+
 def proof_text(match) -> str:
-    """What a verified pair's match proves, in words."""
-    return f"verified: {match.inliers} keypoints agree" + (" (mirrored)" if match.mirrored else "")
+    """What a verified pair's match proves, in words (and how many of its lines are drawn)."""
+    drawn = f", {MAX_LINES} of them drawn" if match.inliers > MAX_LINES else ""
+    return f"verified: {match.inliers} keypoints agree{drawn}" + (" (mirrored)" if match.mirrored else "")
 
 
 def transform_text(match) -> str:
@@ -37,9 +42,13 @@ def transform_text(match) -> str:
 
 
 def match_lines(match, thumbs, widths) -> np.ndarray:
-    """A match's inlier keypoints ``(k, 4)`` in the two thumbnails' pixels (``widths``: the images' own)."""
+    """A match's inlier keypoints ``(k, 4)`` in the two thumbnails' pixels (``widths``: the images' own),
+    at most :data:`MAX_LINES` of them, evenly spread over the match's order (the same every time)."""
     scale_a, scale_b = (thumb.shape[1] / float(width) for thumb, width in zip(thumbs, widths))
-    return match.pairs * np.array([scale_a, scale_a, scale_b, scale_b], dtype=np.float32)
+    pairs = np.asarray(match.pairs)
+    if len(pairs) > MAX_LINES:
+        pairs = pairs[np.linspace(0, len(pairs) - 1, MAX_LINES).round().astype(int)]
+    return pairs * np.array([scale_a, scale_a, scale_b, scale_b], dtype=np.float32)
 
 
 def pair_figure(row, manifest: pd.DataFrame, out: Path | None, *, thumb_size: int = 256, match=None):

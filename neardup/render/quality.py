@@ -16,8 +16,10 @@ SUMMARY = [("eps", "chosen eps"), ("precision", "precision"), ("recall", "recall
            ("planted_with_unrelated", "planted with unrelated"), ("reviewed_precision", "reviewed precision"),
            ("precision_lower", "precision lower bound"), ("precision_upper", "precision upper bound"),
            ("n_pending", "pending pairs"), ("n_queue_left_out", "pairs left out of the review queue"),
-           ("n_groups", "groups"), ("largest_group", "largest group"), ("grouped_share", "share of images grouped"),
-           ("n_label_conflicts", "label-conflict groups"), ("input_size", "input size (px)")]
+           ("n_groups", "groups"), ("n_to_remove", "images to remove"), ("largest_group", "largest group"),
+           ("grouped_share", "share of images grouped"),
+           ("n_label_conflicts", "label-conflict groups"), ("n_cross_set_groups", "groups across sets"),
+           ("input_size", "input size (px)")]
 
 
 def cell(value) -> str:
@@ -38,25 +40,33 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def pr_curve_figure(sweeps: dict, variants, out: Path) -> None:
-    """Precision against recall over the eps sweep, one line per variant; and planted recall against
-    eps. ``sweeps``: variant -> its ``eps`` curve (:data:`neardup.layout.CURVES`)."""
+    """Precision against recall over the eps sweep, one line per variant, when there is a ground truth;
+    and planted recall against eps, when there are planted copies (a chart is drawn only with data).
+    ``sweeps``: variant -> its ``eps`` curve (:data:`neardup.layout.CURVES`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for variant in variants:
-        sweep = sweeps[variant].apply(pd.to_numeric, errors="coerce")
-        if sweep["precision"].notna().any():
-            left.plot(sweep["recall"], sweep["precision"], marker="o", label=plain(variant))
-        if "planted_recall" in sweep and sweep["planted_recall"].notna().any():
-            right.plot(sweep["eps"], sweep["planted_recall"], marker="o", label=plain(variant))
-    left.set(xlabel="recall", ylabel="precision", title="ground truth, over the eps sweep", xlim=(0, 1.02),
-             ylim=(0, 1.02))
-    right.set(xlabel="eps (distance)", ylabel="recall of planted copies", title="planted copies",
-              ylim=(0, 1.02))
-    for ax in (left, right):
+    numeric = {v: sweeps[v].apply(pd.to_numeric, errors="coerce") for v in variants}
+    truth = [v for v in variants if numeric[v]["precision"].notna().any()]
+    planted = [v for v in variants if "planted_recall" in numeric[v] and numeric[v]["planted_recall"].notna().any()]
+    panels = [p for p, lines in (("truth", truth), ("planted", planted)) if lines] or ["none"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        if panel == "truth":
+            for v in truth:
+                ax.plot(numeric[v]["recall"], numeric[v]["precision"], marker="o", label=plain(v))
+            ax.set(xlabel="recall", ylabel="precision", title="ground truth, over the eps sweep", xlim=(0, 1.02),
+                   ylim=(0, 1.02))
+        elif panel == "planted":
+            for v in planted:
+                ax.plot(numeric[v]["eps"], numeric[v]["planted_recall"], marker="o", label=plain(v))
+            ax.set(xlabel="eps (distance)", ylabel="recall of planted copies", title="planted copies",
+                   ylim=(0, 1.02))
+        else:
+            ax.text(0.5, 0.5, "no ground truth and no planted copies:\nnothing to draw", ha="center", va="center")
+            ax.set_axis_off()
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
@@ -90,7 +100,7 @@ def write_quality_report(metrics: dict, reasons: dict, sweeps: dict, out: Path, 
         "Planted recall: share of planted copies grouped with their original; planted with unrelated: share "
         "landing in a group with an image outside their family (the original, the images directly within eps "
         "of it, their copies). Reviewed precision counts your verdicts "
-        "(`python -m neardup.review`); the bounds count pending and unsure pairs as all wrong / all right.",
+        "(`neardup review`); the bounds count pending and unsure pairs as all wrong / all right.",
         "## Summary per variant", markdown_table(summary),
         "## Recall per transform (planted copies, at the chosen eps)",
         markdown_table(transforms) if len(transforms) else "No planted copies (plant.n is 0).",

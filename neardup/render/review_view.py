@@ -186,17 +186,18 @@ def _proof(proof, row) -> dict:
 
 
 def review_section(queue: pd.DataFrame | None, manifest: pd.DataFrame, *, variant: str, max_pairs: int,
-                   thumb, proof=None) -> tuple[str, str]:
+                   thumb, rerun: str, proof=None) -> tuple[str, str]:
     """The review view: (HTML of the section, its script); ``thumb(path, size) -> (uri, note)`` makes
     an image's ``data:`` URI (:func:`neardup.render.html.thumbnail_uri`); ``proof(row) -> (uri, text)``
-    or None draws a verified pair's agreeing keypoints (shown under the pair)."""
+    or None draws a verified pair's agreeing keypoints (shown under the pair). ``rerun``: the command
+    that counts imported verdicts where the report lives (``dvc repro``, or ``neardup find`` again)."""
     head = f'<section id="review">\n<h2>Review pairs ({html.escape(variant)})</h2>\n'
     if queue is None:
         return "", ""
     pairs, left_out, report = select_pairs(queue, max_pairs=max_pairs)
     left = (f'<p class="note" id="review-left-out">{left_out} pending pair{"s" if left_out != 1 else ""} not '
-            "embedded here (render.max_pair_figures); review them with <code>python -m neardup.review</code> "
-            "or after importing these verdicts and running <code>dvc repro</code>.</p>" if left_out else "")
+            "embedded here (render.max_pair_figures); review them with <code>neardup review</code> "
+            f"or after importing these verdicts and running <code>{html.escape(rerun)}</code>.</p>" if left_out else "")
     if not len(pairs):
         return head + '<p class="muted">No pairs to review.</p>' + left + "\n</section>", ""
     info = manifest.drop_duplicates("id").set_index("id")
@@ -225,8 +226,8 @@ def review_section(queue: pd.DataFrame | None, manifest: pd.DataFrame, *, varian
             f'<p class="muted" id="review-keys" hidden>{len(pairs)} pairs of the review queue, pending first, '
             "closest first. Keys: <b>d</b> duplicate, <b>n</b> different, <b>u</b> unsure, <b>x</b> clear, "
             "<b>j</b> / <b>&rarr;</b> next, <b>k</b> / <b>&larr;</b> previous. Verdicts stay in this browser "
-            "until you export them: download or copy the CSV below, then run <code>python -m neardup.review "
-            "--import FILE</code> and <code>dvc repro</code>.</p>\n" + left +
+            "until you export them: download or copy the CSV below, then run <code>neardup review "
+            f"--import FILE</code> in its folder, then <code>{html.escape(rerun)}</code>.</p>\n" + left +
             '<p class="bar"><b id="review-progress"></b> &middot; <span id="review-position"></span> &middot; '
             '<span id="review-to-export"></span></p>\n'
             f'<div class="review-pair">{sides}</div>\n'

@@ -18,6 +18,10 @@ from neardup.render.quality import write_quality_report
 from neardup.verify import pair_matches
 
 
+#: The caption of the quality figure in the HTML report.
+CAPTION = "Over the eps sweep: precision-recall (with a ground truth) and planted copies found"
+
+
 def run(params: dict, layout: Layout) -> None:
     """Render every variant of the sweep (``embed.models`` x ``embed.sizes``, then ``hash.methods``;
     the first is the primary variant) of ``layout``. Reads ``render``, ``embed``, ``hash``,
@@ -45,6 +49,6 @@ def run(params: dict, layout: Layout) -> None:
     write_quality_report(metrics, reasons, sweeps, layout.path("quality"), variants=variants, figure=figure)
     overlap = {v: pd.DataFrame(per_variant[v].get("overlap", {})).T for v in variants}
     write_html_report(layout.path("html"), metrics=metrics, variants=variants, groups=groups, manifest=manifest,
-                      overlap=overlap, figures={"Precision-recall over the eps sweep": figure},
+                      overlap=overlap, figures={CAPTION: figure},
                       thumb_size=render.thumb_size, max_groups=render.max_groups, reasons=reasons,
                       review_queue=queue, max_review_pairs=render.max_pair_figures, matches=matches)

@@ -10,8 +10,8 @@ merged in block order, with the same bytes either way.
 from __future__ import annotations
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from neardup.engine import tqdm
 from neardup.search.tasks import ThreadExecutor
 
 #: Rows compared at once; a block of similarities takes ``block * N * 4`` bytes.
