@@ -18,8 +18,9 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 #: Third-party modules imported lazily, each with an error that names the extra installing it.
 OPTIONAL = {"tensorflow": ("cpu", "gpu"), "faiss": ("scale",), "distributed": ("scale",), "kaggle": ("kaggle",)}
-#: Imported but deliberately not declared: DVC depends on it, and neardup.fetch.guard works without it.
-UNDECLARED = {"pathspec"}
+#: Imported but deliberately not declared: pathspec (DVC depends on it, and neardup.fetch.guard works
+#: without it); ipywidgets (only looked for, to draw progress bars as notebook widgets where it exists).
+UNDECLARED = {"pathspec", "ipywidgets"}
 
 
 def project() -> dict:

@@ -170,7 +170,7 @@ def test_the_proof_is_drawn_in_the_figures_and_the_review_view(files, tmp_path):
     assert plain.shape == proved.shape and (np.abs(plain.astype(int) - proved).sum(axis=2) > 0).sum() > 500
     queue = pd.DataFrame([{**row, "b": b, "sha_b": str(k)} for k, (_, b) in enumerate(pairs, 1)])
     section, _ = review_section(queue, manifest, variant="r", max_pairs=10, thumb=lambda p, s: ("data:,", ""),
-                                proof=lambda r: ("data:image/jpeg;base64,AA", f"{r.b} proven")
+                                rerun="dvc repro", proof=lambda r: ("data:image/jpeg;base64,AA", f"{r.b} proven")
                                 if (r.a, r.b) in matches else None)
     data = json.loads(re.search(r'id="review-data">(.*?)</script>', section, re.S).group(1))
     proofs = {section_pair["sha_b"]: section_pair.get("proof_text") for section_pair in data["pairs"]}
