@@ -224,6 +224,8 @@ def test_the_command_says_its_version_and_acts_at_a_given_eps(demo, tmp_path):
     strict = neardup_cmd("-q", "find", str(demo["images"]), "--plant", "10", "--eps", "0.05", "--out", str(out),
                          cwd=demo["work"], env=demo["env"])
     assert strict.returncode == 0 and "eps 0.05:" in strict.stdout, strict.stderr[-3000:]
+    # quiet: TensorFlow's native start-up notices (oneDNN, absl, XNNPACK) kept off stderr
+    assert not any(n in strict.stderr for n in ("oneDNN", "absl::InitializeLog", "XNNPACK", "trackable_obj"))
     assert json.loads((out / "reports" / "metrics" / f"{RUN}.json").read_text())["eps"] == 0.05
 
 

@@ -15,7 +15,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +32,44 @@ from neardup.params import RUNTIMES, check_choice
 log = logging.getLogger(__name__)
 
 
+#: Start-up notices TensorFlow's C++ side writes to stderr whatever ``TF_CPP_MIN_LOG_LEVEL`` says
+#: (TensorFlow 2.21: the oneDNN notice through absl before its logging starts; TFLite's XNNPACK note).
+NATIVE_NOTICES = ("oneDNN custom operations are on", "All log messages before absl::InitializeLog()",
+                  "Created TensorFlow Lite XNNPACK delegate")
+
+
+@contextmanager
+def native_notices_kept_off_stderr():
+    """Run the block with file descriptor 2 (native code's stderr) captured; afterwards every captured
+    line but the :data:`NATIVE_NOTICES` is written to stderr, so errors and warnings still show.
+    ``NEARDUP_LOG_LEVEL=DEBUG`` lets everything through as it comes."""
+    if os.environ.get("NEARDUP_LOG_LEVEL", "").upper() == "DEBUG":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", "replace").splitlines()
+            rest = [line for line in lines if line.strip() and not any(n in line for n in NATIVE_NOTICES)]
+            if rest:
+                sys.stderr.write("\n".join(rest) + "\n")
+
+
 def import_tensorflow():
     """``import tensorflow``, or a :class:`~neardup.contract.UserError` that says which extra installs it.
-    TensorFlow's own C++ log (oneDNN notes, absl) is quiet unless ``TF_CPP_MIN_LOG_LEVEL`` says otherwise:
-    it has to be set before the first import."""
+    TensorFlow's C++ start-up notices are kept off stderr (:func:`native_notices_kept_off_stderr`)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        if "tensorflow" not in sys.modules:
+            with native_notices_kept_off_stderr():
+                import tensorflow  # noqa: F401
         import tensorflow as tf
     except ModuleNotFoundError as exc:
         if exc.name != "tensorflow":

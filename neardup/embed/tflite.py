@@ -53,7 +53,13 @@ def convert(model) -> bytes:
     forward = tf.function(lambda images: model(images, training=False))
     frozen = convert_variables_to_constants_v2(
         forward.get_concrete_function(tf.TensorSpec([1, size, size, 3], tf.float32)))
-    return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
+    absl = logging.getLogger("absl")  # "consider providing the trackable_obj argument": the frozen route is chosen
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
+    finally:
+        absl.setLevel(level)
 
 
 def cached_flatbuffer(model_name: str, *, size: int, pooling: str, weights, cache_dir: str, build) -> bytes:
@@ -117,10 +123,12 @@ class TFLiteModel:
     def __init__(self, content: bytes, *, threads: int):
         import tensorflow as tf
 
-        with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated": same kernels as ai_edge_litert
-            warnings.simplefilter("ignore")
+        from neardup.embed import native_notices_kept_off_stderr
+
+        with warnings.catch_warnings(), native_notices_kept_off_stderr():  # same kernels as ai_edge_litert
+            warnings.simplefilter("ignore")  # "tf.lite.Interpreter is deprecated"
             self.interpreter = tf.lite.Interpreter(model_content=content, num_threads=threads)
-        self.interpreter.allocate_tensors()
+            self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]["index"]
         self.output = self.interpreter.get_output_details()[0]["index"]
         self.dim = int(self.interpreter.get_output_details()[0]["shape"][-1])

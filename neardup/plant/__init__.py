@@ -58,8 +58,10 @@ def plant_copies(manifest: pd.DataFrame, out_dir: Path, *, n: int, transforms, s
         copy.save(images / image_id, format="JPEG", quality=95)
         rows.append((image_id, original["id"], transform))
         written.append(images / image_id)
+    labels = {r[0]: manifest.iloc[int(i)]["label"] for r, i in zip(rows, chosen)}
+    # each copy carries its original's label; unlabelled originals: no labels (and no warning about them)
     result = scan_files(written, root=images, set_name=PLANTED_SET,
-                        labels={r[0]: manifest.iloc[int(i)]["label"] for r, i in zip(rows, chosen)})
+                        labels=labels if any(label != "" for label in labels.values()) else None)
     result.truth = pd.DataFrame(rows, columns=TRUTH_COLUMNS)
     log.info("planted %d copies of %d images (%s)", n, len(manifest), ", ".join(names))
     return result
