@@ -20,14 +20,17 @@ cifar10-dev (:mod:`precision_quality`). The extra runtimes live in their own ven
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from precision_models import OpenVINORunner, TFLiteRunner, cosines, int8_flatbuffer  # noqa: E402
@@ -38,18 +41,29 @@ from neardup.embed.pixels import pixel_batches  # noqa: E402
 from neardup.embed.tflite import convert  # noqa: E402
 
 
+#: Which optional runtimes are installed (neither is a dependency: PRECISION_FINDINGS.md says why).
+LITERT = importlib.util.find_spec("ai_edge_litert") is not None
+OPENVINO = importlib.util.find_spec("openvino") is not None
+
+
 def candidates(model_name: str, size: int, calibration: np.ndarray, *, threads: int, batch: int,
                speed: bool = False) -> dict:
-    """``{name: runner}``, fp32 first; ``speed``: also the batch-``batch`` and OpenVINO f32 variants."""
+    """``{name: runner}``, fp32 first; ``speed``: also the batch-``batch`` and OpenVINO f32 variants.
+    int8 runs on LiteRT where it is installed, else on TensorFlow's interpreter (the same XNNPACK
+    kernels, the same speed: PRECISION_FINDINGS.md); bf16 only where OpenVINO is installed."""
     model = build_embedder(model_name, size=size, weights="imagenet", pooling="max")
     fp32, int8 = convert(model), int8_flatbuffer(model, calibration)
+    tflite = "litert" if LITERT else "tf"
     runners = {"fp32 tflite": TFLiteRunner(fp32, threads=threads, runtime="tf"),
-               "int8 litert": TFLiteRunner(int8, threads=threads, runtime="litert"),
-               "bf16 openvino": OpenVINORunner(fp32, threads=threads, precision="bf16")}
+               f"int8 {tflite}": TFLiteRunner(int8, threads=threads, runtime=tflite)}
+    if OPENVINO:
+        runners["bf16 openvino"] = OpenVINORunner(fp32, threads=threads, precision="bf16")
     if speed:
-        runners[f"int8 litert b{batch}"] = TFLiteRunner(int8, threads=threads, runtime="litert", batch=batch)
-        runners[f"bf16 openvino b{batch}"] = OpenVINORunner(fp32, threads=threads, precision="bf16", batch=batch)
-        runners["f32 openvino"] = OpenVINORunner(fp32, threads=threads, precision="f32")
+        runners[f"int8 {tflite} b{batch}"] = TFLiteRunner(int8, threads=threads, runtime=tflite, batch=batch)
+        if OPENVINO:
+            runners[f"bf16 openvino b{batch}"] = OpenVINORunner(fp32, threads=threads, precision="bf16",
+                                                                batch=batch)
+            runners["f32 openvino"] = OpenVINORunner(fp32, threads=threads, precision="f32")
     return runners
 
 
@@ -115,7 +129,7 @@ def print_quality(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["efficientnet-lite0@224"], help="model@size, ...")
-    parser.add_argument("--folder", type=Path, default=Path("/work/bench/scenes"))
+    parser.add_argument("--folder", type=Path, help="photos to time (default: generated 800x600 scenes)")
     parser.add_argument("--n-images", type=int, default=384)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
@@ -124,12 +138,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--quality", action="store_true", help="also AP / F1 on the demo and cifar10-dev")
-    parser.add_argument("--demo-root", type=Path, default=Path("/work/main"))
-    parser.add_argument("--cifar", type=Path, default=Path("/work/shared/data/cifar10-dev"))
+    parser.add_argument("--demo-root", type=Path, default=REPO, help="a project whose data/ holds the demo")
+    parser.add_argument("--cifar", type=Path, default=REPO.parent / "shared" / "data" / "cifar10-dev")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if not OPENVINO or not LITERT:
+        print("not installed (neither is a dependency): " + ", ".join(
+            n for n, ok in (("openvino (bf16 is not measured)", OPENVINO),
+                            ("ai-edge-litert (int8 runs on TensorFlow's interpreter)", LITERT)) if not ok))
 
     if not args.no_speed:
+        if args.folder is None:
+            from scenes import make_scenes
+
+            args.folder = Path(tempfile.gettempdir()) / "neardup-bench-scenes"
+            make_scenes(args.folder, args.n_images)
         paths = sorted(str(p) for p in args.folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[: args.n_images]
         print(f"{len(paths)} photos from {args.folder}, {args.threads} threads, batch {args.batch_size}, "
               f"best of {args.rounds} alternating rounds; int8 calibrated on {args.calibration} of them (seed {args.seed})")
@@ -138,7 +161,7 @@ def main() -> None:
             model, size = spec.rsplit("@", 1)
             rows += speed_rows(model, int(size), paths, threads=args.threads, batch=args.batch_size,
                                rounds=args.rounds, calibration=args.calibration, seed=args.seed)
-            print_speed(rows[-6:])
+            print_speed([r for r in rows if r["model"] == f"{model}@{size}"])
     if args.quality:
         def make(model, size, calibration):
             return candidates(model, size, calibration, threads=args.threads, batch=args.batch_size)
