@@ -120,17 +120,24 @@ class Result:
 
     def report(self, path: str | os.PathLike | None = None) -> Path:
         """Write the self-contained HTML report (default: the layout's, ``<out>/reports/index.html``)
-        and return its path."""
+        and return its path. Verified pairs of the review queue show their proof (agreeing keypoints),
+        as in a project's report."""
+        from neardup.params import params_from_dict
         from neardup.render.html import write_html_report
+        from neardup.verify import pair_matches
 
         path = Path(path) if path is not None else Layout.at(self.out).path("html")
-        render = self.params["render"]
+        render, verify = self.params["render"], params_from_dict(self.params, "cluster").verify
+        pairs = list(zip(self.queue["a"].astype(str), self.queue["b"].astype(str)))
+        matches = (pair_matches(pairs, self.manifest, verify, cache_dir=self.params["cache"]["dir"])
+                   if verify.enabled else {})
         write_html_report(path, metrics={"dataset": self.metrics.get("dataset", {}), self.variant: self.metrics},
                           variants=[self.variant], groups={self.variant: self.groups}, manifest=self.manifest,
                           overlap={self.variant: pd.DataFrame(self.metrics.get("overlap", {})).T}, figures=None,
                           thumb_size=render["thumb_size"], max_groups=render["max_groups"],
                           reasons={self.variant: self.reason}, review_queue=self.queue,
-                          max_review_pairs=render["max_pair_figures"], rerun=RERUN.format(out=self.out))
+                          max_review_pairs=render["max_pair_figures"], matches=matches,
+                          rerun=RERUN.format(out=self.out))
         return path
 
     def show(self, n: int = 5) -> "Gallery":

@@ -194,6 +194,7 @@ def test_review_and_report_work_on_a_find_output(demo, tmp_path):
     assert f"neardup find FOLDER --out {out}" in imported.stdout and "dvc repro" not in imported.stdout
     page = (out / "reports" / "index.html").read_text()
     assert "neardup review --import FILE" in page and "python -m neardup.review" not in page and "dvc repro" not in page
+    assert "keypoints agree" in page and "the proof of a copy" in page  # verified pairs show their proof
     from browser import have_chromium, load_page
 
     if have_chromium():  # the page as a user sees it: the summary first, every image loaded, nothing fetched
