@@ -95,7 +95,7 @@ def test_pair_sweep_scores_candidate_pairs_before_grouping():
     assert pair_sweep(pairs, [0.3], None)["pair_f1"].isna().all()
 
 
-def test_run_keys_primary_first_then_hash_baselines():
+def test_variant_keys_primary_first_then_hash_baselines():
     assert variant_key("efficientnet-lite0", "auto") == "efficientnet-lite0_auto" and variant_key("phash") == "phash"
     assert variant_keys(["efficientnet-lite0", "efficientnet-lite2"], ["auto", 96], ["phash", "dhash"]) == [
         "efficientnet-lite0_auto", "efficientnet-lite0_96", "efficientnet-lite2_auto", "efficientnet-lite2_96",

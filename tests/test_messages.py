@@ -7,7 +7,7 @@ import yaml
 from conftest import REPO
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
-#: ``<group>.<key>...`` not inside a longer name (``neardup.cluster.scoring``, ``neardup/stages/embed.py``)
+#: ``<group>.<key>...`` not inside a longer name (``neardup.cluster.scoring``, ``neardup/embed/stage.py``)
 NAME = re.compile(r"(?<![\w./-])(" + "|".join(map(re.escape, PARAMS)) + r")((?:\.[A-Za-z_]\w*|\[[^\]\s]*\])+)")
 FILE_SUFFIXES = {"py", "csv", "json", "jsonl", "npz", "yaml", "md", "png", "html", "txt"}
 
