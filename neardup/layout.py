@@ -23,6 +23,9 @@ from neardup.contract import MANIFEST, PRIMARY_METRICS, TRUTH, UserError
 
 #: The pipeline shipped in the package: the repository's dvc.yaml under a name DVC does not read.
 PIPELINE = Path(__file__).with_name("pipeline.yaml")
+#: What a ``neardup init`` project adds to ``vars.paths`` (as ``code_check``): where its fetch_input writes
+#: the installed package's digest, its stages' code dependency (:func:`neardup.project.project_dvc_yaml`).
+CODE_CHECK = "data/neardup_code.txt"
 #: The curves each variant writes under ``plots``, one CSV per variant in each.
 CURVES = ("eps", "pr", "transforms")
 

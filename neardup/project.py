@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from neardup.contract import REVIEW_COLUMNS, UserError, empty_frame, write_table
-from neardup.layout import Layout
+from neardup.layout import CODE_CHECK, Layout
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ def project_dvc_yaml() -> str:
     (:func:`neardup.stage.code_digest`). An upgrade changes it, so every stage reruns; the project names
     no path outside itself but its images, and moves to another folder or machine as it is."""
     spec = yaml.safe_load((PACKAGE / "pipeline.yaml").read_text())  # the repository's dvc.yaml, renamed
+    next(v["paths"] for v in spec["vars"] if "paths" in v)["code_check"] = CODE_CHECK
+    spec["stages"]["fetch_input"]["outs"].append({"${paths.code_check}": {"cache": False}})
     for name, stage in spec["stages"].items():
         stage["cmd"] = re.sub(r"python -m stages\.(\w+)", r"neardup stage \1", stage["cmd"])
         data = [d for d in stage.get("deps", []) if not str(d).startswith(("neardup/", "stages/"))]

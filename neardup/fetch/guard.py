@@ -183,14 +183,16 @@ def check_params(params: dict) -> None:
 def run(params: dict, layout) -> None:
     """The fetch_input stage: :func:`check_params`, then :func:`guard_input` on ``fetch.input``; the
     lines written (and one per image folder at a URL) go to ``layout.path("input_check")``, a
-    dependency of fetch, so fetch reruns whenever they change. ``layout.path("code_check")`` gets the
-    installed package's :func:`neardup.stage.code_digest` (a ``neardup init`` project's code dependency)."""
+    dependency of fetch, so fetch reruns whenever they change. In a ``neardup init`` project (whose
+    layout has ``code_check``) that file gets the installed package's :func:`neardup.stage.code_digest`,
+    its stages' code dependency."""
     from neardup.stage import code_digest
 
     check_params(params)
-    check = layout.path("code_check")
-    check.parent.mkdir(parents=True, exist_ok=True)
-    check.write_text(code_digest() + "\n", encoding="utf-8")
+    if "code_check" in layout.paths:
+        check = layout.path("code_check")
+        check.parent.mkdir(parents=True, exist_ok=True)
+        check.write_text(code_digest() + "\n", encoding="utf-8")
     fetch = params_from_dict(params, "fetch")
     lines = guard_input(fetch.input)
     for i, spec in enumerate(fetch.sets or [fetch]):
