@@ -100,9 +100,9 @@ def report(result: dict) -> None:
     print(f"\n## {n:,} photos (800x600): dvc repro {result['wall']:.0f} s; {result['load_before']} before, "
           f"{result['load_after']} after\n")
     stages = result["stages"]
-    print("| stage | run | seconds | CPU seconds | peak MB |\n|---|---|---|---|---|")
+    print("| stage | variant | seconds | CPU seconds | peak MB |\n|---|---|---|---|---|")
     for row in stages.itertuples():
-        print(f"| {row.stage} | {row.run} | {row.seconds:.1f} | {row.cpu_seconds:.1f} | {row.peak_mb:.0f} |")
+        print(f"| {row.stage} | {row.variant} | {row.seconds:.1f} | {row.cpu_seconds:.1f} | {row.peak_mb:.0f} |")
     print(f"| **all** | | **{stages['seconds'].sum():.1f}** | **{stages['cpu_seconds'].sum():.1f}** | "
           f"**{stages['peak_mb'].max():.0f}** |")
     print("\ncache: " + "; ".join(f"{kind}: {c['files']} files, {c['bytes_per_file'] / 1024:.1f} KB a file, "
