@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from neardup.api import find_duplicates  # noqa: E402
 from neardup.contract import PLANTED, STATS, read_outcomes  # noqa: E402
+from neardup.layout import Layout  # noqa: E402
 
 
 def truth_pairs(path: Path | None) -> set:
@@ -48,7 +49,7 @@ def main() -> None:
         start = time.perf_counter()
         result = find_duplicates(args.folder, out=Path(tmp) / "out", cache={"dir": args.cache})
         seconds = time.perf_counter() - start
-        clusters = result.out / "clusters" / result.run
+        clusters = Layout.at(result.out).clusters(result.variant)
         outcomes = read_outcomes(clusters / PLANTED)
         stats = json.loads((clusters / STATS).read_text())
     at = outcomes[outcomes["eps"] == result.eps]

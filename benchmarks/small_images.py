@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from neardup.api import find_duplicates  # noqa: E402
 from neardup.contract import PAIRS, PLANTED, read_outcomes  # noqa: E402
+from neardup.layout import Layout  # noqa: E402
 
 SHIFT, SCALES = 3, (0.9, 1.0, 1.1)
 
@@ -79,8 +80,8 @@ def main() -> None:
     positive = (set(cross["a"]) | set(cross["b"])) & tests
     with tempfile.TemporaryDirectory() as tmp:
         result = find_duplicates(images, args.folder / "labels.csv", out=Path(tmp) / "out")
-        pairs = pd.read_csv(result.out / "clusters" / result.run / PAIRS)
-        planted = read_outcomes(result.out / "clusters" / result.run / PLANTED)
+        pairs = pd.read_csv(Layout.at(result.out).clusters(result.variant) / PAIRS)
+        planted = read_outcomes(Layout.at(result.out).clusters(result.variant) / PLANTED)
     eps = result.eps
     pairs["true"] = [frozenset(p) in true_pairs for p in zip(pairs["a"], pairs["b"])]
     judged = pairs[pairs["a"].str.startswith(args.judged_prefix) | pairs["b"].str.startswith(args.judged_prefix)]
