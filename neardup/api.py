@@ -124,13 +124,11 @@ class Result:
         as in a project's report."""
         from neardup.params import params_from_dict
         from neardup.render.html import write_html_report
-        from neardup.verify import pair_matches
+        from neardup.verify import queue_matches
 
         path = Path(path) if path is not None else Layout.at(self.out).path("html")
         render, verify = self.params["render"], params_from_dict(self.params, "cluster").verify
-        pairs = list(zip(self.queue["a"].astype(str), self.queue["b"].astype(str)))
-        matches = (pair_matches(pairs, self.manifest, verify, cache_dir=self.params["cache"]["dir"])
-                   if verify.enabled else {})
+        matches = queue_matches(self.queue, self.manifest, verify, cache_dir=self.params["cache"]["dir"])
         write_html_report(path, metrics={"dataset": self.metrics.get("dataset", {}), self.variant: self.metrics},
                           variants=[self.variant], groups={self.variant: self.groups}, manifest=self.manifest,
                           overlap={self.variant: pd.DataFrame(self.metrics.get("overlap", {})).T}, figures=None,

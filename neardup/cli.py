@@ -23,7 +23,7 @@ import webbrowser
 
 from neardup.cache import user_cache_dir
 from neardup.contract import GROUPS, QUEUE, SKIPPED, UserError
-from neardup.stage import STAGES, guarded
+from neardup.stage import STAGES, guarded, installed_version
 from neardup.stage import main as stage_main
 
 log = logging.getLogger("neardup")
@@ -129,21 +129,11 @@ def _init(args) -> int:
     return 0
 
 
-def _version() -> str:
-    """The installed distribution's version."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("neardup")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="neardup", description="Find duplicate and near-duplicate images in ML "
                                   "datasets: which images, across which sets, with which labels, how sure.")
     top.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
-    top.add_argument("--version", action="version", version=f"neardup {_version()}")
+    top.add_argument("--version", action="version", version=f"neardup {installed_version() or 'unknown (not installed)'}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     find = sub.add_parser("find", help="find duplicates in a folder (no DVC needed)",
                           description="Find the duplicates of a folder of images with the pipeline's defaults and "

@@ -60,22 +60,27 @@ def primary_steps(params: dict) -> list[tuple[str, dict]]:
             ("cluster", {"variant": variant}), ("evaluate", {"variant": variant}), ("act", {"folds_required": False})]
 
 
+def installed_version() -> str | None:
+    """The installed neardup distribution's version, or None when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("neardup")
+    except PackageNotFoundError:
+        return None
+
+
 def code_digest() -> str:
     """The installed package in one line: its version and a SHA-256 of its files (path and bytes of
     every ``.py``, ``.yaml`` and ``.html`` file under it, sorted). What a ``neardup init`` project's
     stages depend on for their code."""
     import hashlib
-    from importlib.metadata import PackageNotFoundError, version
 
     root = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".yaml", ".html") and p.is_file()):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    try:
-        installed = version("neardup")
-    except PackageNotFoundError:
-        installed = "unknown"
-    return f"neardup {installed} {digest.hexdigest()}"
+    return f"neardup {installed_version() or 'unknown'} {digest.hexdigest()}"
 
 
 def stage_function(name: str):
@@ -83,10 +88,10 @@ def stage_function(name: str):
     return importlib.import_module(STAGES[name][0]).run
 
 
-def setup_logging(level: str | None = None) -> None:
-    """Log to stderr at INFO (``NEARDUP_LOG_LEVEL`` or ``level`` overrides) and quieten TensorFlow's C++ log."""
+def setup_logging() -> None:
+    """Log to stderr at INFO (``NEARDUP_LOG_LEVEL`` overrides) and quieten TensorFlow's C++ log."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    level = (level or os.environ.get("NEARDUP_LOG_LEVEL", "INFO")).upper()
+    level = os.environ.get("NEARDUP_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 

@@ -42,6 +42,15 @@ def proof(m: Match, path_a: str, path_b: str, params) -> bool:
     return share is None or share >= params.min_agreement
 
 
+def queue_matches(queue, manifest, params, *, cache_dir: str) -> dict:
+    """:func:`pair_matches` of a review queue's pairs (columns ``a, b``): the proofs a report draws;
+    empty when verification is off (``params.enabled``)."""
+    if not params.enabled:
+        return {}
+    return pair_matches(list(zip(queue["a"].astype(str), queue["b"].astype(str))), manifest, params,
+                        cache_dir=cache_dir)
+
+
 def pair_matches(pairs, manifest, params, *, cache_dir: str = "") -> dict:
     """``{(a, b): Match}`` for the id pairs ``pairs`` whose match is a proof (:meth:`Match.proves`), from the
     images of ``manifest`` (``id, path, sha256``, ``pixel_sha256``): the proof drawn in the report."""

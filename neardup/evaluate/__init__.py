@@ -37,13 +37,17 @@ def planted_summary(outcomes: pd.DataFrame, eps: float) -> dict:
     return summary
 
 
+def _with_sets(groups: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """``groups`` with each image's ``set`` (from the manifest)."""
+    set_of = manifest.set_index(manifest["id"].astype(str))["set"].astype(str)
+    return groups.assign(set=set_of.reindex(groups["id"].astype(str)).to_numpy())
+
+
 def cross_set_groups(groups: pd.DataFrame, manifest: pd.DataFrame) -> int:
     """How many groups hold images of two or more sets (leakage between them)."""
     if not len(groups):
         return 0
-    set_of = manifest.set_index(manifest["id"].astype(str))["set"].astype(str)
-    sets = set_of.reindex(groups["id"].astype(str)).to_numpy()
-    return int((groups.assign(set=sets).groupby("group")["set"].nunique() > 1).sum())
+    return int((_with_sets(groups, manifest).groupby("group")["set"].nunique() > 1).sum())
 
 
 def overlap_matrix(groups: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
@@ -59,8 +63,7 @@ def overlap_matrix(groups: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame
     out = pd.DataFrame(0, index=pd.Index(sets, name="images of"), columns=pd.Index(sets, name="with a duplicate in"))
     if not len(groups):
         return out
-    set_of = manifest.set_index(manifest["id"].astype(str))["set"].astype(str)
-    members = groups.assign(set=set_of.reindex(groups["id"].astype(str)).to_numpy())
+    members = _with_sets(groups, manifest)
     per_group = members.groupby(["group", "set"]).size().unstack(fill_value=0).reindex(columns=sets, fill_value=0)
     for a in sets:
         mine = members[members["set"] == a]

@@ -29,7 +29,13 @@ def check_images(images):
             raise TypeError(f"find_duplicates(images={{name: folder}}): every folder must be a str or os.PathLike, "
                             f"got {type(odd[0]).__name__} {odd[0]!r:.60}")
         return {str(k): v for k, v in images.items()}
-    return images if isinstance(images, (str, os.PathLike)) else list(images)
+    if isinstance(images, (str, os.PathLike)):
+        return images
+    odd = [p for p in images if not isinstance(p, (str, os.PathLike))]
+    if odd:
+        raise TypeError(f"find_duplicates(images=[...]): every file must be a str or os.PathLike, got "
+                        f"{type(odd[0]).__name__} {odd[0]!r:.60}")
+    return list(images)
 
 
 def labels_table(labels, images):
@@ -102,10 +108,6 @@ def fetch_params(images, labels, layout: Layout, params: dict, *, splits: bool) 
                                 f"files")
         params["fetch"].update(source="folder", input=str(input_dir.resolve()), sets=[], folder=folder)
         return None
-    odd = [p for p in images if not isinstance(p, (str, os.PathLike))]
-    if odd:
-        raise TypeError(f"find_duplicates(images=[...]): every file must be a str or os.PathLike, got "
-                        f"{type(odd[0]).__name__} {odd[0]!r:.60}")
     if not images:
         raise UserError("find_duplicates got an empty list of files")
     params["fetch"]["folder"]["labels_csv"] = labels_csv

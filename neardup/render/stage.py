@@ -15,7 +15,7 @@ from neardup.render import render_all
 from neardup.render.html import write_html_report
 from neardup.render.pairs import draw_pair_figures
 from neardup.render.quality import write_quality_report
-from neardup.verify import pair_matches
+from neardup.verify import queue_matches
 
 
 #: The caption of the quality figure in the HTML report.
@@ -41,8 +41,7 @@ def run(params: dict, layout: Layout) -> None:
     figures.mkdir(parents=True, exist_ok=True)  # an output even when nothing is proposed
     queue = read_queue(layout.evaluation(variants[0]) / QUEUE)
     # the primary variant is a CNN variant (the first model): its verified pairs show the agreeing keypoints
-    matches = (pair_matches(list(zip(queue["a"].astype(str), queue["b"].astype(str))), manifest, verify,
-                            cache_dir=cache_dir) if verify.enabled else {})
+    matches = queue_matches(queue, manifest, verify, cache_dir=cache_dir)
     draw_pair_figures(queue, manifest, figures, max_figures=render.max_pair_figures, matches=matches)
     figure = out / "precision_recall.png"
     sweeps = {v: read_table(layout.curve("eps", v)) for v in variants}
