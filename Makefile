@@ -25,10 +25,12 @@ run: venv
 test: venv
 	python -m pytest -q tests
 
-# Embedding speed (input pipeline, model alone, end to end), then fp32 against int8 / bf16 in the same
+# Embedding speed (input pipeline, model alone, end to end); the input pipeline before and after issue
+# 28 (speed, end to end / model alone, AP and planted recall); then fp32 against int8 / bf16 in the same
 # run: speed, ratio, cosine to fp32, AP / F1 on the demo and cifar10-dev (docs/performance.md#precision).
 bench: venv
 	python benchmarks/embed_throughput.py
+	python benchmarks/input_pipeline.py --quality
 	python benchmarks/precision.py --models efficientnet-lite0@224 efficientnet-lite2@260 --quality
 
 # The whole pipeline (dvc repro) on 2,000, 5,000 and 25,000 distinct 800x600 photos: wall time, CPU

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from precision_models import OpenVINORunner, TFLiteRunner, cosines, int8_flatbuffer  # noqa: E402
-from precision_quality import both_sets  # noqa: E402
+from precision_quality import both_sets, print_quality  # noqa: E402
 
 from neardup.embed.models import build_embedder, get_spec  # noqa: E402
 from neardup.embed.pixels import pixel_batches  # noqa: E402
@@ -112,18 +112,6 @@ def print_speed(rows: list[dict]) -> None:
         print(f"| {r['model']} | {r['candidate']} | {r['e2e']:.1f} | {r['e2e_ratio']:.2f}x | {r['alone']:.1f} | "
               f"{r['alone_ratio']:.2f}x | {r['e2e'] / r['alone']:.2f} | {r['cos_min']:.4f} / {r['cos_mean']:.4f} | "
               + " ".join(f"{x:.1f}" for x in r["rounds"]) + " |", flush=True)
-
-
-def print_quality(rows: list[dict]) -> None:
-    print("\n| set | candidate | AP | dAP | best pair F1 | R@P0.9 | cosine min / mean | planted transforms "
-          "worse than fp32 (recall at the best-F1 threshold) |\n|---|---|---|---|---|---|---|---|")
-    base = {}
-    for r in rows:
-        ref = base.setdefault(r["set"], r)
-        worse = [f"{k} {ref['recall'][k]}->{v}" for k, v in r["recall"].items() if float(v) < float(ref["recall"][k])]
-        print(f"| {r['set']} | {r['candidate']} | {r['ap']:.3f} | {r['ap'] - ref['ap']:+.3f} | {r['f1']:.3f} | "
-              f"{r['r@p90']:.3f} | {r['cos_min']:.4f} / {r['cos_mean']:.4f} | {', '.join(worse) or 'none'} |",
-              flush=True)
 
 
 def main() -> None:

@@ -45,12 +45,19 @@ def demo_set(root: Path):
 
 def cifar_set(folder: Path, out: Path, *, plant: int, seed: int):
     """cifar10-dev with ``plant`` copies planted (easy + hard transforms), judged on ``test/`` pairs."""
-    manifest = scan_folder(folder / "images", symlinks="inside").manifest
-    true, links = read_truth(folder / "truth_pairs.csv")
+    return planted_set(folder / "images", folder / "truth_pairs.csv", out, plant=plant, seed=seed,
+                       judged=lambda i: i.startswith("test/") or i.startswith("planted"))
+
+
+def planted_set(images: Path, truth: Path, out: Path, *, plant: int, seed: int, judged=lambda i: True):
+    """The images under ``images`` with ``plant`` copies planted (easy + hard transforms); the true pairs
+    are the planted ones and those of ``truth`` (a judged-pairs CSV, when it exists)."""
+    manifest = scan_folder(images, symlinks="inside").manifest
+    true, links = read_truth(truth) if truth.is_file() else (set(), [])
     manifest, planted_true, kinds = with_plants(manifest, links, out, n=plant,
                                                 transforms=EASY_TRANSFORMS + HARD_TRANSFORMS, seed=seed)
     true = {p for p in true | planted_true if set(p) <= set(manifest["id"])}
-    return manifest, true, kinds, (lambda i: i.startswith("test/") or i.startswith("planted"))
+    return manifest, true, kinds, judged
 
 
 def dataset_pixels(manifest: pd.DataFrame, model: str) -> tuple[np.ndarray, int]:
@@ -114,3 +121,16 @@ def both_sets(candidates, *, demo_root: Path, cifar: Path | None, model: str, ca
             rows += quality_rows("cifar10-dev", *cifar_set(cifar, Path(tmp) / "plants", plant=plant, seed=seed),
                                  candidates, model=model, calibration=calibration, seed=seed, log=log)
     return rows
+
+
+def print_quality(rows: list[dict], *, column: str = "candidate", reference: str = "fp32") -> None:
+    """A markdown table of quality rows, each set's first row the ``reference`` the others are compared to."""
+    print(f"\n| set | {column} | AP | dAP | best pair F1 | R@P0.9 | cosine to {reference} min / mean | planted "
+          f"transforms worse than {reference} (recall at the best-F1 threshold) |\n|---|---|---|---|---|---|---|---|")
+    base = {}
+    for r in rows:
+        ref = base.setdefault(r["set"], r)
+        worse = [f"{k} {ref['recall'][k]}->{v}" for k, v in r["recall"].items() if float(v) < float(ref["recall"][k])]
+        print(f"| {r['set']} | {r[column]} | {r['ap']:.3f} | {r['ap'] - ref['ap']:+.3f} | {r['f1']:.3f} | "
+              f"{r['r@p90']:.3f} | {r['cos_min']:.4f} / {r['cos_mean']:.4f} | {', '.join(worse) or 'none'} |",
+              flush=True)

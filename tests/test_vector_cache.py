@@ -49,6 +49,21 @@ def test_vector_cache_is_one_folder_per_setting_and_off_without_a_root(tmp_path)
     assert len(again) == 1 and np.array_equal(again.get("s1"), np.ones(4, np.float32))
 
 
+def test_the_embed_cache_key_names_how_the_pixels_are_made(tmp_path, monkeypatch):
+    """Vectors made from another input (Pillow's resize before issue 28) are never taken for these."""
+    import neardup.embed.stage as stage
+
+    settings = {"model": "efficientnet-lite0", "size": 224, "pooling": "max", "weights": "imagenet",
+                "runtime": "tflite", "batch_size": 32}
+    cache = stage.variant_cache(str(tmp_path), settings)
+    cache.add(["s1"], np.ones((1, 4)))
+    assert json.loads((cache.folder / "settings.json").read_text())["input"] == stage.INPUT
+    assert stage.variant_cache(str(tmp_path), {**settings, "batch_size": 8}).folder == cache.folder
+    monkeypatch.setattr(stage, "INPUT", "pillow antialiased bicubic")
+    other = stage.variant_cache(str(tmp_path), settings)
+    assert other.folder != cache.folder and "s1" not in other
+
+
 def two_chunks(tmp_path):
     """A cache folder with two chunks written by VectorCache.add: ``{chunk file: (sha256s, vectors)}``."""
     cache = VectorCache(tmp_path, "k")

@@ -221,9 +221,10 @@ class Embedder:
             where = (f"{describe_strategy(self.strategy)} with Keras, batch {batch_size} per replica, "
                      f"{self.global_batch} global")
         # Decoding runs in one thread per core. On a CPU it alternates with the model, each phase on
-        # every core, so the two never oversubscribe the cores (measured on 2 cores, Lite0@224 tflite:
-        # 0.84-0.89 of the model-alone speed, against 0.72-0.80 with one decode thread running beside
-        # the model); with an accelerator the next batches are decoded while the model runs.
+        # every core, so the two never oversubscribe the cores: the model keeps every core busy, so
+        # end to end / model alone is its CPU time / (its CPU time + the input's), 0.83-0.93 on 2 cores
+        # (docs/performance.md#end-to-end-against-model-alone); one decode thread beside the model
+        # measured 0.72-0.80. With an accelerator the next batches are decoded while the model runs.
         self.decode_threads, self.overlap = cores, accelerated and runtime == "keras"
         log.info("embedding %s@%d on %s; decoding in %d threads%s", model_name, size, where, self.decode_threads,
                  ", beside the model" if self.overlap else ", between batches")

@@ -5,10 +5,15 @@ in a pool of threads, batched in manifest order.
   pixels every stage sees, for every format Pillow reads. JPEGs are DCT-scaled while decoding
   (``min_side``): an 800 x 600 photo for a 224 px model is decoded at 400 x 300, about a third of the
   work.
-* Crop and resize are one Pillow call on uint8 (``resize(box=...)``, bicubic with antialiasing), so no
-  float copy of the full image is ever made.
-* Pillow releases the GIL while it decodes and resizes, so a few Python threads keep up with the
-  model; their number is chosen by :class:`neardup.embed.Embedder` against the model's own threads.
+* Resizing has two steps, the same for every format: first a whole-factor reduction that leaves the
+  crop within twice the model's side (the DCT scaling does it for JPEGs, a box filter for the other
+  formats), then one bicubic resize of the crop (OpenCV, on a view of the decoded pixels: no copy of
+  the image). After the first step the factor left is under 2, where bicubic needs no antialiasing:
+  OpenCV's resize costs a tenth of Pillow's antialiased one (0.13 against 1.46 ms for 300 -> 224 px),
+  which was more than the decoding itself (docs/performance.md#the-input-pipeline).
+* Pillow and OpenCV release the GIL while they decode and resize, so a few Python threads keep up
+  with the model; their number is chosen by :class:`neardup.embed.Embedder` against the model's own
+  threads.
 """
 from __future__ import annotations
 
@@ -18,12 +23,17 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from neardup.decode import open_rgb
 
 log = logging.getLogger(__name__)
+
+#: How :func:`load_pixels` makes the model input, part of the vector cache's key: vectors made another
+#: way (before issue 28: Pillow's antialiased resize for every image) are never mixed with these.
+INPUT = "dct-or-box, opencv bicubic down, pillow bicubic up"
 
 
 def crop_box(width: int, height: int, crop_fraction: float) -> tuple[int, int, int, int]:
@@ -55,8 +65,17 @@ def load_pixels(path: str, *, size: int, crop_fraction: float) -> np.ndarray:
     """
     image = open_rgb(path, min_side=math.ceil(size / crop_fraction))
     box = crop_box(*image.size, crop_fraction)
-    return np.asarray(image.resize((size, size), Image.Resampling.BICUBIC, box=box))
-
+    side = box[2] - box[0]
+    if side < size:  # enlarged: Pillow's bicubic, which the model's features are measured on (cifar10-dev)
+        return np.asarray(image.resize((size, size), Image.Resampling.BICUBIC, box=box))
+    factor = side // size  # 2 or more only where the DCT scaling could not get within 2x
+    if factor >= 2:  # a box filter by that whole factor leaves the crop within 2x of the output
+        pixels = np.asarray(image.reduce(factor, box=box))
+    else:
+        pixels = np.asarray(image)[box[1]:box[3], box[0]:box[2]]
+    if pixels.shape[:2] == (size, size):
+        return np.ascontiguousarray(pixels)
+    return cv2.resize(pixels, (size, size), interpolation=cv2.INTER_CUBIC)
 
 def pixel_batches(paths, *, size: int, crop_fraction: float, batch_size: int, threads: int,
                   failed: list | None = None, overlap: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -10,6 +10,7 @@ from neardup.cache import vector_cache
 from neardup.contract import Embeddings, read_manifest, read_table, variant_key
 from neardup.embed import Embedder
 from neardup.embed.models import MODEL_NAMES
+from neardup.embed.pixels import INPUT
 from neardup.layout import Layout
 from neardup.params import EmbedParams, EngineParams, check_choice, params_from_dict
 from neardup.stage import record_timing
@@ -34,8 +35,10 @@ def run(params: dict, layout: Layout, *, model: str, size, plants: bool = False)
 
 def variant_cache(cache_dir: str, settings: dict):
     """The vector cache of one variant's resolved ``settings`` (model, size, weights, pooling, runtime; the
-    batch size is not part of the key). The runtime is: the two agree to a cosine of 0.9999, not to the bit."""
-    return vector_cache(cache_dir, **{key: settings[key] for key in ("model", "size", "pooling", "weights", "runtime")})
+    batch size is not part of the key) and of how the pixels are made (:data:`neardup.embed.pixels.INPUT`).
+    The runtime is part of it: the two agree to a cosine of 0.9999, not to the bit."""
+    return vector_cache(cache_dir, input=INPUT,
+                        **{key: settings[key] for key in ("model", "size", "pooling", "weights", "runtime")})
 
 
 def embed_images(model: str, size, manifest: pd.DataFrame, *, params: EmbedParams, cache_dir: str,
