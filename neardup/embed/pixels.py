@@ -80,6 +80,7 @@ def load_pixels(path: str, *, size: int, crop_fraction: float) -> np.ndarray:
         return np.ascontiguousarray(pixels)
     return cv2.resize(pixels, (size, size), interpolation=cv2.INTER_CUBIC)
 
+
 def pixel_batches(paths, *, size: int, crop_fraction: float, batch_size: int, threads: int,
                   failed: list | None = None, overlap: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Decode ``paths`` in ``threads`` threads and yield them in order, ``batch_size`` at a time.
