@@ -39,14 +39,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from embed_throughput import weights_for  # noqa: E402
 from precision_models import cosines  # noqa: E402
-from precision_quality import cifar_set, demo_set, planted_set, print_quality, score  # noqa: E402
+from precision_quality import cifar_set, demo_set, planted_set, print_quality, scored_rows  # noqa: E402
+from scenes import bench_photos  # noqa: E402
 
 import neardup.embed.pixels as pixels_module  # noqa: E402
 from neardup.decode import open_rgb  # noqa: E402
 from neardup.embed import Embedder  # noqa: E402
 from neardup.embed.models import get_spec  # noqa: E402
 from neardup.engine import cpu_cores  # noqa: E402
-from neardup.hash import hash_manifest  # noqa: E402
 
 
 def pillow_pixels(path: str, *, size: int, crop_fraction: float) -> np.ndarray:
@@ -124,19 +124,11 @@ def quality_rows(name: str, manifest, true, kinds, judged, *, model: str, cache_
     size = spec.auto_size(manifest["width"].astype(int), manifest["height"].astype(int))
     embedder = Embedder(model, size=size, weights="imagenet", batch_size=32, pooling="max", runtime="tflite",
                         cache_dir=cache_dir)
-    hashes = hash_manifest(manifest, method="dhash", hash_size=8).vectors
     print(f"{name}: {len(manifest)} images ({len(kinds)} planted), {len(true)} true pairs, {model}@{size}")
-    rows, reference = [], None
-    for loader, load in LOADERS.items():
-        pixels = np.stack([load(p, size=size, crop_fraction=embedder.crop_fraction) for p in manifest["path"]])
-        vectors = embedder.infer(pixels)
-        reference = vectors if reference is None else reference
-        cos = cosines(vectors, reference)
-        s = score(vectors, manifest, hashes, true, kinds, judged)
-        rows.append({"set": name, "input": loader, "ap": s["ap"], "f1": s["pair_f1"], "r@p90": s["r@p90"],
-                     "cos_min": float(cos.min()), "cos_mean": float(cos.mean()), "recall": s["recall"]})
-        print(f"  {loader}: AP {s['ap']:.3f} F1 {s['pair_f1']:.3f} R@P0.9 {s['r@p90']:.3f} | {s.get('kinds', '')}")
-    return rows
+    vectors = ((loader, embedder.infer(np.stack([load(p, size=size, crop_fraction=embedder.crop_fraction)
+                                                 for p in manifest["path"]])))
+               for loader, load in LOADERS.items())
+    return scored_rows(name, manifest, true, kinds, judged, vectors, column="input")
 
 
 def main() -> None:
@@ -158,14 +150,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         if not args.no_speed:
-            if args.folder is None:
-                from scenes import make_scenes
-
-                args.folder = Path(tempfile.gettempdir()) / "neardup-bench-scenes"
-                make_scenes(args.folder, args.n_images)
-            paths = np.array(sorted(str(p) for p in args.folder.iterdir()
-                                    if p.suffix.lower() in (".jpg", ".jpeg"))[: args.n_images])
-            print(f"{len(paths)} photos from {args.folder}, {cpu_cores()} cores, batch {args.batch_size}, "
+            folder, paths = bench_photos(args.folder, args.n_images)
+            paths = np.array(paths)
+            print(f"{len(paths)} photos from {folder}, {cpu_cores()} cores, batch {args.batch_size}, "
                   f"best of {args.rounds} alternating rounds")
             for spec in args.models:
                 model, size = spec.rsplit("@", 1)

@@ -23,7 +23,6 @@ import argparse
 import importlib.util
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from precision_models import OpenVINORunner, TFLiteRunner, cosines, int8_flatbuffer  # noqa: E402
 from precision_quality import both_sets, print_quality  # noqa: E402
+from scenes import bench_photos  # noqa: E402
 
 from neardup.embed.models import build_embedder, get_spec  # noqa: E402
 from neardup.embed.pixels import pixel_batches  # noqa: E402
@@ -136,13 +136,8 @@ def main() -> None:
                             ("ai-edge-litert (int8 runs on TensorFlow's interpreter)", LITERT)) if not ok))
 
     if not args.no_speed:
-        if args.folder is None:
-            from scenes import make_scenes
-
-            args.folder = Path(tempfile.gettempdir()) / "neardup-bench-scenes"
-            make_scenes(args.folder, args.n_images)
-        paths = sorted(str(p) for p in args.folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[: args.n_images]
-        print(f"{len(paths)} photos from {args.folder}, {args.threads} threads, batch {args.batch_size}, "
+        folder, paths = bench_photos(args.folder, args.n_images)
+        print(f"{len(paths)} photos from {folder}, {args.threads} threads, batch {args.batch_size}, "
               f"best of {args.rounds} alternating rounds; int8 calibrated on {args.calibration} of them (seed {args.seed})")
         rows = []
         for spec in args.models:

@@ -17,6 +17,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from precision_models import cosines  # noqa: E402
 from real_duplicates import closed_pairs, curve, read_truth, with_plants  # noqa: E402
 
 from neardup.cluster import cluster_vectors  # noqa: E402
@@ -92,19 +93,26 @@ def quality_rows(name: str, manifest, true, kinds, judged, candidates, *, model:
     ``candidates(model, size, calibration_pixels)`` returns ``{name: callable(pixels) -> vectors}``,
     fp32 first."""
     pixels, size = dataset_pixels(manifest, model)
-    hashes = hash_manifest(manifest, method="dhash", hash_size=8).vectors
     real = np.flatnonzero(~manifest["id"].astype(str).str.startswith("planted").to_numpy())
     sample = np.sort(np.random.default_rng(seed).choice(real, min(calibration, len(real)), replace=False))
     runners = candidates(model, size, pixels[sample])
     log(f"{name}: {len(manifest)} images ({len(kinds)} planted), {len(true)} true pairs, {model}@{size}, "
         f"calibrated on {len(sample)} of its own images (seed {seed})")
+    return scored_rows(name, manifest, true, kinds, judged,
+                       ((label, runner(pixels)) for label, runner in runners.items()), log=log)
+
+
+def scored_rows(name: str, manifest, true, kinds, judged, vectors, *, column: str = "candidate",
+                log=print) -> list[dict]:
+    """One row per ``(label, vectors)`` of ``vectors`` on one dataset: AP, F1, R@P0.9, per-transform
+    recall (:func:`score`) and the cosine of each image's vector to the first label's."""
+    hashes = hash_manifest(manifest, method="dhash", hash_size=8).vectors
     rows, reference = [], None
-    for label, runner in runners.items():
-        vectors = runner(pixels)
-        reference = vectors if reference is None else reference
-        cos = (vectors * reference).sum(1) / np.linalg.norm(vectors, axis=1) / np.linalg.norm(reference, axis=1)
-        s = score(vectors, manifest, hashes, true, kinds, judged)
-        rows.append({"set": name, "candidate": label, "ap": s["ap"], "f1": s["pair_f1"], "r@p90": s["r@p90"],
+    for label, vecs in vectors:
+        reference = vecs if reference is None else reference
+        cos = cosines(vecs, reference)
+        s = score(vecs, manifest, hashes, true, kinds, judged)
+        rows.append({"set": name, column: label, "ap": s["ap"], "f1": s["pair_f1"], "r@p90": s["r@p90"],
                      "cos_min": float(cos.min()), "cos_mean": float(cos.mean()), "recall": s["recall"]})
         log(f"  {label}: AP {s['ap']:.3f} F1 {s['pair_f1']:.3f} R@P0.9 {s['r@p90']:.3f} cosine "
             f"{cos.min():.4f}/{cos.mean():.4f} | {s.get('kinds', '')}")

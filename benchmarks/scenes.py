@@ -102,6 +102,17 @@ def make_scenes(out: Path, n: int, *, width: int = 800, height: int = 600, seed:
     return paths
 
 
+def bench_photos(folder: Path | None, n: int) -> tuple[Path, list[str]]:
+    """The first ``n`` JPEGs of ``folder`` (sorted), or, without one, of ``n`` scenes generated (once) in
+    the temp folder's ``neardup-bench-scenes``: the photos the speed benchmarks time by default."""
+    if folder is None:
+        import tempfile
+
+        folder = Path(tempfile.gettempdir()) / "neardup-bench-scenes"
+        make_scenes(folder, n)
+    return folder, sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:n]
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
