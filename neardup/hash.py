@@ -24,6 +24,7 @@ from neardup.decode import open_rgb
 from neardup.engine import ordered_map
 from neardup.layout import Layout
 from neardup.params import check_choice, params_from_dict
+from neardup.stage import record_timing
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +226,6 @@ def run(params: dict, layout: Layout, *, method: str) -> None:
     """The hash stage: ``method`` over the real images and over the planted copies, into
     ``layout.hashes(method)`` and ``layout.hashes(method, plants=True)``. Reads ``hash``, ``cache``,
     ``engine``."""
-    from neardup.stage import record_timing
-
     size, engine = params_from_dict(params, "hash").size, params_from_dict(params, "engine")
     cache_dir = params_from_dict(params, "cache").dir
     for plants in (False, True):
@@ -235,5 +234,5 @@ def run(params: dict, layout: Layout, *, method: str) -> None:
                              engine=engine)
         out = layout.hashes(method, plants=plants)
         hashed.save(out)
-        record_timing("hash", out.stem, images=len(hashed.ids), seconds=time.perf_counter() - start,
-                      rate=hashed.images_per_second)
+        record_timing(layout.root, "hash", out.stem, images=len(hashed.ids),
+                      seconds=time.perf_counter() - start, rate=hashed.images_per_second)

@@ -96,18 +96,21 @@ def setup_logging() -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
-def record_timing(stage: str, variant: str, *, images: int, seconds: float, rate: float, **extra) -> None:
-    """Append one timing line to :data:`TIMINGS`: images in the output, wall seconds of the step,
-    ``rate`` (images/s over the images computed in this call, not taken from the cache; NaN: none)
-    and any ``extra`` fields (embed: the runtime)."""
+def record_timing(root: Path, stage: str, variant: str, *, images: int, seconds: float, rate: float,
+                  **extra) -> None:
+    """Append one timing line to ``root /`` :data:`TIMINGS` (``root``: the project's, or ``find``'s
+    output folder): images in the output, wall seconds of the step, ``rate`` (images/s over the images
+    computed in this call, not taken from the cache; NaN: none) and any ``extra`` fields (embed: the
+    runtime)."""
     rate = None if rate != rate else rate
-    _append_timing({"stage": stage, "variant": variant, "images": images, "seconds": round(seconds, 3),
-                    "images_per_second": None if rate is None else round(rate, 2), **extra})
+    _append_timing(root, {"stage": stage, "variant": variant, "images": images, "seconds": round(seconds, 3),
+                          "images_per_second": None if rate is None else round(rate, 2), **extra})
 
 
-def _append_timing(line: dict) -> None:
-    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
-    with TIMINGS.open("a") as fh:
+def _append_timing(root: Path, line: dict) -> None:
+    path = Path(root) / TIMINGS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
         fh.write(json.dumps(line) + "\n")
 
 
@@ -184,6 +187,7 @@ def main(name: str, run=None, argv: list[str] | None = None, *, prog: str | None
     if code == 0:
         seconds, peak, cpu = time.perf_counter() - start, peak_memory_mb(), time.process_time()
         log.info("%s finished in %.1f s, peak memory %.0f MB", " ".join(filter(None, (name, variant))), seconds, peak)
-        _append_timing({"stage": name, "variant": variant, "step": "stage", "seconds": round(seconds, 3),
-                        "cpu_seconds": round(cpu, 3), "peak_mb": round(peak, 1)})
+        _append_timing(Path("."), {"stage": name, "variant": variant, "step": "stage",
+                                   "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
+                                   "peak_mb": round(peak, 1)})
     return code

@@ -156,10 +156,15 @@ def neardup_cmd(*args, cwd, env, input=None):
 
 
 def test_the_command_finds_duplicates_in_a_folder(demo, tmp_path):
-    out = tmp_path / "out"
+    out, here = tmp_path / "out", tmp_path / "here"
+    here.mkdir()
     proc = neardup_cmd("-q", "find", str(demo["images"]), "--labels", str(demo["labels"]), "--plant", "10",
-                       "--out", str(out), cwd=demo["work"], env=demo["env"])
+                       "--out", str(out), cwd=here, env=demo["env"])
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # nothing lands where the command was run: the steps' timings go to the output folder
+    assert not any(here.iterdir())
+    timings = [json.loads(line) for line in (out / "logs" / "timings.jsonl").read_text().splitlines()]
+    assert {t["stage"] for t in timings} == {"embed", "hash"}
     assert "duplicate groups" in proc.stdout and "images to remove" in proc.stdout
     for name in ("reports/keep.csv", "reports/remove.csv", "reports/folds.csv", "reports/index.html",
                  f"data/evaluation/{RUN}/groups.csv", f"data/evaluation/{RUN}/queue.csv", f"reports/metrics/{RUN}.json",

@@ -29,7 +29,7 @@ def run(params: dict, layout: Layout, *, model: str, size, plants: bool = False)
                        engine=engine, size_from=real)
     out = layout.embeddings(variant_key(model, size), plants=plants)
     emb.save(out)
-    record_timing("embed", out.stem, images=len(emb.ids), seconds=time.perf_counter() - start,
+    record_timing(layout.root, "embed", out.stem, images=len(emb.ids), seconds=time.perf_counter() - start,
                   rate=emb.images_per_second, runtime=emb.runtime)
 
 
