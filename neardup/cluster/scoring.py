@@ -23,6 +23,7 @@ import numpy as np
 from scipy import sparse
 
 from neardup.search import SEARCHES, Search, pair_recall
+from neardup.search.exact import DEFAULT_BLOCK
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +147,12 @@ def local_scale(points: np.ndarray, *, k: int, n_reference: int | None = None, s
     return _scale_of(search.knn(2 * k - 1), k)
 
 
-def pair_graph(points: np.ndarray, *, radius: float, search: str = "exact", nprobe: int = 0, block: int = 1024,
-               **options) -> sparse.csr_matrix:
+def pair_graph(points: np.ndarray, *, radius: float, search: str = "exact", nprobe: int = 16,
+               block: int = DEFAULT_BLOCK, **options) -> sparse.csr_matrix:
     """The graph of :func:`scored_graph` without the nearest-neighbour candidates (same options), by
-    default from the exact search (``nprobe`` only matters to an approximate one): for tests and
-    benchmarks that compare graphs, not for the pipeline, which passes the ``cluster`` params."""
+    default from the exact search, and from 16 cells of an approximate one (what ``scored_graph``
+    defaulted to before its options became required): for tests and benchmarks that compare graphs,
+    not for the pipeline, which passes the ``cluster`` params."""
     return scored_graph(points, radius=radius, candidates=0, search=search, nprobe=nprobe, block=block,
                         **options)[0]
 
