@@ -35,13 +35,20 @@ log = logging.getLogger(__name__)
 
 
 def _progress_bar():
-    """tqdm's bar for where it runs: a notebook's widget when ipywidgets is there (``tqdm.auto``), else the
-    text bar, without the warning ``tqdm.auto`` gives in a notebook that lacks ipywidgets."""
-    try:
-        import ipywidgets  # noqa: F401
-        from tqdm.auto import tqdm as bar
-    except ImportError:
-        from tqdm import tqdm as bar
+    """tqdm's bar for where it runs: in a Jupyter kernel, a notebook's widget when ipywidgets is there
+    (``tqdm.auto``), else the text bar, without the warning ``tqdm.auto`` gives in a notebook that lacks
+    ipywidgets. Outside a kernel (every stage, command and Dask worker) neither ipywidgets nor IPython
+    is imported: ``tqdm.auto`` would give the text bar there too, after ~100 ms of imports."""
+    if "ipykernel" in sys.modules:
+        try:
+            import ipywidgets  # noqa: F401
+            from tqdm.auto import tqdm as bar
+
+            return bar
+        except ImportError:
+            pass
+    from tqdm import tqdm as bar
+
     return bar
 
 
