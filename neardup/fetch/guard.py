@@ -190,15 +190,11 @@ def run(params: dict, layout) -> None:
 
     check_params(params)
     if "code_check" in layout.paths:
-        check = layout.path("code_check")
-        check.parent.mkdir(parents=True, exist_ok=True)
-        check.write_text(code_digest() + "\n", encoding="utf-8")
+        atomic_write(layout.path("code_check"), code_digest() + "\n")
     fetch = params_from_dict(params, "fetch")
     lines = guard_input(fetch.input)
     for i, spec in enumerate(fetch.sets or [fetch]):
         if spec.source == "folder" and is_url(spec.folder.images):
             param = f"fetch.sets[{i}]" if fetch.sets else "fetch"
             lines.append(listing_line(spec.folder.images, param=f"{param}.folder.images"))
-    out = layout.path("input_check")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    atomic_write(layout.path("input_check"), "".join(line + "\n" for line in lines))

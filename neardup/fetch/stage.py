@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from neardup.cache import InspectionCache
-from neardup.contract import SKIPPED, UserError, write_fetch_result
+from neardup.contract import SKIPPED, write_fetch_result
 from neardup.fetch import EmptyDatasetError, fetch_dataset
 from neardup.fetch.folder import load_labels_csv
 from neardup.fetch.guard import guard_input
@@ -63,8 +63,8 @@ def run(params: dict, layout: Layout, *, files: list | None = None) -> None:
         if files is not None:
             result = _scan_list(files, fetch, cache=cache, engine=engine)
             if not len(result.manifest):
-                write_fetch_result(result, out)
-                raise UserError(f"none of the {len(files)} files is a readable image (see {out / SKIPPED})")
+                raise EmptyDatasetError(f"none of the {len(files)} files is a readable image (see {out / SKIPPED})",
+                                        result)
         else:
             result = fetch_dataset(fetch, out, cache=cache, engine=engine)
     except EmptyDatasetError as exc:
