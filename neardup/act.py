@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from neardup.contract import (FOLD_COLUMNS, GROUPS, KEEP_COLUMNS, REMOVE_COLUMNS, display_labels, empty_frame,
-                              read_groups, read_manifest, read_table, variant_key, write_table)
+                              read_groups, read_manifest, read_table, primary_variant, write_table)
 from neardup.layout import Layout
 from neardup.params import ParamsError, params_from_dict
 
@@ -150,7 +150,7 @@ def run(params: dict, layout: Layout, *, folds_required: bool = True) -> None:
     with a one-line error naming the param, after the lists are written; with ``folds_required`` False
     (``find``, where nobody chose ``n_splits``) a warning says so and ``folds`` is left empty."""
     act, embed = params_from_dict(params, "act"), params_from_dict(params, "embed")
-    variant = variant_key(embed.models[0], embed.sizes[0])
+    variant = primary_variant(embed.models, embed.sizes)
     manifest = read_manifest(layout.manifest())
     if act.prefer_set and act.prefer_set not in set(manifest["set"]):
         raise ParamsError(f"act.prefer_set {act.prefer_set!r} is not a set of the dataset: "

@@ -22,7 +22,7 @@ import yaml
 
 from neardup.contract import (GROUPS as GROUPS_CSV, OUTPUT_MARKER, PAIRS, QUEUE, REASON, SKIPPED, UserError,
                               read_groups, read_keep, read_manifest, read_pairs, read_queue, read_remove, read_table,
-                              variant_key)
+                              primary_variant)
 from neardup.cache import user_cache_dir
 from neardup.layout import Layout
 
@@ -91,7 +91,7 @@ class Result:
     def read(cls, out: str | os.PathLike, params: dict) -> "Result":
         """The primary variant's result as the stages wrote it under ``out`` with ``params``."""
         layout = Layout.at(out)
-        variant = variant_key(params["embed"]["models"][0], params["embed"]["sizes"][0])
+        variant = primary_variant(params["embed"]["models"], params["embed"]["sizes"])
         metrics = json.loads(layout.metrics(variant).read_text())
         pairs = read_pairs(layout.clusters(variant) / PAIRS)  # as written, the distances evaluate judged
         pairs = pairs[pairs["distance"] <= metrics["eps"] + 1e-12][["a", "b", "distance"]].reset_index(drop=True)

@@ -152,6 +152,11 @@ def variant_keys(models, sizes, hashes=()) -> list[str]:
     return [variant_key(m, s) for m in models for s in sizes] + list(hashes)
 
 
+def primary_variant(models, sizes) -> str:
+    """The *primary* variant: the first model at the first size (the first of :func:`variant_keys`)."""
+    return variant_key(models[0], sizes[0])
+
+
 # --- tables -------------------------------------------------------------------------------------
 @dataclass
 class FetchResult:

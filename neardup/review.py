@@ -134,13 +134,13 @@ def _window_show():
 def _defaults(root: Path, variant: str | None) -> dict:
     """Paths of the project (or ``find`` output) at ``root`` (:class:`neardup.layout.Layout`) for
     ``variant`` (default: the primary variant, from its ``params.yaml``)."""
-    from neardup.contract import variant_keys
+    from neardup.contract import primary_variant
     from neardup.params import load_params
 
     layout = Layout.find(root)
     if variant is None:
         embed = load_params("embed", root / "params.yaml")
-        variant = variant_keys(embed.models, embed.sizes)[0]
+        variant = primary_variant(embed.models, embed.sizes)
     return {"queue": str(layout.evaluation(variant) / QUEUE), "manifest": str(layout.manifest()),
             "reviews": str(layout.path("reviews")), "figures": str(layout.path("review_figures")),
             "metrics": layout.metrics(variant)}

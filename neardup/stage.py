@@ -50,10 +50,10 @@ def primary_steps(params: dict) -> list[tuple[str, dict]]:
     in ``dvc.yaml``'s order: what ``find_duplicates`` runs. The hash mixed into the CNN scores
     (``cluster.hash``) is computed only when ``cluster.hash_weight`` uses it; folds too few images
     cannot fill are a warning there, not an error (nobody chose ``act.n_splits``)."""
-    from neardup.contract import variant_key
+    from neardup.contract import primary_variant
 
     model, size = params["embed"]["models"][0], params["embed"]["sizes"][0]
-    variant = variant_key(model, size)
+    variant = primary_variant(params["embed"]["models"], params["embed"]["sizes"])
     hashing = [("hash", {"method": params["cluster"]["hash"]})] if params["cluster"]["hash_weight"] else []
     return [("fetch", {}), ("plant", {}), ("embed", {"model": model, "size": size}),
             ("embed", {"model": model, "size": size, "plants": True}), *hashing,
