@@ -31,9 +31,13 @@ def plain(text) -> str:
     return visible(text).replace("$", r"\$")
 
 
-def thumbnail(path: str, size: int) -> np.ndarray:
-    """RGB thumbnail of ``path`` fitting in ``size x size``, shape (h, w, 3) uint8."""
+def thumbnail(path: str, size: int, *, enlarge: bool = False) -> np.ndarray:
+    """RGB thumbnail of ``path`` fitting in ``size x size``, shape (h, w, 3) uint8. With ``enlarge``, an
+    image smaller than half of ``size`` is first enlarged by a whole factor, pixel for pixel (nearest)."""
     im = open_rgb(path, max_pixels=None)  # the shared decoder: upright, first frame (checked at fetch)
+    factor = size // max(im.size) if enlarge else 1
+    if factor >= 2:  # a small image (CIFAR's 32 px) shown large enough to judge, its pixels kept sharp
+        im = im.resize((im.width * factor, im.height * factor), Image.Resampling.NEAREST)
     im.thumbnail((size, size), Image.Resampling.BICUBIC)
     return np.asarray(im)
 

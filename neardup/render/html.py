@@ -17,8 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from neardup.contract import label_conflict_groups
-from neardup.decode import open_rgb
-from neardup.render import review_view
+from neardup.render import review_view, thumbnail
 from neardup.render.sections import eps_section, headline_section, overlap_section, summary_section, text_cell
 
 log = logging.getLogger(__name__)
@@ -69,12 +68,7 @@ def thumbnail_uri(path: str, size: int) -> tuple[str, str]:
     An image that cannot be read gives a grey ``size x size`` placeholder and the reason as note.
     """
     try:
-        im = open_rgb(path, max_pixels=None)  # the shared decoder: upright, first frame (checked at fetch)
-        factor = size // max(im.size)
-        if factor >= 2:  # a small image (CIFAR's 32 px) shown large enough to judge, its pixels kept sharp
-            im = im.resize((im.width * factor, im.height * factor), Image.Resampling.NEAREST)
-        im.thumbnail((size, size), Image.Resampling.BICUBIC)
-        return _jpeg_uri(np.asarray(im)), ""
+        return _jpeg_uri(thumbnail(path, size, enlarge=True)), ""
     except Exception as err:  # noqa: BLE001 - any unreadable file becomes a placeholder
         log.debug("cannot thumbnail %r: %s", path, err)
         return _jpeg_uri(np.full((size, size, 3), 160, np.uint8)), f"cannot open image: {type(err).__name__}"
