@@ -131,7 +131,7 @@ class Result:
         matches = queue_matches(self.queue, self.manifest, verify, cache_dir=self.params["cache"]["dir"])
         write_html_report(path, metrics={"dataset": self.metrics.get("dataset", {}), self.variant: self.metrics},
                           variants=[self.variant], groups={self.variant: self.groups}, manifest=self.manifest,
-                          overlap={self.variant: pd.DataFrame(self.metrics.get("overlap", {})).T}, figures=None,
+                          figures=None,
                           thumb_size=render["thumb_size"], max_groups=render["max_groups"],
                           reasons={self.variant: self.reason}, review_queue=self.queue,
                           max_review_pairs=render["max_pair_figures"], matches=matches,

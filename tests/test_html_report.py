@@ -31,13 +31,13 @@ def make_inputs(tmp_path, *, ids=None):
     manifest = pd.DataFrame(rows)
     groups = pd.DataFrame({"eps": 0.5, "group": [0, 0, 1, 1, 2, 2], "id": ids,
                            "label": manifest["label"], "distance": [0.4, 0.45, 0.01, 0.02, 0.1, np.nan]})
-    sets = ["train", "test"]
-    overlap = pd.DataFrame([[2, 7], [0, 3]], index=sets, columns=sets)
+    overlap = {"train": {"train": 2, "test": 7}, "test": {"train": 0, "test": 3}}
     metrics = {"dataset": {"n_images": 6, "n_skipped": 0},
-               RUNS[0]: {"eps": 0.5, "precision": 0.9, "recall": 0.8, "n_groups": 3, "n_label_conflicts": 1},
+               RUNS[0]: {"eps": 0.5, "precision": 0.9, "recall": 0.8, "n_groups": 3, "n_label_conflicts": 1,
+                         "overlap": overlap},
                RUNS[1]: {"eps": 0.3}}
     return dict(metrics=metrics, variants=RUNS, groups={RUNS[0]: groups, RUNS[1]: groups.iloc[:0]},
-                manifest=manifest, overlap={RUNS[0]: overlap}, figures=None, thumb_size=128, max_groups=50)
+                manifest=manifest, figures=None, thumb_size=128, max_groups=50)
 
 
 @pytest.fixture

@@ -95,7 +95,7 @@ def evaluate(tmp_path, manifest, reviews_path):
 
 def report(path, manifest, queue, groups, *, max_review_pairs=200, matches=None):
     return write_html_report(path, metrics={"dataset": {"n_images": len(manifest)}}, variants=[RUN],
-                             groups={RUN: groups}, manifest=manifest, overlap={}, figures=None, thumb_size=64,
+                             groups={RUN: groups}, manifest=manifest, figures=None, thumb_size=64,
                              max_groups=10, review_queue=queue, max_review_pairs=max_review_pairs, matches=matches)
 
 

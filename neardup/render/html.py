@@ -152,7 +152,7 @@ def figures_section(figures: dict[str, Path] | None) -> str:
 
 
 def write_html_report(out: Path, *, metrics: dict, variants: list[str], groups: dict[str, pd.DataFrame],
-                      manifest: pd.DataFrame, overlap: dict[str, pd.DataFrame], figures: dict[str, Path] | None,
+                      manifest: pd.DataFrame, figures: dict[str, Path] | None,
                       thumb_size: int, max_groups: int, reasons: dict[str, str] | None = None,
                       review_queue: pd.DataFrame | None = None, max_review_pairs: int = 200,
                       matches: dict | None = None, rerun: str = "dvc repro") -> str:
@@ -163,15 +163,14 @@ def write_html_report(out: Path, *, metrics: dict, variants: list[str], groups: 
     out : Path
         The HTML file, e.g. ``reports/index.html``.
     metrics : dict
-        ``{"dataset": {...}, variant: {metric: value}}``; missing keys show '-'.
+        ``{"dataset": {...}, variant: {metric: value}}``; missing keys show '-'. The primary variant's
+        ``overlap`` (``{set A: {set B: images of A with a duplicate in B}}``) is the overlap table.
     variants : list of str
         Variant names in column order; the first is the primary variant, whose groups get galleries.
     groups : dict of str to DataFrame
         Per variant, its groups at the chosen eps (columns ``eps, group, id, label, distance``).
     manifest : DataFrame
         The dataset manifest (``id, path, label, label_name, set, ...``, all str).
-    overlap : dict of str to DataFrame
-        Per variant, a (n_sets, n_sets) frame: cell (A, B) = images of set A with a duplicate in set B.
     figures : dict of str to Path, optional
         ``{caption: image file}`` embedded at the end.
     thumb_size : int
@@ -201,7 +200,7 @@ def write_html_report(out: Path, *, metrics: dict, variants: list[str], groups: 
              "<p>" + "; ".join(f"{html.escape(str(k))}: {text_cell(v)}" for k, v in data.items()) + "</p>"
              if data else '<p class="muted">No dataset counts.</p>',
              summary_section(metrics, variants), eps_section(reasons or {}, metrics, variants),
-             overlap_section(overlap.get(primary), primary)]
+             overlap_section(pd.DataFrame(metrics.get(primary, {}).get("overlap", {})).T, primary)]
     n_conflicts = 0
     if primary in groups and len(groups[primary]):
         at = groups[primary]

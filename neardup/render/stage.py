@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 
 from neardup.contract import (GROUPS, QUEUE, REASON, read_groups, read_manifest, read_queue, read_table,
                               variant_keys)
@@ -46,8 +45,7 @@ def run(params: dict, layout: Layout) -> None:
     figure = out / "precision_recall.png"
     sweeps = {v: read_table(layout.curve("eps", v)) for v in variants}
     write_quality_report(metrics, reasons, sweeps, layout.path("quality"), variants=variants, figure=figure)
-    overlap = {v: pd.DataFrame(per_variant[v].get("overlap", {})).T for v in variants}
     write_html_report(layout.path("html"), metrics=metrics, variants=variants, groups=groups, manifest=manifest,
-                      overlap=overlap, figures={CAPTION: figure},
+                      figures={CAPTION: figure},
                       thumb_size=render.thumb_size, max_groups=render.max_groups, reasons=reasons,
                       review_queue=queue, max_review_pairs=render.max_pair_figures, matches=matches)
