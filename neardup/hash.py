@@ -21,7 +21,7 @@ import pandas as pd
 from neardup.cache import vector_cache
 from neardup.contract import Embeddings, read_table
 from neardup.decode import open_rgb
-from neardup.engine import ordered_map
+from neardup.engine import map_on_dask, missing_from, ordered_map, require_cache_dir
 from neardup.layout import Layout
 from neardup.params import check_choice, params_from_dict
 from neardup.stage import record_timing
@@ -214,8 +214,6 @@ def hash_images(method: str, manifest: pd.DataFrame, *, hash_size: int, cache_di
     (one task per ``engine.shard_size`` images), and the output is assembled from the cache as here."""
     check_choice(method, HASH_METHODS, "hash.methods")
     if engine is not None and engine.kind == "dask":
-        from neardup.engine import map_on_dask, missing_from, require_cache_dir
-
         require_cache_dir(cache_dir, "hashes")
         map_on_dask(_hash_shard, missing_from(manifest, hash_cache(cache_dir, method, hash_size)), engine=engine,
                     what=f"hash {method}", method=method, hash_size=hash_size, cache_dir=cache_dir)

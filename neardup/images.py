@@ -22,7 +22,7 @@ from PIL import UnidentifiedImageError
 from neardup.cache import sha256_file
 from neardup.contract import MANIFEST_COLUMNS, SKIPPED_COLUMNS, FetchResult, empty_frame
 from neardup.decode import ImageTooLarge, decode_image, pixel_sha256
-from neardup.engine import ordered_map, tqdm
+from neardup.engine import map_on_dask, ordered_map, tqdm
 from neardup.files import input_size, is_url
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,6 @@ def _on_engine(task, paths: list, engine, desc: str, **kwargs) -> list:
         if paths:
             log.info("%s: %d files in %.1f s (%.1f files/s)", desc, len(paths), seconds, len(paths) / max(seconds, 1e-9))
         return out
-    from neardup.engine import map_on_dask
 
     return [item for shard in map_on_dask(task, paths, engine=engine, what=desc, **kwargs) for item in shard]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neardup.engine import tqdm
+from neardup.engine import cpu_cores, tqdm
 from neardup.contract import Embeddings, UserError
 from neardup.embed.pixels import pixel_batches
 from neardup.params import RUNTIMES, check_choice
@@ -184,7 +184,6 @@ class Embedder:
                  runtime: str = "auto", cache_dir: str = "", strategy=None, manifest: pd.DataFrame | None = None):
         from neardup.embed.models import build_embedder, get_spec
         from neardup.embed.tflite import TFLiteModel, cached_flatbuffer
-        from neardup.engine import cpu_cores
 
         check_choice(runtime, RUNTIMES, "embed.runtime")
         import_tensorflow()

@@ -13,7 +13,6 @@ Each record is a ``tf.train.Example`` with the features
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
@@ -105,8 +104,9 @@ def extract_tfrecords(
     SourceError
         If no file matches ``pattern`` or the label map is invalid.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from neardup.embed import import_tensorflow
+
+    tf = import_tensorflow()  # TensorFlow's start-up notices off stderr, or one line saying what to install
 
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:

@@ -25,7 +25,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from neardup.contract import atomic_write
-from neardup.engine import cpu_cores
+from neardup.engine import cpu_cores, dask_client, require_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,6 @@ def search_executor(engine, cache_dir: str):
     if engine is None or engine.kind == "local":
         yield ThreadExecutor()
         return
-    from neardup.engine import dask_client, require_cache_dir
 
     require_cache_dir(cache_dir, "the pair search's vectors")
 
