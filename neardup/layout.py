@@ -13,6 +13,7 @@ baseline (``phash``); :func:`neardup.contract.variant_key` names it.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,13 @@ def _paths(dvc_yaml: Path) -> dict:
     raise UserError(f"{dvc_yaml}: no vars.paths block; this is not a neardup pipeline (make one with `neardup init`)")
 
 
+@functools.lru_cache(maxsize=1)
+def _pipeline_paths() -> tuple:
+    """``vars.paths`` of the package's pipeline (:data:`PIPELINE`), parsed once per process (it ships
+    with the package and never changes): ``(name, path)`` pairs."""
+    return tuple(_paths(PIPELINE).items())
+
+
 @dataclass(frozen=True)
 class Layout:
     """Every path of one project, rooted at ``root``.
@@ -69,7 +77,7 @@ class Layout:
     @classmethod
     def at(cls, out: str | os.PathLike) -> "Layout":
         """The pipeline's layout rooted at ``out`` (the output folder of ``find``)."""
-        return cls(Path(out), _paths(PIPELINE))
+        return cls(Path(out), dict(_pipeline_paths()))
 
     @classmethod
     def find(cls, folder: str | os.PathLike = ".") -> "Layout":
@@ -86,7 +94,7 @@ class Layout:
     def path(self, name: str) -> Path:
         """The path named ``name`` in ``vars.paths`` (``dataset``, ``keep``, ``html``, ...)."""
         if name not in self.paths:
-            raise UserError(f"dvc.yaml vars.paths has no {name!r}; it needs {sorted(_paths(PIPELINE))}")
+            raise UserError(f"dvc.yaml vars.paths has no {name!r}; it needs {sorted(dict(_pipeline_paths()))}")
         return self.root / self.paths[name]
 
     # --- the dataset and its planted copies -------------------------------------------------------
