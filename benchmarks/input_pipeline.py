@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from embed_throughput import weights_for  # noqa: E402
 from precision_models import cosines  # noqa: E402
-from precision_quality import cifar_set, demo_set, planted_set, print_quality, scored_rows  # noqa: E402
+from precision_quality import bench_arguments, cifar_set, demo_set, planted_set, print_quality, scored_rows  # noqa: E402
 from scenes import bench_photos  # noqa: E402
 
 import neardup.embed.pixels as pixels_module  # noqa: E402
@@ -133,16 +133,8 @@ def quality_rows(name: str, manifest, true, kinds, judged, *, model: str, cache_
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["efficientnet-lite0@224", "efficientnet-lite2@260",
-                                                        "efficientnet-b0@224"], help="model@size, ...")
-    parser.add_argument("--folder", type=Path, help="photos to time (default: generated 800x600 scenes)")
-    parser.add_argument("--n-images", type=int, default=384)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--no-speed", action="store_true")
-    parser.add_argument("--quality", action="store_true", help="also AP / F1 on the demo and cifar10-dev")
-    parser.add_argument("--demo-root", type=Path, default=REPO, help="a project whose data/ holds the demo")
-    parser.add_argument("--cifar", type=Path, default=REPO.parent / "shared" / "data" / "cifar10-dev")
+    bench_arguments(parser, models=["efficientnet-lite0@224", "efficientnet-lite2@260", "efficientnet-b0@224"],
+                    rounds=3)
     parser.add_argument("--photos", type=Path, default=REPO.parent / "shared" / "data" / "wallpapers",
                         help="large photos (over twice the model's side), with a truth_pairs.csv if known")
     args = parser.parse_args()

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from precision_models import OpenVINORunner, TFLiteRunner, cosines, int8_flatbuffer  # noqa: E402
-from precision_quality import both_sets, print_quality  # noqa: E402
+from precision_quality import bench_arguments, both_sets, print_quality  # noqa: E402
 from scenes import bench_photos  # noqa: E402
 
 from neardup.embed.models import build_embedder, get_spec  # noqa: E402
@@ -116,18 +116,10 @@ def print_speed(rows: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["efficientnet-lite0@224"], help="model@size, ...")
-    parser.add_argument("--folder", type=Path, help="photos to time (default: generated 800x600 scenes)")
-    parser.add_argument("--n-images", type=int, default=384)
-    parser.add_argument("--batch-size", type=int, default=32)
+    bench_arguments(parser, models=["efficientnet-lite0@224"], rounds=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--calibration", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-speed", action="store_true")
-    parser.add_argument("--quality", action="store_true", help="also AP / F1 on the demo and cifar10-dev")
-    parser.add_argument("--demo-root", type=Path, default=REPO, help="a project whose data/ holds the demo")
-    parser.add_argument("--cifar", type=Path, default=REPO.parent / "shared" / "data" / "cifar10-dev")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not OPENVINO or not LITERT:

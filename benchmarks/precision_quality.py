@@ -142,3 +142,18 @@ def print_quality(rows: list[dict], *, column: str = "candidate", reference: str
         print(f"| {r['set']} | {r[column]} | {r['ap']:.3f} | {r['ap'] - ref['ap']:+.3f} | {r['f1']:.3f} | "
               f"{r['r@p90']:.3f} | {r['cos_min']:.4f} / {r['cos_mean']:.4f} | {', '.join(worse) or 'none'} |",
               flush=True)
+
+
+def bench_arguments(parser, *, models: list[str], rounds: int) -> None:
+    """The options :mod:`precision` and :mod:`input_pipeline` share: what to time, on which photos, and
+    the quality sets."""
+    repo = Path(__file__).resolve().parents[1]
+    parser.add_argument("--models", nargs="+", default=models, help="model@size, ...")
+    parser.add_argument("--folder", type=Path, help="photos to time (default: generated 800x600 scenes)")
+    parser.add_argument("--n-images", type=int, default=384)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--quality", action="store_true", help="also AP / F1 on the demo and cifar10-dev")
+    parser.add_argument("--demo-root", type=Path, default=repo, help="a project whose data/ holds the demo")
+    parser.add_argument("--cifar", type=Path, default=repo.parent / "shared" / "data" / "cifar10-dev")
