@@ -13,6 +13,7 @@ Each record is a ``tf.train.Example`` with the features
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
@@ -104,9 +105,8 @@ def extract_tfrecords(
     SourceError
         If no file matches ``pattern`` or the label map is invalid.
     """
-    from neardup.embed import import_tensorflow
-
-    tf = import_tensorflow()  # TensorFlow's start-up notices off stderr, or one line saying what to install
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
 
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
